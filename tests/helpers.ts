@@ -1,0 +1,242 @@
+// Test helpers: run scripts as real subprocesses (exactly as a user would),
+// wait for their "Listening on" line instead of sleeping, and talk to them
+// over loopback sockets.
+
+/** Absolute path of a script in scripts/. */
+export function scriptPath(name: string): string {
+  return new URL(`../scripts/${name}`, import.meta.url).pathname;
+}
+
+export interface Output {
+  code: number;
+  signal: Deno.Signal | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  /** Permission flags, as in the script's header. */
+  allow?: string[];
+  stdin?: string | Uint8Array;
+  /** Kill the process if it runs longer than this (default 20 s). */
+  timeoutMs?: number;
+  env?: Record<string, string>;
+}
+
+/** Runs a script to completion and returns its exit code and output. */
+export async function runScript(
+  name: string,
+  args: string[] = [],
+  options: RunOptions = {},
+): Promise<Output> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...(options.allow ?? ["--allow-net"]),
+      scriptPath(name),
+      ...args,
+    ],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: options.env,
+  }).spawn();
+  const timer = setTimeout(
+    () => child.kill("SIGKILL"),
+    options.timeoutMs ?? 20_000,
+  );
+  try {
+    if (options.stdin !== undefined) {
+      const writer = child.stdin.getWriter();
+      const bytes = typeof options.stdin === "string"
+        ? new TextEncoder().encode(options.stdin)
+        : options.stdin;
+      await writer.write(bytes).catch(() => {});
+      await writer.close().catch(() => {});
+    }
+    const [stdout, stderr, status] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.status,
+    ]);
+    return { code: status.code, signal: status.signal, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface RunningServer {
+  /** The full first stdout line, e.g. "Listening on tcp://127.0.0.1:40123". */
+  listeningLine: string;
+  hostname: string;
+  port: number;
+  child: Deno.ChildProcess;
+  /** Sends `signal` (default SIGTERM) and waits for the exit. */
+  stop(signal?: Deno.Signal): Promise<Output>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts a server script (pass `--port 0` in args) and resolves once it has
+ * printed its "Listening on" line. stderr and the rest of stdout are
+ * collected and returned by stop().
+ */
+export async function startScript(
+  name: string,
+  args: string[] = [],
+  options: Omit<RunOptions, "stdin"> = {},
+): Promise<RunningServer> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...(options.allow ?? ["--allow-net"]),
+      scriptPath(name),
+      ...args,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: options.env,
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const timer = setTimeout(
+    () => child.kill("SIGKILL"),
+    options.timeoutMs ?? 20_000,
+  );
+
+  let stdout = "";
+  while (!stdout.includes("\n")) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    stdout += value;
+  }
+  const listeningLine = stdout.split("\n")[0];
+  const match = /^Listening on \w+:\/\/\[?([^\]]*?)\]?:(\d+)$/.exec(
+    listeningLine,
+  );
+  const rest = (async () => {
+    while (true) {
+      const { value, done } = await lines.read();
+      if (done) return;
+      stdout += value;
+    }
+  })();
+
+  let stopped: Promise<Output> | undefined;
+  const stop = (signal: Deno.Signal = "SIGTERM") => {
+    stopped ??= (async () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+      const status = await child.status;
+      clearTimeout(timer);
+      await rest;
+      return {
+        code: status.code,
+        signal: status.signal,
+        stdout,
+        stderr: await stderr,
+      };
+    })();
+    return stopped;
+  };
+
+  if (!match) {
+    const output = await stop("SIGKILL");
+    throw new Error(
+      `${name} did not print a Listening line.\nstdout: ${output.stdout}\nstderr: ${output.stderr}`,
+    );
+  }
+  return {
+    listeningLine,
+    hostname: match[1],
+    port: Number(match[2]),
+    child,
+    stop,
+    [Symbol.asyncDispose]: async () => {
+      await stop();
+    },
+  };
+}
+
+/** Reads a connection until the peer closes it. */
+export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(conn.readable).arrayBuffer());
+}
+
+/** Reads until `text` has appeared in what the connection sent. */
+export async function readUntil(
+  conn: Deno.Conn,
+  text: string,
+  decoder = new TextDecoder(),
+): Promise<string> {
+  const buffer = new Uint8Array(4096);
+  let received = "";
+  while (!received.includes(text)) {
+    const count = await conn.read(buffer);
+    if (count === null) {
+      throw new Error(
+        `connection closed before ${JSON.stringify(text)}; got ${
+          JSON.stringify(received)
+        }`,
+      );
+    }
+    received += decoder.decode(buffer.subarray(0, count), { stream: true });
+  }
+  return received;
+}
+
+/** Whether a command-line tool is installed (for tests that need nc, curl…). */
+export async function hasCommand(command: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${command}`],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs an outside tool (nc, python3, curl…) with input and a time limit. */
+export async function runTool(
+  command: string,
+  args: string[],
+  stdin?: string | Uint8Array,
+  timeoutMs = 20_000,
+): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
+  const child = new Deno.Command(command, {
+    args,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    if (stdin !== undefined) {
+      const writer = child.stdin.getWriter();
+      await writer.write(
+        typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin,
+      ).catch(() => {});
+      await writer.close().catch(() => {});
+    }
+    const [stdout, stderr, status] = await Promise.all([
+      new Response(child.stdout).arrayBuffer(),
+      new Response(child.stderr).text(),
+      child.status,
+    ]);
+    return { code: status.code, stdout: new Uint8Array(stdout), stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Marks a test as skipped with a visible reason when a tool is missing. */
+export function skipBecause(reason: string) {
+  console.log(`SKIPPED: ${reason}`);
+}
