@@ -1,0 +1,215 @@
+/**
+ * UDP timestamp server: answers every datagram, to whoever sent it, with
+ * `[<time>]` followed by the datagram's bytes unchanged.
+ *
+ * Run:    deno run --allow-net scripts/udp_server.ts [--port 8081] [--iso]
+ * Try it: deno run --allow-net scripts/udp_client.ts hello
+ *    or:  echo hello | nc -u -W 1 127.0.0.1 8081
+ *
+ * The tutorial's server decodes and re-encodes the data (breaking binary
+ * payloads), stops for good when an empty datagram arrives, and dies on the
+ * first send error. This one copies bytes untouched, answers an empty
+ * datagram with just the stamp, cuts a reply that would not fit in one UDP
+ * datagram, and logs (rate-limited) send errors without stopping.
+ */
+import { parseCommandLine, parsePort, runCommand } from "../lib/cli.ts";
+import { closeQuietly, formatAddress } from "../lib/net.ts";
+import { runUntilSignal, type ServerHandle } from "../lib/server.ts";
+
+export const DEFAULT_PORT = 8081;
+
+/**
+ * The largest UDP payload over IPv4: 65,535 minus the 20-byte IP header and
+ * the 8-byte UDP header. IPv6 allows 65,527; we use the smaller one for both.
+ */
+export const MAX_UDP_PAYLOAD = 65_507;
+
+const USAGE = `Usage: udp_server.ts [--hostname HOST] [--port PORT] [--iso]
+
+Answers every UDP datagram with "[<time>]" followed by the datagram's bytes.
+
+Options:
+  --hostname HOST  address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
+  --port PORT      port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
+  --iso            stamp in ISO 8601 UTC (2026-11-22T01:24:44Z) instead of
+                   ctime style local time (Sun Nov 22 01:24:44 2026)
+  -h, --help       show this help`;
+
+export interface UdpServerOptions {
+  hostname?: string;
+  port?: number;
+  /** ISO 8601 UTC stamps instead of ctime-style local time. */
+  iso?: boolean;
+  /** The clock, in milliseconds since the epoch (tests pass a fixed one). */
+  now?: () => number;
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = [
+  "Jan",
+  "Feb",
+  "Mar",
+  "Apr",
+  "May",
+  "Jun",
+  "Jul",
+  "Aug",
+  "Sep",
+  "Oct",
+  "Nov",
+  "Dec",
+];
+
+function twoDigits(value: number): string {
+  return String(value).padStart(2, "0");
+}
+
+/**
+ * Python's time.ctime() in local time: `Sun Nov  2 01:24:44 2026` (the day
+ * of the month is padded with a space, the time with zeros).
+ */
+export function formatCtime(date: Date): string {
+  const day = String(date.getDate()).padStart(2, " ");
+  const time = `${twoDigits(date.getHours())}:${twoDigits(date.getMinutes())}:${
+    twoDigits(date.getSeconds())
+  }`;
+  return `${DAYS[date.getDay()]} ${
+    MONTHS[date.getMonth()]
+  } ${day} ${time} ${date.getFullYear()}`;
+}
+
+/** ISO 8601 in UTC, to the second: `2026-11-22T01:24:44Z`. */
+export function formatIso(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/**
+ * Starts the server. Returns once the socket is bound; `finished` resolves
+ * after close().
+ */
+export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? DEFAULT_PORT,
+  });
+  const format = options.iso ? formatIso : formatCtime;
+  const now = options.now ?? Date.now;
+  const encoder = new TextEncoder();
+  const log = rateLimitedLog();
+
+  // One buffer for the whole server. A datagram is received at offset
+  // STAMP_ROOM and the stamp is written just in front of it, so the reply
+  // is one contiguous slice: no copy of the payload, no allocation.
+  const STAMP_ROOM = 64;
+  const buffer = new Uint8Array(STAMP_ROOM + 65_536);
+  const payloadArea = buffer.subarray(STAMP_ROOM);
+
+  // The stamp changes once a second, so format and encode it only then.
+  let stampSecond = NaN;
+  let stamp = new Uint8Array();
+  function currentStamp(): Uint8Array {
+    const milliseconds = now();
+    const second = Math.floor(milliseconds / 1000);
+    if (second !== stampSecond) {
+      stampSecond = second;
+      stamp = encoder.encode(`[${format(new Date(second * 1000))}]`);
+    }
+    return stamp;
+  }
+
+  let closed = false;
+
+  async function serve() {
+    while (true) {
+      let payloadLength: number;
+      let sender: Deno.Addr;
+      try {
+        const [payload, from] = await socket.receive(payloadArea);
+        payloadLength = payload.length;
+        sender = from;
+      } catch (error) {
+        if (closed || error instanceof Deno.errors.BadResource) return;
+        // Some systems report an earlier send's ICMP error here (Windows:
+        // "connection reset"). It concerns one client, not the server.
+        log(`receive failed: ${(error as Error).message}`);
+        continue;
+      }
+      const head = currentStamp();
+      const start = STAMP_ROOM - head.length;
+      buffer.set(head, start);
+      // Cut the reply to the largest payload one datagram can carry.
+      const end = Math.min(STAMP_ROOM + payloadLength, start + MAX_UDP_PAYLOAD);
+      try {
+        await socket.send(buffer.subarray(start, end), sender);
+      } catch (error) {
+        if (closed) return;
+        // Unreachable or forbidden sender: its problem, not everyone's.
+        log(
+          `send to ${formatAddress(sender)} failed: ${
+            (error as Error).message
+          }`,
+        );
+      }
+    }
+  }
+
+  const serving = serve();
+  let closing: Promise<void> | undefined;
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      closed = true;
+      closeQuietly(socket);
+      await serving;
+    })();
+    return closing;
+  }
+
+  return {
+    addr: socket.addr as Deno.NetAddr,
+    finished: serving.then(() => close()),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/**
+ * Logs to stderr at most once a second, counting what it held back: a
+ * flood of bad datagrams must not turn into a flood of log lines.
+ */
+function rateLimitedLog() {
+  let lastLogged = -Infinity;
+  let heldBack = 0;
+  return (message: string) => {
+    const time = performance.now();
+    if (time - lastLogged < 1000) {
+      heldBack++;
+      return;
+    }
+    const suffix = heldBack > 0
+      ? ` (${heldBack} similar errors not shown)`
+      : "";
+    console.error(`${message}${suffix}`);
+    lastLogged = time;
+    heldBack = 0;
+  };
+}
+
+if (import.meta.main) {
+  await runCommand("udp_server.ts", () => {
+    const { values } = parseCommandLine(Deno.args, {
+      usage: USAGE,
+      options: {
+        hostname: { type: "string", default: "127.0.0.1" },
+        port: { type: "string", default: String(DEFAULT_PORT) },
+        iso: { type: "boolean", default: false },
+      },
+    });
+    const server = startUdpServer({
+      hostname: values.hostname,
+      port: parsePort(values.port),
+      iso: values.iso,
+    });
+    return runUntilSignal(server, "udp");
+  });
+}
