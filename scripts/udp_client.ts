@@ -1,0 +1,241 @@
+/**
+ * UDP client for the timestamp server: sends its arguments as one datagram,
+ * or each line of stdin as one datagram, and prints every reply.
+ *
+ * Run:    deno run --allow-net scripts/udp_client.ts hello world
+ *         printf 'one\ntwo\n' | deno run --allow-net scripts/udp_client.ts
+ * Try it: start scripts/udp_server.ts first (or: ncat -u -l 8081 -k -e /bin/cat)
+ *
+ * UDP may lose a datagram or its reply, and nobody tells you. The tutorial's
+ * client calls recvfrom() with no timeout and hangs forever when that
+ * happens; it also accepts a datagram from anyone as "the reply". This one
+ * waits --timeout seconds per try, sends again up to --retries times, then
+ * says so and exits 1; it ignores datagrams that do not come from the
+ * server's address or do not answer what it just sent (a late reply to an
+ * earlier try, say).
+ *
+ * Output: each reply's bytes exactly as received, then a newline unless the
+ * reply already ends with one (a stdin line is sent without its newline).
+ */
+import { lookup } from "node:dns/promises";
+import {
+  describeError,
+  Failure,
+  parseCommandLine,
+  parseInteger,
+  parsePort,
+  parseSeconds,
+  runCommand,
+} from "../lib/cli.ts";
+import { closeQuietly, writeAll } from "../lib/net.ts";
+import { LineReader, LineTooLongError } from "../lib/lines.ts";
+import { DEFAULT_PORT, MAX_UDP_PAYLOAD } from "./udp_server.ts";
+
+const USAGE = `Usage: udp_client.ts [options] [WORD...]
+
+Sends WORDs (joined by spaces) as one UDP datagram and prints the reply.
+With no WORDs, sends each line of stdin as one datagram.
+
+Options:
+  --hostname HOST    server address (default 127.0.0.1)
+  --port PORT        server port (default ${DEFAULT_PORT})
+  --timeout SECONDS  how long to wait for each reply (default 1)
+  --retries N        how many times to send again when no reply came (default 2)
+  -h, --help         show this help`;
+
+export interface UdpClientOptions {
+  hostname?: string;
+  port?: number;
+  /** Seconds to wait for a reply after each send. */
+  timeout?: number;
+  /** Extra sends after the first one went unanswered. */
+  retries?: number;
+}
+
+/** Thrown when every try went unanswered. */
+export class NoReplyError extends Failure {}
+
+export interface UdpClient {
+  /** The server's resolved address. */
+  server: Deno.NetAddr;
+  /** Sends `payload` and resolves with the server's reply (a fresh copy). */
+  request(payload: Uint8Array): Promise<Uint8Array>;
+  close(): void;
+  [Symbol.dispose](): void;
+}
+
+type Received = { data: Uint8Array; from: Deno.Addr } | { error: unknown };
+
+const CLOSE_BRACKET = 0x5d; // "]", the end of the server's stamp
+
+/**
+ * Whether `reply` answers `payload`: the server sends `[<time>]` plus the
+ * payload, cut to the largest datagram; a plain echo server sends the
+ * payload alone.
+ */
+export function answers(reply: Uint8Array, payload: Uint8Array): boolean {
+  if (reply.length >= MAX_UDP_PAYLOAD) return true; // cut: its end is gone
+  if (reply.length < payload.length) return false;
+  const tail = reply.length - payload.length;
+  for (let index = 0; index < payload.length; index++) {
+    if (reply[tail + index] !== payload[index]) return false;
+  }
+  return tail === 0 || reply[tail - 1] === CLOSE_BRACKET;
+}
+
+/**
+ * Resolves the server's name once and binds a socket of the same family.
+ * IPv4 is preferred when a name has both, as the servers here listen on
+ * 127.0.0.1 by default.
+ */
+export async function openUdpClient(
+  options: UdpClientOptions = {},
+): Promise<UdpClient> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = options.port ?? DEFAULT_PORT;
+  const timeoutMs = (options.timeout ?? 1) * 1000;
+  const tries = (options.retries ?? 2) + 1;
+
+  let addresses;
+  try {
+    addresses = await lookup(hostname, { all: true });
+  } catch (error) {
+    throw new Failure(
+      `name not resolved: ${hostname}: ${describeError(error)}`,
+    );
+  }
+  const chosen = addresses.find((address) => address.family === 4) ??
+    addresses[0];
+  if (!chosen) throw new Failure(`name not resolved: ${hostname}`);
+  const server: Deno.NetAddr = {
+    transport: "udp",
+    hostname: chosen.address,
+    port,
+  };
+  const socket = Deno.listenDatagram({
+    transport: "udp",
+    hostname: chosen.family === 6 ? "::" : "0.0.0.0",
+    port: 0,
+  });
+
+  const buffer = new Uint8Array(65_536);
+  // At most one receive is outstanding; it survives a timeout and serves
+  // the next wait, so nothing is lost between tries.
+  let pending: Promise<Received> | undefined;
+  function receive(): Promise<Received> {
+    pending ??= socket.receive(buffer).then(
+      ([data, from]) => ({ data, from }),
+      (error) => ({ error }),
+    );
+    return pending;
+  }
+
+  /** The next datagram from the server, or null once `deadline` passes. */
+  async function receiveFromServer(
+    deadline: number,
+  ): Promise<Uint8Array | null> {
+    while (true) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) return null;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const expired = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), remaining);
+      });
+      const received = await Promise.race([receive(), expired]);
+      clearTimeout(timer);
+      if (received === null) return null;
+      pending = undefined;
+      if ("error" in received) throw received.error;
+      const { data, from } = received;
+      if (
+        from.transport === "udp" && from.hostname === server.hostname &&
+        from.port === server.port
+      ) {
+        return data;
+      }
+      // A stranger's datagram: not our reply, keep waiting.
+    }
+  }
+
+  async function request(payload: Uint8Array): Promise<Uint8Array> {
+    for (let attempt = 1; attempt <= tries; attempt++) {
+      await socket.send(payload, server);
+      const deadline = performance.now() + timeoutMs;
+      while (true) {
+        const reply = await receiveFromServer(deadline);
+        if (reply === null) break; // this try went unanswered: send again
+        if (answers(reply, payload)) return reply.slice();
+        // A late reply to an earlier datagram: ignore it.
+      }
+    }
+    const target = hostname.includes(":") ? `[${hostname}]` : hostname;
+    throw new NoReplyError(
+      `no reply from ${target}:${port} after ${tries} ${
+        tries === 1 ? "try" : "tries"
+      }`,
+    );
+  }
+
+  const close = () => closeQuietly(socket);
+  return { server, request, close, [Symbol.dispose]: close };
+}
+
+/** Prints a reply: its bytes, then a newline unless it ends with one. */
+async function printReply(reply: Uint8Array) {
+  await writeAll(Deno.stdout, reply);
+  if (reply.at(-1) !== 0x0a) {
+    await writeAll(Deno.stdout, new Uint8Array([0x0a]));
+  }
+}
+
+function checkSize(payload: Uint8Array, what: string) {
+  if (payload.length > MAX_UDP_PAYLOAD) {
+    throw new Failure(
+      `${what} is ${payload.length} bytes; a UDP datagram holds at most ${MAX_UDP_PAYLOAD}`,
+    );
+  }
+}
+
+if (import.meta.main) {
+  await runCommand("udp_client.ts", async () => {
+    const { values, positionals } = parseCommandLine(Deno.args, {
+      usage: USAGE,
+      positionals: true,
+      options: {
+        hostname: { type: "string", default: "127.0.0.1" },
+        port: { type: "string", default: String(DEFAULT_PORT) },
+        timeout: { type: "string", default: "1" },
+        retries: { type: "string", default: "2" },
+      },
+    });
+    const options = {
+      hostname: values.hostname,
+      port: parsePort(values.port),
+      timeout: parseSeconds(values.timeout, "--timeout"),
+      retries: parseInteger(values.retries, "--retries", 0, 100),
+    };
+    using client = await openUdpClient(options);
+    if (positionals.length > 0) {
+      const payload = new TextEncoder().encode(positionals.join(" "));
+      checkSize(payload, "the message");
+      await printReply(await client.request(payload));
+      return;
+    }
+    const lines = new LineReader(Deno.stdin, MAX_UDP_PAYLOAD);
+    for (let number = 1;; number++) {
+      let line;
+      try {
+        line = await lines.readLine();
+      } catch (error) {
+        if (error instanceof LineTooLongError) {
+          throw new Failure(
+            `line ${number} is longer than ${MAX_UDP_PAYLOAD} bytes, the largest UDP datagram`,
+          );
+        }
+        throw error;
+      }
+      if (line === null) return;
+      await printReply(await client.request(line));
+    }
+  });
+}
