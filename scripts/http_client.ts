@@ -1,0 +1,1058 @@
+/**
+ * HTTP/1.1 client spoken by hand over a TCP socket (TLS for https): builds
+ * the request, parses the status line and headers, and streams the body,
+ * however the server frames it (Content-Length, chunked, or closing).
+ *
+ * Run:    deno run --allow-net scripts/http_client.ts http://127.0.0.1:8000/
+ *         deno run --allow-net --allow-write scripts/http_client.ts -o page.html http://127.0.0.1:8000/
+ *         deno run --allow-net --allow-read scripts/http_client.ts --cacert ca.pem https://localhost:8443/
+ * Try it: python3 -m http.server 8000 --bind 127.0.0.1   (then run the first line)
+ *    or:  deno run --allow-net scripts/http_client.ts -i --data username=ada http://127.0.0.1:8000/register
+ *
+ * The tutorial sends "GET / HTTP/1.1" over a bare socket, calls recv() until
+ * it returns nothing, and splits the text at the first "\r\n\r\n". That only
+ * works while the server closes the connection after one response, sends no
+ * chunked body, and the whole page fits in memory and decodes as text. This
+ * client reads the head line by line with a size limit, frames the body the
+ * way RFC 9112 says (chunked, Content-Length, or connection close; none at
+ * all for HEAD, 204 and 304), streams it as bytes, and bounds every wait.
+ */
+import {
+  describeError,
+  Failure,
+  parseCommandLine,
+  parseSeconds,
+  runCommand,
+  UsageError,
+} from "../lib/cli.ts";
+import { closeQuietly, writeAll } from "../lib/net.ts";
+import type { Reader } from "../lib/lines.ts";
+
+const USAGE = `Usage: http_client.ts [options] URL
+
+Fetches URL (http:// or https://) over a hand-written HTTP/1.1 connection and
+writes the body to stdout. Exits 1 on a 4xx/5xx answer (the body is still
+written, the status line goes to stderr) and on network or protocol errors.
+
+Options:
+  -i, --include        also print the status line and headers (to stdout)
+  -I, --head           send a HEAD request and print the headers only
+  -o, --output FILE    save the body to FILE instead of writing it to stdout
+  --data NAME=VALUE    send a form POST (urlencoded); repeat for more fields
+  -L, --location       follow redirects (up to ${5})
+  --proxy URL          go through an HTTP proxy, http://host:port (port 80 if
+                       omitted); https is tunnelled with CONNECT
+  --links              print the page's links (a, link, img, script…), one per
+                       line, resolved against the final URL, instead of the body
+  --cacert FILE        also trust the CA certificate(s) in this PEM file
+  --timeout SECONDS    limit for connecting and for each wait for data
+                       (default 30)
+  -h, --help           show this help`;
+
+const USER_AGENT = "deno-network-examples/1.0";
+/** Largest status line plus headers we accept (and likewise for trailers). */
+export const MAX_HEAD_BYTES = 64 * 1024;
+/** Chunk-size lines carry a hex number and optional extensions: keep small. */
+const MAX_CHUNK_LINE_BYTES = 4096;
+export const MAX_REDIRECTS = 5;
+const DEFAULT_TIMEOUT_SECONDS = 30;
+const CR = 0x0d;
+const LF = 0x0a;
+
+/** A response that breaks HTTP/1.1 (or a redirect chain gone wrong): exit 1. */
+export class HttpError extends Failure {}
+
+// ---------------------------------------------------------------------------
+// Reading: lines and raw bytes from one buffer
+// ---------------------------------------------------------------------------
+
+/**
+ * A buffered reader that hands out both CRLF-terminated lines (the head,
+ * chunk sizes, trailers) and raw body bytes, in any order. lib/lines.ts's
+ * LineReader only does lines; chunked bodies alternate between the two, so
+ * the few lines of buffering live here.
+ */
+export class HttpReader implements Reader {
+  #source: Reader;
+  #buffer: Uint8Array;
+  #start = 0; // first unread byte
+  #end = 0; // one past the last buffered byte
+
+  constructor(source: Reader, bufferSize = MAX_HEAD_BYTES + 2) {
+    this.#source = source;
+    this.#buffer = new Uint8Array(bufferSize);
+  }
+
+  /**
+   * The next line without its "\r\n" (a bare "\n" is accepted), with each
+   * byte as one character (headers are bytes, not UTF-8). Null at end of
+   * input before any byte of a line. Throws HttpError with `tooLong` when
+   * the line exceeds `limit` bytes: memory stays bounded.
+   */
+  async readLine(limit: number, tooLong: string): Promise<string | null> {
+    let scanned = 0; // bytes from #start known to hold no "\n"
+    while (true) {
+      const found = this.#buffer.subarray(this.#start + scanned, this.#end)
+        .indexOf(LF);
+      if (found >= 0) {
+        const newline = this.#start + scanned + found;
+        let end = newline;
+        if (end > this.#start && this.#buffer[end - 1] === CR) end--;
+        if (end - this.#start > limit) throw new HttpError(tooLong);
+        const line = decodeLatin1(this.#buffer.subarray(this.#start, end));
+        this.#start = newline + 1;
+        return line;
+      }
+      scanned = this.#end - this.#start;
+      if (scanned > limit + 1) throw new HttpError(tooLong);
+      if (!await this.#fill()) {
+        if (scanned === 0) return null;
+        throw new HttpError("connection closed in the middle of a line");
+      }
+    }
+  }
+
+  /** Raw bytes: what is buffered first, then straight from the source. */
+  read(into: Uint8Array): Promise<number | null> {
+    if (this.#start < this.#end) {
+      const count = Math.min(into.length, this.#end - this.#start);
+      into.set(this.#buffer.subarray(this.#start, this.#start + count));
+      this.#start += count;
+      return Promise.resolve(count);
+    }
+    return this.#source.read(into);
+  }
+
+  /** How many bytes were read from the source but not yet handed out. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  async #fill(): Promise<boolean> {
+    if (this.#start > 0) {
+      // Move the unread tail to the front so the buffer never grows.
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    if (this.#end === this.#buffer.length) {
+      throw new HttpError(`line longer than ${this.#buffer.length} bytes`);
+    }
+    const count = await this.#source.read(this.#buffer.subarray(this.#end));
+    if (count === null) return false;
+    this.#end += count;
+    return true;
+  }
+}
+
+/** Bytes to text, one character per byte (ISO-8859-1, exactly reversible). */
+function decodeLatin1(bytes: Uint8Array): string {
+  let text = "";
+  for (let offset = 0; offset < bytes.length; offset += 8192) {
+    text += String.fromCharCode(...bytes.subarray(offset, offset + 8192));
+  }
+  return text;
+}
+
+function encodeLatin1(text: string): Uint8Array {
+  return Uint8Array.from(text, (character) => character.charCodeAt(0) & 0xff);
+}
+
+// ---------------------------------------------------------------------------
+// The response head
+// ---------------------------------------------------------------------------
+
+export type HeaderList = [name: string, value: string][];
+
+export interface ResponseHead {
+  version: string; // "HTTP/1.1" or "HTTP/1.0"
+  status: number;
+  reason: string;
+  statusLine: string;
+  /** Headers in the order received, names as sent (compare case-blind). */
+  headers: HeaderList;
+  /** The head exactly as received, one entry per line, without CRLF. */
+  lines: string[];
+}
+
+const STATUS_LINE = /^(HTTP\/1\.[01]) ([1-9]\d\d)(?: (.*))?$/;
+const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$/;
+
+/**
+ * Reads a status line and headers up to the empty line, within `maxBytes`
+ * in all. Throws HttpError for a head that is too large, malformed, or cut
+ * short.
+ */
+export async function readResponseHead(
+  reader: HttpReader,
+  maxBytes = MAX_HEAD_BYTES,
+): Promise<ResponseHead> {
+  let budget = maxBytes;
+  const tooLarge = `response head larger than ${maxBytes} bytes`;
+  const nextLine = async () => {
+    const line = await reader.readLine(budget, tooLarge);
+    if (line !== null) budget -= line.length + 2;
+    if (budget < 0) throw new HttpError(tooLarge);
+    return line;
+  };
+
+  const statusLine = await nextLine();
+  if (statusLine === null) {
+    throw new HttpError("server closed the connection without answering");
+  }
+  const status = STATUS_LINE.exec(statusLine);
+  if (!status) {
+    throw new HttpError(`malformed status line: '${printable(statusLine)}'`);
+  }
+  const lines = [statusLine];
+  const headers: HeaderList = [];
+  while (true) {
+    const line = await nextLine();
+    if (line === null) {
+      throw new HttpError("connection closed in the middle of the headers");
+    }
+    if (line === "") break;
+    lines.push(line);
+    if (line[0] === " " || line[0] === "\t") {
+      // Obsolete line folding: RFC 9112 lets a client replace it by a space.
+      if (headers.length === 0) {
+        throw new HttpError("malformed header: continuation line first");
+      }
+      headers[headers.length - 1][1] += " " + line.trim();
+      continue;
+    }
+    const header = HEADER_LINE.exec(line);
+    if (!header) {
+      throw new HttpError(`malformed header line: '${printable(line)}'`);
+    }
+    headers.push([header[1], header[2]]);
+  }
+  return {
+    version: status[1],
+    status: Number(status[2]),
+    reason: status[3] ?? "",
+    statusLine,
+    headers,
+    lines,
+  };
+}
+
+/** Every value of a header, comma lists split, in order. */
+export function headerValues(headers: HeaderList, name: string): string[] {
+  const wanted = name.toLowerCase();
+  return headers
+    .filter(([key]) => key.toLowerCase() === wanted)
+    .flatMap(([, value]) => value.split(","))
+    .map((value) => value.trim())
+    .filter((value) => value !== "");
+}
+
+/** A header's single value (the first one), or undefined. */
+export function headerValue(
+  headers: HeaderList,
+  name: string,
+): string | undefined {
+  const wanted = name.toLowerCase();
+  return headers.find(([key]) => key.toLowerCase() === wanted)?.[1];
+}
+
+/**
+ * Text from the network, made safe to print on a terminal: control
+ * characters (an escape sequence could rewrite the screen) are shown as
+ * \xNN, and long text is cut.
+ */
+export function printable(text: string): string {
+  const shown = text.length > 200 ? text.slice(0, 200) + "…" : text;
+  let safe = "";
+  for (const character of shown) {
+    const code = character.charCodeAt(0);
+    safe += code < 0x20 || (code >= 0x7f && code < 0xa0)
+      ? "\\x" + code.toString(16).padStart(2, "0")
+      : character;
+  }
+  return safe;
+}
+
+// ---------------------------------------------------------------------------
+// Body framing (RFC 9112 section 6.3)
+// ---------------------------------------------------------------------------
+
+/** A response body: read() gives bytes, then null at its end. */
+export interface BodyReader extends Reader {
+  /** Trailer fields, known once a chunked body has been read to its end. */
+  readonly trailers: HeaderList;
+}
+
+/** No body at all (HEAD, 1xx, 204, 304). */
+class EmptyBody implements BodyReader {
+  readonly trailers: HeaderList = [];
+  read(): Promise<number | null> {
+    return Promise.resolve(null);
+  }
+}
+
+/** Exactly `length` bytes; the connection ending sooner is an error. */
+export class FixedLengthBody implements BodyReader {
+  readonly trailers: HeaderList = [];
+  #remaining: number;
+  constructor(private reader: Reader, readonly length: number) {
+    this.#remaining = length;
+  }
+  async read(into: Uint8Array): Promise<number | null> {
+    if (this.#remaining === 0) return null;
+    const count = await this.reader.read(
+      into.subarray(0, Math.min(into.length, this.#remaining)),
+    );
+    if (count === null) {
+      throw new HttpError(
+        `connection closed after ${
+          this.length - this.#remaining
+        } of ${this.length} body bytes`,
+      );
+    }
+    this.#remaining -= count;
+    return count;
+  }
+}
+
+/** Everything until the server closes: HTTP/1.0 style, no length known. */
+class CloseDelimitedBody implements BodyReader {
+  readonly trailers: HeaderList = [];
+  constructor(private reader: Reader) {}
+  read(into: Uint8Array): Promise<number | null> {
+    return this.reader.read(into);
+  }
+}
+
+/**
+ * The chunked transfer coding: `<hex size>[;extensions]\r\n<data>\r\n`
+ * repeated, then a `0\r\n` chunk, optional trailer fields and an empty line.
+ * Extensions are ignored (nobody agrees on a use for them); trailers are
+ * kept in `trailers`, within the same size limit as the head.
+ */
+export class ChunkedBody implements BodyReader {
+  readonly trailers: HeaderList = [];
+  #remaining = 0; // data bytes left in the current chunk
+  #inChunk = false; // a chunk's data (and its CRLF) are still to come
+  #done = false;
+
+  constructor(private reader: HttpReader) {}
+
+  async read(into: Uint8Array): Promise<number | null> {
+    if (into.length === 0) return 0;
+    while (!this.#done && this.#remaining === 0) {
+      await this.#nextChunk();
+    }
+    if (this.#done) return null;
+    const count = await this.reader.read(
+      into.subarray(0, Math.min(into.length, this.#remaining)),
+    );
+    if (count === null) {
+      throw new HttpError("connection closed in the middle of a chunk");
+    }
+    this.#remaining -= count;
+    return count;
+  }
+
+  async #nextChunk() {
+    if (this.#inChunk) {
+      // The data of the previous chunk is followed by CRLF, nothing else.
+      const end = await this.#line("chunk");
+      if (end !== "") {
+        throw new HttpError("chunk data longer than its declared size");
+      }
+    }
+    const line = await this.#line("chunk size");
+    const size = /^([0-9A-Fa-f]{1,13})[ \t]*(;.*)?$/.exec(line);
+    if (!size) {
+      throw new HttpError(`malformed chunk size line: '${printable(line)}'`);
+    }
+    this.#remaining = parseInt(size[1], 16);
+    this.#inChunk = true;
+    if (this.#remaining === 0) {
+      await this.#readTrailers();
+      this.#done = true;
+    }
+  }
+
+  async #readTrailers() {
+    let budget = MAX_HEAD_BYTES;
+    while (true) {
+      const line = await this.reader.readLine(
+        budget,
+        `trailers larger than ${MAX_HEAD_BYTES} bytes`,
+      );
+      if (line === null) {
+        throw new HttpError("connection closed in the middle of the trailers");
+      }
+      if (line === "") return;
+      budget -= line.length + 2;
+      const field = HEADER_LINE.exec(line);
+      if (!field) {
+        throw new HttpError(`malformed trailer: '${printable(line)}'`);
+      }
+      this.trailers.push([field[1], field[2]]);
+    }
+  }
+
+  async #line(what: string): Promise<string> {
+    const line = await this.reader.readLine(
+      MAX_CHUNK_LINE_BYTES,
+      `${what} line longer than ${MAX_CHUNK_LINE_BYTES} bytes`,
+    );
+    if (line === null) {
+      throw new HttpError("connection closed in the middle of a chunked body");
+    }
+    return line;
+  }
+}
+
+/** Picks the body framing for a response to `method`, per RFC 9112 6.3. */
+export function bodyReaderFor(
+  head: ResponseHead,
+  method: string,
+  reader: HttpReader,
+): BodyReader {
+  if (
+    method === "HEAD" || head.status < 200 || head.status === 204 ||
+    head.status === 304
+  ) {
+    return new EmptyBody();
+  }
+  const codings = headerValues(head.headers, "transfer-encoding");
+  if (codings.length > 0) {
+    // Transfer-Encoding overrides Content-Length (a message with both may be
+    // a smuggling attempt; we close the connection afterwards anyway). If
+    // chunked is not the last coding, only the connection's end marks the
+    // end of the body.
+    return codings.at(-1)!.toLowerCase() === "chunked"
+      ? new ChunkedBody(reader)
+      : new CloseDelimitedBody(reader);
+  }
+  const lengths = headerValues(head.headers, "content-length");
+  if (lengths.length > 0) {
+    // Repeated values are allowed only if they all agree.
+    const length = Number(lengths[0]);
+    if (
+      !lengths.every((value) => /^\d+$/.test(value) && value === lengths[0]) ||
+      !Number.isSafeInteger(length)
+    ) {
+      throw new HttpError(
+        `invalid Content-Length: '${printable(lengths.join(", "))}'`,
+      );
+    }
+    return new FixedLengthBody(reader, length);
+  }
+  return new CloseDelimitedBody(reader);
+}
+
+// ---------------------------------------------------------------------------
+// Connections: TCP, TLS, proxies, and a time limit on every wait
+// ---------------------------------------------------------------------------
+
+/**
+ * A connection whose every read and write gives up after `timeoutMs` (the
+ * socket is closed, so nothing keeps waiting), and whose errors become one
+ * readable line naming the peer.
+ */
+class TimedConnection implements Reader {
+  constructor(
+    readonly conn: Deno.Conn,
+    readonly peer: string,
+    readonly timeoutMs: number,
+  ) {}
+
+  read(into: Uint8Array): Promise<number | null> {
+    return this.limit(this.conn.read(into), "waiting for data");
+  }
+
+  write(bytes: Uint8Array): Promise<number> {
+    return this.limit(this.conn.write(bytes), "sending");
+  }
+
+  close() {
+    closeQuietly(this.conn);
+  }
+
+  /**
+   * Waits for `operation` at most timeoutMs; on expiry closes the socket
+   * (so the operation fails too) and reports what was being waited for.
+   * Other errors become `<failed>: <reason>` (by default `<peer>: …`).
+   */
+  async limit<T>(
+    operation: Promise<T>,
+    what: string,
+    failed = this.peer,
+  ): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.close();
+        reject(
+          new Failure(
+            `${this.peer}: timed out after ${this.timeoutMs / 1000} s ${what}`,
+          ),
+        );
+      }, this.timeoutMs);
+    });
+    try {
+      return await Promise.race([operation, expired]);
+    } catch (error) {
+      if (error instanceof Failure) throw error;
+      throw new Failure(`${failed}: ${describeError(error)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+interface Endpoint {
+  hostname: string; // without IPv6 brackets
+  port: number;
+  display: string; // host:port as written in URLs
+}
+
+function endpointOf(url: URL): Endpoint {
+  const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+  return {
+    hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port,
+    display: `${url.hostname}:${port}`,
+  };
+}
+
+async function connectTcp(
+  endpoint: Endpoint,
+  timeoutMs: number,
+): Promise<Deno.TcpConn> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    return await Deno.connect({
+      hostname: endpoint.hostname,
+      port: endpoint.port,
+      signal: abort.signal,
+    });
+  } catch (error) {
+    if (abort.signal.aborted) {
+      throw new Failure(
+        `cannot connect to ${endpoint.display}: timed out after ${
+          timeoutMs / 1000
+        } s`,
+      );
+    }
+    throw new Failure(
+      `cannot connect to ${endpoint.display}: ${describeError(error)}`,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function startTls(
+  tcp: Deno.TcpConn,
+  target: Endpoint,
+  options: FetchOptions,
+  timeoutMs: number,
+): Promise<TimedConnection> {
+  const tls = await Deno.startTls(tcp, {
+    hostname: target.hostname,
+    caCerts: options.caCerts,
+  });
+  // The handshake would otherwise happen on the first write; doing it here
+  // reports certificate problems as such, within the time limit.
+  const connection = new TimedConnection(tls, target.display, timeoutMs);
+  try {
+    await connection.limit(
+      tls.handshake(),
+      "in the TLS handshake",
+      `TLS handshake with ${target.display} failed`,
+    );
+  } catch (error) {
+    connection.close();
+    throw error;
+  }
+  return connection;
+}
+
+/**
+ * Opens the connection a request to `url` travels on: straight to the
+ * server, or to the proxy (with a CONNECT tunnel for https), with TLS on top
+ * for https.
+ */
+async function openConnection(
+  url: URL,
+  options: FetchOptions,
+  timeoutMs: number,
+): Promise<TimedConnection> {
+  const target = endpointOf(url);
+  const https = url.protocol === "https:";
+  if (!options.proxy) {
+    const tcp = await connectTcp(target, timeoutMs);
+    if (!https) return new TimedConnection(tcp, target.display, timeoutMs);
+    return startTls(tcp, target, options, timeoutMs);
+  }
+  const proxy = endpointOf(new URL(options.proxy));
+  const tcp = await connectTcp(proxy, timeoutMs);
+  if (!https) return new TimedConnection(tcp, proxy.display, timeoutMs);
+
+  // https through a proxy: ask it for a raw tunnel, then speak TLS with the
+  // real server through it. The proxy sees only the host name and port.
+  const tunnel = new TimedConnection(tcp, `proxy ${proxy.display}`, timeoutMs);
+  try {
+    const authority = target.display; // host:port, IPv6 in brackets
+    await writeAll(
+      tunnel,
+      encodeLatin1(
+        `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n` +
+          `User-Agent: ${USER_AGENT}\r\n\r\n`,
+      ),
+    );
+    // The proxy must send nothing after its answer until our TLS hello, so
+    // nothing may be left in the reader's buffer.
+    const reader = new HttpReader(tunnel);
+    const head = await readResponseHead(reader);
+    if (head.status < 200 || head.status > 299) {
+      throw new HttpError(
+        `proxy ${proxy.display} refused the tunnel: '${
+          printable(head.statusLine)
+        }'`,
+      );
+    }
+    if (reader.buffered > 0) {
+      throw new HttpError(`proxy ${proxy.display} sent data after CONNECT`);
+    }
+  } catch (error) {
+    tunnel.close();
+    throw error;
+  }
+  return startTls(tcp, target, options, timeoutMs);
+}
+
+// ---------------------------------------------------------------------------
+// Requests and redirects
+// ---------------------------------------------------------------------------
+
+export interface FetchOptions {
+  /** Request method (default GET). */
+  method?: string;
+  /** Request body, sent with Content-Length. */
+  body?: Uint8Array;
+  /** Content-Type of the body. */
+  contentType?: string;
+  /** Redirects to follow; 0 (the default) returns a 3xx response as is. */
+  maxRedirects?: number;
+  /** An http:// proxy URL. */
+  proxy?: string | URL;
+  /** PEM CA certificates trusted in addition to the system's. */
+  caCerts?: string[];
+  /** Limit for connecting and for each wait for data (default 30 s). */
+  timeoutSeconds?: number;
+  /** Limit for the status line plus headers (default 64 KiB). */
+  maxHeadBytes?: number;
+  /** Called with every final response head, redirects included. */
+  onResponseHead?: (head: ResponseHead, url: URL) => void | Promise<void>;
+}
+
+export interface HttpResponse {
+  /** The URL that gave this response (after redirects). */
+  url: URL;
+  head: ResponseHead;
+  status: number;
+  headers: HeaderList;
+  /** The body, framed: read() returns null at its end. Stream it. */
+  body: BodyReader;
+  /** Closes the connection (safe to call more than once). */
+  close(): void;
+  [Symbol.dispose](): void;
+}
+
+/** The request head: request line, our fixed headers, the blank line. */
+export function buildRequestHead(
+  url: URL,
+  method: string,
+  options: { body?: Uint8Array; contentType?: string; viaProxy?: boolean },
+): string {
+  // Through a proxy, a plain-http request names the whole URL (absolute
+  // form); otherwise only the path and query. The fragment is never sent.
+  const target = options.viaProxy
+    ? `${url.protocol}//${url.host}${url.pathname}${url.search}`
+    : `${url.pathname}${url.search}`;
+  const lines = [
+    `${method} ${target} HTTP/1.1`,
+    // url.host carries the port only when it is not the scheme's default.
+    `Host: ${url.host}`,
+    `User-Agent: ${USER_AGENT}`,
+    "Accept: */*",
+    // One request per connection: the end of the connection is then a
+    // safe end for bodies that have no length.
+    "Connection: close",
+  ];
+  if (options.body !== undefined) {
+    if (options.contentType) lines.push(`Content-Type: ${options.contentType}`);
+    lines.push(`Content-Length: ${options.body.length}`);
+  }
+  return lines.join("\r\n") + "\r\n\r\n";
+}
+
+/** One request, one response (its head read, its body not yet). */
+async function requestOnce(
+  url: URL,
+  method: string,
+  body: Uint8Array | undefined,
+  options: FetchOptions,
+): Promise<HttpResponse> {
+  const timeoutMs = (options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
+  const connection = await openConnection(url, options, timeoutMs);
+  try {
+    const viaProxy = options.proxy !== undefined && url.protocol === "http:";
+    const head = encodeLatin1(
+      buildRequestHead(url, method, {
+        body,
+        contentType: options.contentType,
+        viaProxy,
+      }),
+    );
+    // Head and body in one write when the body is small: one packet.
+    if (body && body.length <= 64 * 1024) {
+      const message = new Uint8Array(head.length + body.length);
+      message.set(head);
+      message.set(body, head.length);
+      await writeAll(connection, message);
+    } else {
+      await writeAll(connection, head);
+      if (body) await writeAll(connection, body);
+    }
+
+    const reader = new HttpReader(connection);
+    let response: ResponseHead;
+    do {
+      // 1xx answers (100 Continue, 103 Early Hints) are interim: skip them.
+      response = await readResponseHead(reader, options.maxHeadBytes);
+    } while (response.status < 200);
+    const bodyReader = bodyReaderFor(response, method, reader);
+    return {
+      url,
+      head: response,
+      status: response.status,
+      headers: response.headers,
+      body: bodyReader,
+      close: () => connection.close(),
+      [Symbol.dispose]: () => connection.close(),
+    };
+  } catch (error) {
+    connection.close();
+    throw error;
+  }
+}
+
+/**
+ * Fetches `url` over a hand-written HTTP/1.1 connection. Returns once the
+ * response head is in; read the body from `response.body` and close the
+ * response. With `maxRedirects`, follows 301/302/303 (as GET, like
+ * browsers do for POST) and 307/308 (same method and body).
+ */
+export async function fetchWithSocket(
+  url: string | URL,
+  options: FetchOptions = {},
+): Promise<HttpResponse> {
+  let current = checkUrl(url);
+  let method = options.method ?? "GET";
+  let body = options.body;
+  let contentType = options.contentType;
+  const maxRedirects = options.maxRedirects ?? 0;
+  for (let redirects = 0;; redirects++) {
+    const response = await requestOnce(current, method, body, {
+      ...options,
+      contentType,
+    });
+    try {
+      await options.onResponseHead?.(response.head, current);
+    } catch (error) {
+      response.close();
+      throw error;
+    }
+    const location = headerValue(response.headers, "location");
+    if (
+      maxRedirects === 0 || location === undefined ||
+      ![301, 302, 303, 307, 308].includes(response.status)
+    ) {
+      return response;
+    }
+    response.close(); // Connection: close, so there is nothing to reuse
+    if (redirects === maxRedirects) {
+      throw new HttpError(`too many redirects (more than ${maxRedirects})`);
+    }
+    let next: URL;
+    try {
+      next = new URL(location, current); // relative Locations are normal
+    } catch {
+      throw new HttpError(
+        `redirect to an invalid URL: '${printable(location)}'`,
+      );
+    }
+    if (next.protocol !== "http:" && next.protocol !== "https:") {
+      throw new HttpError(`redirect to an unsupported URL: ${next.href}`);
+    }
+    const toGet = response.status === 303
+      ? method !== "HEAD"
+      : (response.status === 301 || response.status === 302) &&
+        method === "POST";
+    if (toGet) {
+      method = "GET";
+      body = undefined;
+      contentType = undefined;
+    }
+    current = next;
+  }
+}
+
+/** Parses and vets a URL to fetch; a bad one is a UsageError (exit 2). */
+export function checkUrl(url: string | URL): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`not a valid URL: '${url}'`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new UsageError(
+      `unsupported scheme '${parsed.protocol}' (use http:// or https://)`,
+    );
+  }
+  return parsed;
+}
+
+function checkProxy(value: string): URL {
+  let proxy: URL;
+  try {
+    proxy = new URL(value);
+  } catch {
+    throw new UsageError(
+      `--proxy must look like http://host:port, got '${value}'`,
+    );
+  }
+  if (
+    proxy.protocol !== "http:" || (proxy.pathname !== "/" || proxy.search)
+  ) {
+    throw new UsageError(
+      `--proxy must look like http://host:port, got '${value}'`,
+    );
+  }
+  return proxy;
+}
+
+// ---------------------------------------------------------------------------
+// Links
+// ---------------------------------------------------------------------------
+
+/** Which attribute of which element holds a link. */
+const LINK_ATTRIBUTES: Record<string, string> = {
+  a: "href",
+  area: "href",
+  link: "href",
+  img: "src",
+  script: "src",
+  iframe: "src",
+  frame: "src",
+  embed: "src",
+  source: "src",
+  track: "src",
+  audio: "src",
+  video: "src",
+};
+
+/**
+ * Collects the links of an HTML document fed to it piece by piece, with
+ * htmlparser2 (a real HTML tokenizer: quoting, entities, comments and
+ * <script> contents are handled the way a browser would, which no regular
+ * expression does). Only the links are kept, never the document.
+ */
+export async function createLinkCollector(
+  documentUrl: URL,
+  charset = "utf-8",
+) {
+  // Loaded only when --links is used: plain fetches need no npm package.
+  const { Parser } = await import("npm:htmlparser2@^10.0.0");
+  let decoder: TextDecoder;
+  try {
+    decoder = new TextDecoder(charset);
+  } catch {
+    decoder = new TextDecoder("utf-8");
+  }
+  const found: string[] = [];
+  let base: string | undefined;
+  const parser = new Parser({
+    onopentag(name, attributes) {
+      // <base href> changes what every relative link means: the first wins.
+      if (name === "base" && base === undefined && "href" in attributes) {
+        base = attributes.href;
+      }
+      const attribute = LINK_ATTRIBUTES[name];
+      if (attribute && attributes[attribute] !== undefined) {
+        found.push(attributes[attribute]);
+      }
+    },
+  }, { decodeEntities: true, lowerCaseTags: true });
+
+  return {
+    write(bytes: Uint8Array) {
+      parser.write(decoder.decode(bytes, { stream: true }));
+    },
+    /** Ends the document; returns the links as absolute URLs, in order. */
+    end(): string[] {
+      parser.write(decoder.decode());
+      parser.end();
+      let baseUrl = documentUrl;
+      try {
+        if (base !== undefined) baseUrl = new URL(base, documentUrl);
+      } catch {
+        // An unusable <base> is ignored, as browsers do.
+      }
+      return found.flatMap((link) => {
+        try {
+          return [new URL(link, baseUrl).href];
+        } catch {
+          return []; // not a URL at all: nothing to print
+        }
+      });
+    },
+  };
+}
+
+function charsetOf(headers: HeaderList): string | undefined {
+  const type = headerValue(headers, "content-type") ?? "";
+  return /;\s*charset="?([^";\s]+)"?/i.exec(type)?.[1];
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------
+
+/** The form fields of --data NAME=VALUE, urlencoded like an HTML form. */
+export function encodeForm(fields: string[]): Uint8Array {
+  const form = new URLSearchParams();
+  for (const field of fields) {
+    const equals = field.indexOf("=");
+    if (equals <= 0) {
+      throw new UsageError(`--data must look like NAME=VALUE, got '${field}'`);
+    }
+    form.append(field.slice(0, equals), field.slice(equals + 1));
+  }
+  return new TextEncoder().encode(form.toString());
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, {
+    usage: USAGE,
+    positionals: true,
+    options: {
+      include: { type: "boolean", short: "i" },
+      head: { type: "boolean", short: "I" },
+      output: { type: "string", short: "o" },
+      data: { type: "string", multiple: true },
+      location: { type: "boolean", short: "L" },
+      proxy: { type: "string" },
+      links: { type: "boolean" },
+      cacert: { type: "string" },
+      timeout: { type: "string" },
+    },
+  });
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      positionals.length === 0 ? "missing URL" : "give exactly one URL",
+    );
+  }
+  const url = checkUrl(positionals[0]);
+  if (values.head && values.data) {
+    throw new UsageError("--head and --data cannot be used together");
+  }
+  const proxy = values.proxy === undefined
+    ? undefined
+    : checkProxy(values.proxy);
+  const timeoutSeconds = values.timeout === undefined
+    ? DEFAULT_TIMEOUT_SECONDS
+    : parseSeconds(values.timeout, "--timeout");
+  const body = values.data ? encodeForm(values.data) : undefined;
+  let caCerts: string[] | undefined;
+  if (values.cacert !== undefined) {
+    try {
+      caCerts = [await Deno.readTextFile(values.cacert)];
+    } catch (error) {
+      throw new Failure(
+        `cannot read ${values.cacert}: ${describeError(error)}`,
+      );
+    }
+  }
+
+  const include = values.include || values.head;
+  const response = await fetchWithSocket(url, {
+    method: values.head ? "HEAD" : body ? "POST" : "GET",
+    body,
+    contentType: body ? "application/x-www-form-urlencoded" : undefined,
+    maxRedirects: values.location ? MAX_REDIRECTS : 0,
+    proxy,
+    caCerts,
+    timeoutSeconds,
+    onResponseHead: include
+      ? (head) =>
+        writeAll(
+          Deno.stdout,
+          encodeLatin1(head.lines.join("\r\n") + "\r\n\r\n"),
+        )
+      : undefined,
+  });
+  let file: Deno.FsFile | undefined;
+  try {
+    // The file is created only now that there is an answer to put in it.
+    if (values.output !== undefined) {
+      try {
+        file = await Deno.open(values.output, {
+          write: true,
+          create: true,
+          truncate: true,
+        });
+      } catch (error) {
+        throw new Failure(
+          `cannot write ${values.output}: ${describeError(error)}`,
+        );
+      }
+    }
+    const links = values.links
+      ? await createLinkCollector(response.url, charsetOf(response.headers))
+      : undefined;
+    const output = file ?? (links ? undefined : Deno.stdout);
+
+    // Stream: one reused buffer, never the whole body in memory.
+    const buffer = new Uint8Array(64 * 1024);
+    while (true) {
+      const count = await response.body.read(buffer);
+      if (count === null) break;
+      const chunk = buffer.subarray(0, count);
+      if (output) await writeAll(output, chunk);
+      links?.write(chunk);
+    }
+    if (links) {
+      const lines = links.end().map((link) => link + "\n").join("");
+      await writeAll(Deno.stdout, new TextEncoder().encode(lines));
+    }
+  } finally {
+    file?.close();
+    response.close();
+  }
+  if (response.status >= 400) {
+    // Like curl --fail-with-body: the body (often an explanation) has been
+    // written; the exit code and stderr say it was an error.
+    console.error(
+      `http_client.ts: ${response.url.href} answered ${
+        printable(response.head.statusLine)
+      }`,
+    );
+    return 1;
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  await runCommand("http_client.ts", () => main(Deno.args));
+}
