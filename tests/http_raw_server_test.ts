@@ -1,0 +1,553 @@
+import assert from "node:assert/strict";
+import { startHttpRawServer } from "../scripts/http_raw_server.ts";
+import {
+  hasCommand,
+  readAll,
+  runScript,
+  runTool,
+  skipBecause,
+  startScript,
+} from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const HELLO_PAGE = `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Hello</title></head>
+<body><h1>Hello world!</h1></body>
+</html>
+`;
+
+// Every Date header is replaced by this before comparing, after checking it
+// is an IMF-fixdate within a few seconds of now.
+const DATE = "Date: <date>\r\n";
+
+function checkDates(text: string): string {
+  return text.replace(/Date: ([^\r\n]*)\r\n/g, (_, value: string) => {
+    assert.match(
+      value,
+      /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$/,
+    );
+    assert.ok(Math.abs(Date.parse(value) - Date.now()) < 5000, value);
+    return DATE;
+  });
+}
+
+function response(
+  status: string,
+  type: "html" | "text",
+  body: string,
+  options: { extra?: string; connection?: string; head?: boolean } = {},
+): string {
+  const contentType = type === "html"
+    ? "text/html; charset=utf-8"
+    : "text/plain; charset=utf-8";
+  return `HTTP/1.1 ${status}\r\n` +
+    "Server: http_raw_server.ts\r\n" +
+    DATE +
+    `Content-Type: ${contentType}\r\n` +
+    `Content-Length: ${encoder.encode(body).length}\r\n` +
+    (options.extra ?? "") +
+    (options.connection ? `Connection: ${options.connection}\r\n` : "") +
+    "\r\n" + (options.head ? "" : body);
+}
+
+const HELLO = response("200 OK", "html", HELLO_PAGE);
+const NOT_FOUND = response("404 Not Found", "text", "Not Found\n");
+const BAD_REQUEST = response("400 Bad Request", "text", "Bad Request\n", {
+  connection: "close",
+});
+
+/** Reads until `length` bytes (the Date header has a fixed length) arrived. */
+async function readBytes(conn: Deno.Conn, length: number): Promise<string> {
+  const buffer = new Uint8Array(64 * 1024);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  while (total < length) {
+    const count = await conn.read(buffer);
+    if (count === null) break;
+    chunks.push(buffer.slice(0, count));
+    total += count;
+  }
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return decoder.decode(all);
+}
+
+/** Sends `request` on a new connection and reads everything until close. */
+async function exchangeUntilClose(
+  port: number,
+  request: string | Uint8Array,
+): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(
+    typeof request === "string" ? encoder.encode(request) : request,
+  );
+  return checkDates(decoder.decode(await readAll(conn)));
+}
+
+/** Sends requests on an open connection and reads exactly `expected`. */
+async function exchangeKeepingOpen(
+  conn: Deno.Conn,
+  request: string,
+  expected: string,
+): Promise<void> {
+  await conn.write(encoder.encode(request));
+  const received = await readBytes(conn, expected.length);
+  assert.equal(checkDates(received), expected);
+}
+
+const GET = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+Deno.test("GET / answers the hello page with exact headers and keeps the connection", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  await exchangeKeepingOpen(conn, GET, HELLO);
+  // Same connection, second request: still open, same answer.
+  await exchangeKeepingOpen(conn, GET, HELLO);
+});
+
+Deno.test("HEAD, 404, 405 with Allow, query strings and absolute-form", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  await exchangeKeepingOpen(
+    conn,
+    "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+    response("200 OK", "html", HELLO_PAGE, { head: true }),
+  );
+  await exchangeKeepingOpen(
+    conn,
+    "GET /nope HTTP/1.1\r\nHost: a\r\n\r\n",
+    NOT_FOUND,
+  );
+  await exchangeKeepingOpen(
+    conn,
+    "HEAD /nope HTTP/1.1\r\nHost: a\r\n\r\n",
+    response("404 Not Found", "text", "Not Found\n", { head: true }),
+  );
+  const notAllowed = response(
+    "405 Method Not Allowed",
+    "text",
+    "Method Not Allowed\n",
+    {
+      extra: "Allow: GET, HEAD\r\n",
+    },
+  );
+  await exchangeKeepingOpen(
+    conn,
+    "DELETE / HTTP/1.1\r\nHost: a\r\n\r\n",
+    notAllowed,
+  );
+  // Methods are case-sensitive: "get" is some other method.
+  await exchangeKeepingOpen(
+    conn,
+    "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+    notAllowed,
+  );
+  await exchangeKeepingOpen(
+    conn,
+    "GET /?name=x HTTP/1.1\r\nHost: a\r\n\r\n",
+    HELLO,
+  );
+  await exchangeKeepingOpen(
+    conn,
+    "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    HELLO,
+  );
+  // Bare "\n" line endings are accepted, and empty lines before a request.
+  await exchangeKeepingOpen(conn, "\r\nGET / HTTP/1.1\nHost: a\n\n", HELLO);
+});
+
+Deno.test("pipelined requests in one write get their responses in order", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  const requests = GET + "GET /missing HTTP/1.1\r\nHost: a\r\n\r\n" +
+    "HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  await conn.write(encoder.encode(requests));
+  const received = checkDates(decoder.decode(await readAll(conn)));
+  assert.equal(
+    received,
+    HELLO + NOT_FOUND +
+      response("200 OK", "html", HELLO_PAGE, {
+        head: true,
+        connection: "close",
+      }),
+  );
+});
+
+Deno.test("a request body is read and discarded, so the next pipelined request is found", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  const body = "GET /trap HTTP/1.1\r\nHost: a\r\n\r\n"; // looks like a request
+  const notAllowed = response(
+    "405 Method Not Allowed",
+    "text",
+    "Method Not Allowed\n",
+    {
+      extra: "Allow: GET, HEAD\r\n",
+    },
+  );
+  // The body arrives in two writes, after its head was answered.
+  await conn.write(encoder.encode(
+    `POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n${
+      body.slice(0, 10)
+    }`,
+  ));
+  assert.equal(
+    checkDates(await readBytes(conn, notAllowed.length)),
+    notAllowed,
+  );
+  await exchangeKeepingOpen(conn, body.slice(10) + GET, HELLO);
+});
+
+Deno.test("garbage and protocol errors get 400/411/505 and a close; the server keeps serving", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  const port = server.addr.port;
+  const cases: [string, string][] = [
+    ["garbage\r\n\r\n", BAD_REQUEST],
+    ["GET /\r\n\r\n", BAD_REQUEST], // HTTP/0.9
+    ["GET  / HTTP/1.1\r\nHost: a\r\n\r\n", BAD_REQUEST], // two spaces
+    ["GET / HTTP/1.1\r\n\r\n", BAD_REQUEST], // no Host
+    ["GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", BAD_REQUEST],
+    [
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+      BAD_REQUEST,
+    ],
+    [
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+      BAD_REQUEST,
+    ],
+    [
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      response("411 Length Required", "text", "Length Required\n", {
+        connection: "close",
+      }),
+    ],
+    [
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
+      response("413 Content Too Large", "text", "Content Too Large\n", {
+        connection: "close",
+      }),
+    ],
+    [
+      "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+      response(
+        "505 HTTP Version Not Supported",
+        "text",
+        "HTTP Version Not Supported\n",
+        {
+          connection: "close",
+        },
+      ),
+    ],
+  ];
+  for (const [request, expected] of cases) {
+    assert.equal(
+      await exchangeUntilClose(port, request),
+      expected,
+      JSON.stringify(request),
+    );
+  }
+  assert.equal(
+    await exchangeUntilClose(
+      port,
+      GET.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"),
+    ),
+    response("200 OK", "html", HELLO_PAGE, { connection: "close" }),
+  );
+});
+
+Deno.test("a huge header gets 431 (complete or still arriving); endless junk too", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  const port = server.addr.port;
+  const tooLarge = response(
+    "431 Request Header Fields Too Large",
+    "text",
+    "Request Header Fields Too Large\n",
+    { connection: "close" },
+  );
+  const big = "x".repeat(10_000);
+  assert.equal(
+    await exchangeUntilClose(
+      port,
+      `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${big}\r\n\r\n`,
+    ),
+    tooLarge,
+  );
+  assert.equal(
+    await exchangeUntilClose(port, `GET /${big} HTTP/1.1\r\n`),
+    tooLarge,
+  );
+  // 200 header fields, each small.
+  assert.equal(
+    await exchangeUntilClose(
+      port,
+      `GET / HTTP/1.1\r\nHost: a\r\n${"X: y\r\n".repeat(200)}\r\n`,
+    ),
+    tooLarge,
+  );
+  // A megabyte with no newline at all: refused once the limit passes, and
+  // the rest is drained (bounded) so our answer is not lost to a reset.
+  assert.equal(
+    await exchangeUntilClose(port, new Uint8Array(1024 * 1024).fill(0x41)),
+    tooLarge,
+  );
+  assert.equal(
+    await exchangeUntilClose(
+      port,
+      GET.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"),
+    ),
+    response("200 OK", "html", HELLO_PAGE, { connection: "close" }),
+  );
+});
+
+Deno.test("a slow client sending one byte at a time is served", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  conn.setNoDelay(true);
+  for (const byte of encoder.encode(GET)) {
+    await conn.write(Uint8Array.of(byte));
+    // Pacing only, so the bytes travel as separate segments.
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  assert.equal(checkDates(await readBytes(conn, HELLO.length)), HELLO);
+});
+
+Deno.test("idle connections are closed after --idle-timeout, silent or half-way through a request", async () => {
+  await using server = startHttpRawServer({ port: 0, idleTimeout: 0.3 });
+  const port = server.addr.port;
+  const started = performance.now();
+  // Never sends anything.
+  using silent = await Deno.connect({ hostname: "127.0.0.1", port });
+  // Sends a request, then half a second one, then stalls.
+  using stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+  await stalled.write(encoder.encode(GET + "GET / HT"));
+  const [silentGot, stalledGot] = await Promise.all([
+    readAll(silent),
+    readAll(stalled),
+  ]);
+  const elapsed = performance.now() - started;
+  assert.equal(silentGot.length, 0);
+  assert.equal(checkDates(decoder.decode(stalledGot)), HELLO);
+  assert.ok(elapsed >= 250 && elapsed < 2000, `closed after ${elapsed} ms`);
+});
+
+Deno.test("HTTP/1.0 closes unless it asks for keep-alive", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  const port = server.addr.port;
+  assert.equal(
+    await exchangeUntilClose(port, "GET / HTTP/1.0\r\n\r\n"),
+    response("200 OK", "html", HELLO_PAGE, { connection: "close" }),
+  );
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const keptAlive = response("200 OK", "html", HELLO_PAGE, {
+    connection: "keep-alive",
+  });
+  await exchangeKeepingOpen(
+    conn,
+    "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+    keptAlive,
+  );
+  await exchangeKeepingOpen(
+    conn,
+    "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    keptAlive,
+  );
+});
+
+Deno.test("300 concurrent clients, each with three keep-alive requests", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  const port = server.addr.port;
+  const clients = Array.from({ length: 300 }, async () => {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    for (let i = 0; i < 3; i++) await exchangeKeepingOpen(conn, GET, HELLO);
+  });
+  await Promise.all(clients);
+});
+
+Deno.test("a client that resets mid-request does not disturb the server", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  const port = server.addr.port;
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode("GET / HTTP/1.1\r\nHo"));
+  conn.close();
+  using second = await Deno.connect({ hostname: "127.0.0.1", port });
+  await exchangeKeepingOpen(second, GET, HELLO);
+});
+
+Deno.test({
+  name:
+    "curl: exact response, HEAD, 404, 405, and one connection reused for several URLs",
+  ignore: !(await hasCommand("curl")),
+  async fn() {
+    await using server = startHttpRawServer({ port: 0 });
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const result = await runTool("curl", [
+      "-sv",
+      "--http1.1",
+      `${base}/`,
+      `${base}/a`,
+      `${base}/`,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(
+      decoder.decode(result.stdout),
+      HELLO_PAGE + "Not Found\n" + HELLO_PAGE,
+    );
+    assert.equal(
+      result.stderr.match(/Re-using existing connection/g)?.length,
+      2,
+    );
+    assert.equal(result.stderr.match(/Connected to/g)?.length, 1);
+
+    const head = await runTool("curl", ["-sI", `${base}/`]);
+    assert.equal(
+      checkDates(decoder.decode(head.stdout)),
+      response("200 OK", "html", HELLO_PAGE, { head: true }),
+    );
+    const post = await runTool("curl", ["-si", "-d", "a=b", `${base}/`]);
+    assert.equal(
+      checkDates(decoder.decode(post.stdout)),
+      response("405 Method Not Allowed", "text", "Method Not Allowed\n", {
+        extra: "Allow: GET, HEAD\r\n",
+      }),
+    );
+  },
+});
+if (!(await hasCommand("curl"))) skipBecause("curl not installed");
+
+Deno.test({
+  name: "Python http.client as a peer: several requests on one connection",
+  ignore: !(await hasCommand("python3")),
+  async fn() {
+    await using server = startHttpRawServer({ port: 0 });
+    const program = `
+import http.client, sys
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+for path in ["/", "/x", "/"]:
+    conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read()
+    print(r.status, r.getheader("Content-Type"), len(body), conn.sock.getsockname()[1])
+conn.request("HEAD", "/")
+r = conn.getresponse()
+print(r.status, r.getheader("Content-Length"), len(r.read()))
+`;
+    const result = await runTool("python3", [
+      "-c",
+      program,
+      String(server.addr.port),
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const lines = decoder.decode(result.stdout).trim().split("\n");
+    const port = lines[0].split(" ").at(-1);
+    assert.deepEqual(lines, [
+      `200 text/html; charset=utf-8 132 ${port}`,
+      `404 text/plain; charset=utf-8 10 ${port}`,
+      `200 text/html; charset=utf-8 132 ${port}`,
+      "200 132 0",
+    ]);
+  },
+});
+if (!(await hasCommand("python3"))) skipBecause("python3 not installed");
+
+Deno.test({
+  name: "wrk -t1 -c100 -d2s: no socket errors, no non-2xx",
+  ignore: !(await hasCommand("wrk")),
+  async fn() {
+    await using server = await startScript("http_raw_server.ts", [
+      "--port",
+      "0",
+    ]);
+    const result = await runTool("wrk", [
+      "-t1",
+      "-c100",
+      "-d2s",
+      `http://127.0.0.1:${server.port}/`,
+    ]);
+    const report = decoder.decode(result.stdout);
+    assert.equal(result.code, 0, result.stderr);
+    assert.doesNotMatch(report, /Socket errors|Non-2xx/, report);
+    const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(report)?.[1]);
+    assert.ok(rate > 1000, report);
+    console.log(
+      `http_raw_server.ts under wrk -c100: ${rate.toFixed(0)} requests/s`,
+    );
+  },
+});
+if (!(await hasCommand("wrk"))) skipBecause("wrk not installed");
+
+Deno.test("subprocess: the Run line serves, SIGTERM and SIGINT exit 0 quickly", async () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    const server = await startScript("http_raw_server.ts", ["--port", "0"]);
+    assert.match(
+      server.listeningLine,
+      /^Listening on http:\/\/127\.0\.0\.1:\d+$/,
+    );
+    using conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await exchangeKeepingOpen(conn, GET, HELLO);
+    const started = performance.now();
+    const output = await server.stop(signal); // with a connection still open
+    assert.equal(output.code, 0, output.stderr);
+    assert.equal(output.stderr, "");
+    assert.ok(performance.now() - started < 2000);
+    assert.equal(await conn.read(new Uint8Array(1)), null);
+  }
+});
+
+Deno.test("subprocess: IPv6 listening line in brackets", async () => {
+  const server = await startScript("http_raw_server.ts", [
+    "--hostname",
+    "::1",
+    "--port",
+    "0",
+  ]).catch(() => null);
+  if (!server) return skipBecause("no IPv6 loopback");
+  assert.match(server.listeningLine, /^Listening on http:\/\/\[::1\]:\d+$/);
+  assert.equal((await server.stop()).code, 0);
+});
+
+Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
+  for (
+    const args of [["--port", "70000"], ["--idle-timeout", "0"], ["--bogus"], [
+      "extra",
+    ]]
+  ) {
+    const result = await runScript("http_raw_server.ts", args);
+    assert.equal(result.code, 2, args.join(" "));
+    const lines = result.stderr.trim().split("\n");
+    assert.equal(lines.length, 2, result.stderr);
+    assert.match(lines[0], /^http_raw_server\.ts: /);
+    assert.match(lines[1], /--help/);
+  }
+  const help = await runScript("http_raw_server.ts", ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: http_raw_server\.ts/);
+});
