@@ -4,7 +4,7 @@
  *
  * Run:    deno run --allow-net scripts/udp_client.ts hello world
  *         printf 'one\ntwo\n' | deno run --allow-net scripts/udp_client.ts
- * Try it: start scripts/udp_server.ts first (or: ncat -u -l 8081 -k -e /bin/cat)
+ * Try it: deno run --allow-net scripts/udp_server.ts   (in another terminal first)
  *
  * UDP may lose a datagram or its reply, and nobody tells you. The tutorial's
  * client calls recvfrom() with no timeout and hangs forever when that
@@ -29,7 +29,11 @@ import {
 } from "../lib/cli.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";
 import { LineReader, LineTooLongError } from "../lib/lines.ts";
-import { DEFAULT_PORT, MAX_UDP_PAYLOAD } from "./udp_server.ts";
+
+export const DEFAULT_PORT = 8081; // udp_server.ts's
+
+/** The largest UDP payload over IPv4 (65,535 - 20 IP - 8 UDP header bytes). */
+export const MAX_UDP_PAYLOAD = 65_507;
 
 const USAGE = `Usage: udp_client.ts [options] [WORD...]
 
