@@ -92,7 +92,10 @@ export async function uploadFile(
     size = info.size;
   } catch (error) {
     if (error instanceof Failure) throw error;
-    throw new Failure(`cannot read ${options.path}: ${describeError(error)}`);
+    const reason = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : describeError(error);
+    throw new Failure(`cannot read ${options.path}: ${reason}`);
   }
   using _file = file;
 
@@ -136,20 +139,35 @@ async function send(
   let sent = 0;
   try {
     await writeAll(conn, new TextEncoder().encode(`UPLOAD ${size} ${name}\n`));
-    const buffer = new Uint8Array(BUFFER_SIZE);
-    while (sent < size && !replied) {
-      const count = await file.read(
-        buffer.subarray(0, Math.min(buffer.length, size - sent)),
-      );
-      if (count === null) {
-        throw new Failure(`${options.path} shrank while being sent`);
+    // Two reused buffers: while one is being sent, the next is read from
+    // the file and hashed (the same pipeline as the server's).
+    const buffers = [new Uint8Array(BUFFER_SIZE), new Uint8Array(BUFFER_SIZE)];
+    let turn = 0;
+    let hashed = 0;
+    let sending: Promise<void> = Promise.resolve();
+    try {
+      while (hashed < size && !replied) {
+        const buffer = buffers[turn];
+        turn = 1 - turn;
+        const want = Math.min(buffer.length, size - hashed);
+        const count = await file.read(buffer.subarray(0, want));
+        if (count === null) {
+          throw new Failure(`${options.path} shrank while being sent`);
+        }
+        hashed += count;
+        const chunk = buffer.subarray(0, count);
+        hash.update(chunk);
+        await sending; // the other buffer is free again once this resolves
+        sending = writeAll(conn, chunk).then(() => {
+          sent += count;
+          options.onProgress?.(sent, size);
+        });
+        sending.catch(() => {}); // reported by the next await
       }
-      const chunk = buffer.subarray(0, count);
-      hash.update(chunk);
-      await writeAll(conn, chunk);
-      sent += count;
-      options.onProgress?.(sent, size);
+    } finally {
+      await sending.catch(() => {});
     }
+    await sending;
     // "That is all": the server needs no end marker, but this is polite.
     if (!replied) await conn.closeWrite();
   } catch (error) {

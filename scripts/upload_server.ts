@@ -88,9 +88,13 @@ interface Result {
 export async function startUploadServer(
   options: UploadServerOptions,
 ): Promise<ServerHandle> {
-  await Deno.mkdir(options.dir, { recursive: true });
-  if (!(await Deno.stat(options.dir)).isDirectory) {
-    throw new Failure(`--dir ${options.dir} is not a directory`);
+  try {
+    if (!(await Deno.stat(options.dir)).isDirectory) {
+      throw new Failure(`--dir ${options.dir} is not a directory`);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await Deno.mkdir(options.dir, { recursive: true });
   }
   const log = options.log ?? ((line: string) => console.error(line));
   for (const name of await removeLeftoverTempFiles(options.dir)) {

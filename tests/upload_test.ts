@@ -1,0 +1,859 @@
+// Tests for upload_server.ts, upload_client.ts and lib/file_store.ts: every
+// SPEC "Upload" case over real loopback sockets, in-process and as
+// subprocesses started exactly as the headers' Run lines say.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  createUpload,
+  FileExistsError,
+  fileNameProblem,
+} from "../lib/file_store.ts";
+import { startUploadServer } from "../scripts/upload_server.ts";
+import { uploadFile } from "../scripts/upload_client.ts";
+import {
+  hasCommand,
+  readAll,
+  runScript,
+  runTool,
+  skipBecause,
+  startScript,
+} from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const HELLO_SHA256 =
+  "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+function randomBytes(length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let offset = 0; offset < length; offset += 65536) {
+    crypto.getRandomValues(bytes.subarray(offset, offset + 65536));
+  }
+  return bytes;
+}
+
+function concat(...parts: (string | Uint8Array)[]): Uint8Array {
+  const chunks = parts.map((part) =>
+    typeof part === "string" ? encoder.encode(part) : part
+  );
+  const result = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    result.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return result;
+}
+
+/** Names in a directory, sorted. */
+async function listDir(dir: string): Promise<string[]> {
+  const names = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+/** Waits (bounded) until `condition` holds, checking every 10 ms. */
+async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 5000,
+) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** An in-process server on port 0 in a fresh temporary directory. */
+async function withServer(
+  options: { maxSize?: number; overwrite?: boolean; idleTimeout?: number },
+  test: (context: {
+    port: number;
+    dir: string;
+    logs: string[];
+    waitForLog: (pattern: RegExp) => Promise<string>;
+  }) => Promise<void>,
+) {
+  const dir = await Deno.makeTempDir({ prefix: "upload_test_" });
+  const logs: string[] = [];
+  const server = await startUploadServer({
+    dir,
+    port: 0,
+    maxSize: options.maxSize,
+    overwrite: options.overwrite,
+    idleTimeoutSeconds: options.idleTimeout,
+    log: (line) => logs.push(line),
+  });
+  const waitForLog = async (pattern: RegExp) => {
+    await waitUntil(() => logs.some((l) => pattern.test(l)), `log ${pattern}`);
+    return logs.find((l) => pattern.test(l))!;
+  };
+  try {
+    await test({ port: server.addr.port, dir, logs, waitForLog });
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Sends `bytes`, half-closes (unless told not to) and returns everything the
+ * server sent until it closed.
+ */
+async function exchange(
+  port: number,
+  bytes: string | Uint8Array,
+  { halfClose = true } = {},
+): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(typeof bytes === "string" ? encoder.encode(bytes) : bytes);
+    if (halfClose) await conn.closeWrite();
+    return decoder.decode(await readAll(conn));
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // readAll's stream already closed it.
+    }
+  }
+}
+
+// ---------------------------------------------------------------- names
+
+Deno.test("fileNameProblem accepts plain names and refuses every unsafe one", () => {
+  for (
+    const ok of [
+      "hi.txt",
+      "with spaces.txt",
+      "日本語 ファイル.txt",
+      ".hidden",
+      "a".repeat(255),
+    ]
+  ) {
+    assert.equal(fileNameProblem(ok), null, ok);
+  }
+  const refused: [string, string][] = [
+    ["", "empty file name"],
+    [".", "file name '.' not allowed"],
+    ["..", "file name '..' not allowed"],
+    ["a/b", "file name must not contain '/' or '\\'"],
+    ["/etc/passwd", "file name must not contain '/' or '\\'"],
+    ["a\\b", "file name must not contain '/' or '\\'"],
+    ["a\nb", "file name must not contain control characters"],
+    ["a\x00b", "file name must not contain control characters"],
+    ["a\x7fb", "file name must not contain control characters"],
+    ["a\u0085b", "file name must not contain control characters"],
+    ["a".repeat(256), "file name longer than 255 bytes"],
+    ["日".repeat(86), "file name longer than 255 bytes"], // 258 bytes
+    [
+      ".upload-0123456789abcdef0123456789abcdef.tmp",
+      "file name reserved for temporary files",
+    ],
+  ];
+  for (const [name, reason] of refused) {
+    assert.equal(fileNameProblem(name), reason, JSON.stringify(name));
+  }
+});
+
+// ---------------------------------------------------------------- server
+
+Deno.test({
+  name: "nc: printf 'UPLOAD 5 hi.txt\\nhello' | nc -N is a complete upload",
+  ignore: !(await hasCommand("nc")),
+  fn: async () => {
+    await withServer({}, async ({ port, dir, waitForLog }) => {
+      const result = await runTool(
+        "nc",
+        ["-N", "127.0.0.1", String(port)],
+        "UPLOAD 5 hi.txt\nhello",
+      );
+      assert.equal(decoder.decode(result.stdout), `200 OK 5 ${HELLO_SHA256}\n`);
+      assert.equal(await Deno.readTextFile(`${dir}/hi.txt`), "hello");
+      assert.deepEqual(await listDir(dir), ["hi.txt"]);
+      const line = await waitForLog(/"hi\.txt"/);
+      assert.match(
+        line,
+        /^127\.0\.0\.1:\d+ "hi\.txt" 5 bytes \d+\.\d{3} s \d+\.\d MB\/s: 200 OK 5 /,
+      );
+    });
+  },
+});
+if (!(await hasCommand("nc"))) skipBecause("nc not installed");
+
+Deno.test("names with spaces and CJK, \\r\\n header, empty file", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    const cases: [string, Uint8Array][] = [
+      ["my holiday photo.jpg", randomBytes(1000)],
+      ["  leading and trailing  ", encoder.encode("spaces")],
+      ["日本語のファイル名.txt", encoder.encode("こんにちは")],
+      ["a".repeat(255), encoder.encode("longest name")],
+      ["empty", new Uint8Array()],
+    ];
+    for (const [name, body] of cases) {
+      const reply = await exchange(
+        port,
+        concat(`UPLOAD ${body.length} ${name}\r\n`, body),
+      );
+      assert.equal(reply, `200 OK ${body.length} ${sha256(body)}\n`, name);
+      assert.deepEqual(await Deno.readFile(`${dir}/${name}`), body);
+    }
+    assert.equal((await listDir(dir)).length, cases.length);
+  });
+});
+
+Deno.test("each unsafe name gets 400 and nothing is written", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    const unsafe: [string, string][] = [
+      ["", "400 empty file name"],
+      [".", "400 file name '.' not allowed"],
+      ["..", "400 file name '..' not allowed"],
+      ["../escape.txt", "400 file name must not contain '/' or '\\'"],
+      ["/tmp/abs.txt", "400 file name must not contain '/' or '\\'"],
+      ["..\\win.txt", "400 file name must not contain '/' or '\\'"],
+      ["tab\there", "400 file name must not contain control characters"],
+      ["bell\x07", "400 file name must not contain control characters"],
+      ["cr\rin middle", "400 file name must not contain control characters"],
+      ["x".repeat(256), "400 file name longer than 255 bytes"],
+      ["名".repeat(86), "400 file name longer than 255 bytes"],
+    ];
+    for (const [name, expected] of unsafe) {
+      const reply = await exchange(port, `UPLOAD 5 ${name}\nhello`);
+      assert.equal(reply, expected + "\n", JSON.stringify(name));
+    }
+    assert.deepEqual(await listDir(dir), []);
+    // The server is still fine.
+    assert.equal(
+      await exchange(port, "UPLOAD 5 ok\nhello"),
+      `200 OK 5 ${HELLO_SHA256}\n`,
+    );
+  });
+});
+
+Deno.test("malformed headers and invalid UTF-8 get 400", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    const malformed = "400 malformed header, expected 'UPLOAD <size> <name>'\n";
+    for (
+      const header of [
+        "PUT 5 x",
+        "upload 5 x",
+        "UPLOAD",
+        "UPLOAD 5",
+        "UPLOAD x name",
+        "UPLOAD -1 name",
+        "UPLOAD 5x name",
+        "UPLOAD  5 name",
+        "",
+      ]
+    ) {
+      assert.equal(
+        await exchange(port, header + "\nhello"),
+        malformed,
+        JSON.stringify(header),
+      );
+    }
+    const invalid = concat(
+      "UPLOAD 5 bad",
+      new Uint8Array([0xff, 0xfe]),
+      "\nhello",
+    );
+    assert.equal(
+      await exchange(port, invalid),
+      "400 header is not valid UTF-8\n",
+    );
+    assert.deepEqual(await listDir(dir), []);
+  });
+});
+
+Deno.test("an endless header line gets 400 without waiting for its end", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    // 64 KiB without a newline, and the connection stays open: the server
+    // must answer at the limit, not wait for more.
+    const reply = await exchange(port, "UPLOAD 5 " + "n".repeat(65536), {
+      halfClose: false,
+    });
+    assert.equal(reply, "400 header line longer than 4096 bytes\n");
+    assert.deepEqual(await listDir(dir), []);
+  });
+});
+
+Deno.test("413 is answered before the body is sent", async () => {
+  await withServer({ maxSize: 10 }, async ({ port, dir }) => {
+    // Only the header, connection left open: the answer must come anyway.
+    assert.equal(
+      await exchange(port, "UPLOAD 11 big.bin\n", { halfClose: false }),
+      "413 file too large: 11 bytes, limit 10\n",
+    );
+    assert.equal(
+      await exchange(port, "UPLOAD 99999999999999999999 huge.bin\n", {
+        halfClose: false,
+      }),
+      "413 file too large: 99999999999999999999 bytes, limit 10\n",
+    );
+    // Exactly the limit is fine.
+    assert.equal(
+      await exchange(port, "UPLOAD 10 ten\n0123456789"),
+      `200 OK 10 ${sha256(encoder.encode("0123456789"))}\n`,
+    );
+    assert.deepEqual(await listDir(dir), ["ten"]);
+  });
+});
+
+Deno.test("a client sending a large refused body still reads the 413 (no reset)", async () => {
+  await withServer({ maxSize: 1000 }, async ({ port }) => {
+    // 4 MiB body after a refused header: the server lingers, discarding,
+    // so its answer is not destroyed by a reset.
+    const body = new Uint8Array(4 * 1024 * 1024);
+    const reply = await exchange(
+      port,
+      concat(`UPLOAD ${body.length} big\n`, body),
+    );
+    assert.equal(
+      reply,
+      `413 file too large: ${body.length} bytes, limit 1000\n`,
+    );
+  });
+});
+
+Deno.test("409 when the name exists (before the body), --overwrite replaces", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    await Deno.writeTextFile(`${dir}/taken.txt`, "original");
+    assert.equal(
+      await exchange(port, "UPLOAD 5 taken.txt\n", { halfClose: false }),
+      "409 'taken.txt' already exists\n",
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/taken.txt`), "original");
+    assert.deepEqual(await listDir(dir), ["taken.txt"]);
+  });
+  await withServer({ overwrite: true }, async ({ port, dir }) => {
+    await Deno.writeTextFile(`${dir}/taken.txt`, "original");
+    assert.equal(
+      await exchange(port, "UPLOAD 5 taken.txt\nhello"),
+      `200 OK 5 ${HELLO_SHA256}\n`,
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/taken.txt`), "hello");
+    assert.deepEqual(await listDir(dir), ["taken.txt"]);
+  });
+});
+
+Deno.test("nothing is written outside --dir, even through a planted symbolic link", async () => {
+  const outside = await Deno.makeTempDir({ prefix: "upload_outside_" });
+  try {
+    await Deno.writeTextFile(`${outside}/secret`, "keep me");
+    await withServer({ overwrite: true }, async ({ port, dir }) => {
+      await Deno.symlink(`${outside}/secret`, `${dir}/link`);
+      assert.equal(
+        await exchange(port, "UPLOAD 5 link\nhello"),
+        `200 OK 5 ${HELLO_SHA256}\n`,
+      );
+      // The link itself was replaced by the new file; its target is intact.
+      assert.equal((await Deno.lstat(`${dir}/link`)).isFile, true);
+      assert.equal(await Deno.readTextFile(`${outside}/secret`), "keep me");
+    });
+  } finally {
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("extra bytes after <size> are not part of the file", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    assert.equal(
+      await exchange(port, "UPLOAD 5 x.txt\nhelloEXTRA BYTES"),
+      `200 OK 5 ${HELLO_SHA256}\n`,
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/x.txt`), "hello");
+  });
+});
+
+Deno.test("a short body (client half-closes early) gets 400 and leaves nothing", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    assert.equal(
+      await exchange(port, "UPLOAD 10 short\nhello"),
+      "400 body ended after 5 of 10 bytes\n",
+    );
+    assert.deepEqual(await listDir(dir), []);
+  });
+});
+
+Deno.test("a client that closes mid-body leaves no file and no temporary file", async () => {
+  await withServer({}, async ({ port, dir, waitForLog }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(concat("UPLOAD 1000000 gone.bin\n", randomBytes(300_000)));
+    // The temporary file exists while the upload runs…
+    await waitUntil(async () => (await listDir(dir)).length === 1, "temp file");
+    assert.match((await listDir(dir))[0], /^\.upload-[0-9a-f]{32}\.tmp$/);
+    conn.close();
+    const line = await waitForLog(/"gone\.bin"/);
+    assert.match(
+      line,
+      /: client vanished|: 400 body ended after \d+ of 1000000 bytes/,
+    );
+    // …and is gone once the server has given up on the client.
+    assert.deepEqual(await listDir(dir), []);
+  });
+});
+
+Deno.test("a silent client is dropped after --idle-timeout, leaving nothing", async () => {
+  await withServer({ idleTimeout: 0.3 }, async ({ port, dir, waitForLog }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(encoder.encode("UPLOAD 100 slow.bin\nonly a part"));
+      const started = Date.now();
+      // The server closes the connection: our read ends (EOF or reset).
+      const ended = await conn.read(new Uint8Array(100)).catch(() => null);
+      assert.equal(ended, null);
+      const elapsed = Date.now() - started;
+      assert.ok(
+        elapsed >= 250 && elapsed < 3000,
+        `dropped after ${elapsed} ms`,
+      );
+      assert.match(
+        await waitForLog(/"slow\.bin"/),
+        /idle for 0\.3 s, dropped$/,
+      );
+      assert.deepEqual(await listDir(dir), []);
+    } finally {
+      conn.close();
+    }
+    // A silent client that never sends a header is dropped too.
+    const quiet = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      assert.equal(
+        await quiet.read(new Uint8Array(10)).catch(() => null),
+        null,
+      );
+    } finally {
+      quiet.close();
+    }
+  });
+});
+
+Deno.test("storage failure gives 500 and the server keeps serving", async () => {
+  // Tests run as root, and chmod does not stop root. Removing the directory
+  // under the running server is a storage failure that does: the temporary
+  // file cannot be created. Then the directory comes back, and so does
+  // service.
+  await withServer({}, async ({ port, dir }) => {
+    await Deno.remove(dir);
+    const reply = await exchange(port, "UPLOAD 5 lost.txt\nhello");
+    assert.match(
+      reply,
+      /^500 storage failure: .*No such file or directory.*\n$/,
+    );
+    await Deno.mkdir(dir);
+    assert.equal(
+      await exchange(port, "UPLOAD 5 back.txt\nhello"),
+      `200 OK 5 ${HELLO_SHA256}\n`,
+    );
+  });
+});
+
+Deno.test({
+  name:
+    "read-only (immutable) --dir gives 500, even for root; then serves again",
+  ignore: !(await hasCommand("chattr")),
+  fn: async () => {
+    await withServer({}, async ({ port, dir }) => {
+      // chattr +i makes the directory immutable: not even root can create
+      // files in it. Some file systems and containers do not allow it.
+      const immutable = await runTool("chattr", ["+i", dir]);
+      if (immutable.code !== 0) {
+        skipBecause(`chattr +i not permitted here: ${immutable.stderr.trim()}`);
+        return;
+      }
+      try {
+        const reply = await exchange(port, "UPLOAD 5 ro.txt\nhello");
+        assert.match(
+          reply,
+          /^500 storage failure: .*(not permitted|permission denied).*\n$/i,
+        );
+      } finally {
+        await runTool("chattr", ["-i", dir]);
+      }
+      assert.deepEqual(await listDir(dir), []);
+      assert.equal(
+        await exchange(port, "UPLOAD 5 rw.txt\nhello"),
+        `200 OK 5 ${HELLO_SHA256}\n`,
+      );
+    });
+  },
+});
+if (!(await hasCommand("chattr"))) skipBecause("chattr not installed");
+
+Deno.test("50 concurrent uploads all arrive intact", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    const bodies = Array.from(
+      { length: 50 },
+      (_, i) => randomBytes(50_000 + i * 1000),
+    );
+    const replies = await Promise.all(
+      bodies.map((body, i) =>
+        exchange(port, concat(`UPLOAD ${body.length} file ${i}.bin\n`, body))
+      ),
+    );
+    for (const [i, body] of bodies.entries()) {
+      assert.equal(replies[i], `200 OK ${body.length} ${sha256(body)}\n`);
+      assert.deepEqual(await Deno.readFile(`${dir}/file ${i}.bin`), body);
+    }
+    assert.equal((await listDir(dir)).length, 50);
+  });
+});
+
+Deno.test("the same name raced by 20 uploads: exactly one 200, the rest 409", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    const count = 20;
+    const conns = await Promise.all(
+      Array.from(
+        { length: count },
+        () => Deno.connect({ hostname: "127.0.0.1", port }),
+      ),
+    );
+    try {
+      const bodies = conns.map(() => randomBytes(100_000));
+      // All headers first; once every upload has its temporary file, all
+      // have passed the early existence check, and the race is at commit.
+      await Promise.all(
+        conns.map((conn) =>
+          conn.write(encoder.encode("UPLOAD 100000 same.bin\n"))
+        ),
+      );
+      await waitUntil(
+        async () => (await listDir(dir)).length === count,
+        "all temp files",
+      );
+      const replies = await Promise.all(conns.map(async (conn, i) => {
+        await conn.write(bodies[i]);
+        return decoder.decode(await readAll(conn));
+      }));
+      const winners = replies.filter((reply) => reply.startsWith("200 "));
+      assert.equal(winners.length, 1, replies.join(""));
+      assert.equal(
+        replies.filter((reply) => reply === "409 'same.bin' already exists\n")
+          .length,
+        count - 1,
+      );
+      const winner = replies.indexOf(winners[0]);
+      assert.deepEqual(await Deno.readFile(`${dir}/same.bin`), bodies[winner]);
+      assert.deepEqual(await listDir(dir), ["same.bin"]);
+    } finally {
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // readAll already closed it.
+        }
+      }
+    }
+  });
+});
+
+Deno.test("file_store: commit after the name appeared gives FileExistsError; abort cleans", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const upload = await createUpload(dir, "n.txt");
+    await upload.write(encoder.encode("mine"));
+    await Deno.writeTextFile(`${dir}/n.txt`, "theirs");
+    await assert.rejects(upload.commit(), FileExistsError);
+    assert.deepEqual(await listDir(dir), ["n.txt"]);
+    assert.equal(await Deno.readTextFile(`${dir}/n.txt`), "theirs");
+    {
+      await using unfinished = await createUpload(dir, "never.txt");
+      await unfinished.write(encoder.encode("half"));
+    }
+    assert.deepEqual(await listDir(dir), ["n.txt"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ------------------------------------------------- subprocess and clients
+
+function serverArgs(dir: string) {
+  return {
+    allow: ["--allow-net", `--allow-read=${dir}`, `--allow-write=${dir}`],
+  };
+}
+
+Deno.test("subprocess server: start-up cleans leftovers, Python client uploads, killed client leaves nothing, SIGTERM exits 0", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upload_test_" });
+  try {
+    const leftover = ".upload-00112233445566778899aabbccddeeff.tmp";
+    await Deno.writeTextFile(`${dir}/${leftover}`, "from a crash");
+    await Deno.writeTextFile(`${dir}/keep.txt`, "not ours to remove");
+    const server = await startScript("upload_server.ts", [
+      "--dir",
+      dir,
+      "--port",
+      "0",
+    ], serverArgs(dir));
+    let stopped = false;
+    try {
+      assert.match(
+        server.listeningLine,
+        /^Listening on tcp:\/\/127\.0\.0\.1:\d+$/,
+      );
+      assert.deepEqual(await listDir(dir), ["keep.txt"]);
+
+      if (await hasCommand("python3")) {
+        const python = `
+import socket, sys
+s = socket.create_connection(("127.0.0.1", ${server.port}))
+s.sendall("UPLOAD 5 py thon.txt\\n".encode() + b"hello")
+reply = b""
+while not reply.endswith(b"\\n"):
+    chunk = s.recv(100)
+    if not chunk: break
+    reply += chunk
+sys.stdout.write(reply.decode())
+s.close()
+`;
+        const result = await runTool("python3", ["-c", python]);
+        assert.equal(
+          decoder.decode(result.stdout),
+          `200 OK 5 ${HELLO_SHA256}\n`,
+          result.stderr,
+        );
+        assert.equal(await Deno.readTextFile(`${dir}/py thon.txt`), "hello");
+
+        // A client killed mid-body (it had sent part of it).
+        const killed = new Deno.Command("python3", {
+          args: [
+            "-c",
+            `
+import socket, time
+s = socket.create_connection(("127.0.0.1", ${server.port}))
+s.sendall(b"UPLOAD 1000000 killed.bin\\n" + b"x" * 100000)
+time.sleep(30)
+`,
+          ],
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        try {
+          await waitUntil(
+            async () =>
+              (await listDir(dir)).some((n) => n.startsWith(".upload-")),
+            "temp file",
+          );
+        } finally {
+          killed.kill("SIGKILL");
+          await killed.status;
+        }
+        await waitUntil(
+          async () =>
+            !(await listDir(dir)).some((n) => n.startsWith(".upload-")),
+          "temp file removed",
+        );
+        assert.deepEqual(await listDir(dir), ["keep.txt", "py thon.txt"]);
+      } else {
+        skipBecause("python3 not installed");
+      }
+
+      const started = Date.now();
+      const output = await server.stop("SIGTERM");
+      stopped = true;
+      assert.equal(output.code, 0);
+      assert.ok(Date.now() - started < 2500);
+      assert.match(
+        output.stderr,
+        /removed leftover temporary file \.upload-0011/,
+      );
+      assert.match(
+        output.stderr,
+        /"killed\.bin" \d+ bytes .*: (client vanished|400 body ended)/,
+      );
+    } finally {
+      if (!stopped) await server.stop("SIGKILL");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server CLI: missing --dir and bad values exit 2; --dir that is a file exits 1", async () => {
+  const noDir = await runScript("upload_server.ts", [], {
+    allow: ["--allow-net"],
+  });
+  assert.equal(noDir.code, 2);
+  assert.equal(
+    noDir.stderr,
+    "upload_server.ts: --dir DIR is required\nTry 'upload_server.ts --help' for more information.\n",
+  );
+  const badSize = await runScript("upload_server.ts", [
+    "--dir",
+    "x",
+    "--max-size",
+    "-5",
+  ], { allow: ["--allow-net"] });
+  assert.equal(badSize.code, 2);
+  assert.match(badSize.stderr, /^upload_server.ts: /);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const notDir = await runScript("upload_server.ts", [
+      "--dir",
+      `${dir}/file`,
+      "--port",
+      "0",
+    ], serverArgs(dir));
+    assert.equal(notDir.code, 1);
+    assert.equal(notDir.stderr.trim().split("\n").length, 1, notDir.stderr);
+    // A missing --dir is created.
+    const server = await startScript("upload_server.ts", [
+      "--dir",
+      `${dir}/new`,
+      "--port",
+      "0",
+    ], serverArgs(dir));
+    assert.equal((await Deno.stat(`${dir}/new`)).isDirectory, true);
+    assert.equal((await server.stop()).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const help = await runScript("upload_server.ts", ["--help"], { allow: [] });
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: upload_server.ts --dir DIR/);
+});
+
+Deno.test("upload_client.ts: exit 0 on a verified 200, 1 on 409, refused and missing file", async () => {
+  await withServer({}, async ({ port, dir }) => {
+    const work = await Deno.makeTempDir();
+    try {
+      const body = randomBytes(3 * 1024 * 1024 + 17);
+      await Deno.writeFile(`${work}/data.bin`, body);
+      const allow = ["--allow-net", `--allow-read=${work}`];
+      const ok = await runScript("upload_client.ts", [
+        "--port",
+        String(port),
+        `${work}/data.bin`,
+      ], { allow });
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(ok.stdout, `200 OK ${body.length} ${sha256(body)}\n`);
+      assert.equal(ok.stderr, ""); // not a terminal: no progress bar
+      assert.deepEqual(await Deno.readFile(`${dir}/data.bin`), body);
+
+      const again = await runScript("upload_client.ts", [
+        "--port",
+        String(port),
+        `${work}/data.bin`,
+      ], { allow });
+      assert.equal(again.code, 1);
+      assert.equal(again.stdout, "");
+      assert.equal(
+        again.stderr,
+        "upload_client.ts: server refused: 409 'data.bin' already exists\n",
+      );
+
+      const renamed = await runScript("upload_client.ts", [
+        "--port",
+        String(port),
+        "--name",
+        "其他 名字.bin",
+        `${work}/data.bin`,
+      ], { allow });
+      assert.equal(renamed.code, 0, renamed.stderr);
+      assert.deepEqual(await Deno.readFile(`${dir}/其他 名字.bin`), body);
+
+      const missing = await runScript("upload_client.ts", [
+        "--port",
+        String(port),
+        `${work}/nope.bin`,
+      ], { allow });
+      assert.equal(missing.code, 1);
+      assert.equal(
+        missing.stderr,
+        `upload_client.ts: cannot read ${work}/nope.bin: no such file\n`,
+      );
+
+      const unsafe = await runScript("upload_client.ts", [
+        "--port",
+        String(port),
+        "--name",
+        "../x",
+        `${work}/data.bin`,
+      ], { allow });
+      assert.equal(unsafe.code, 1);
+      assert.equal(
+        unsafe.stderr,
+        "upload_client.ts: cannot upload as '../x': file name must not contain '/' or '\\'\n",
+      );
+
+      // A port nobody listens on: take a free one and close it again.
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const freePort = listener.addr.port;
+      listener.close();
+      const refused = await runScript("upload_client.ts", [
+        "--port",
+        String(freePort),
+        `${work}/data.bin`,
+      ], { allow });
+      assert.equal(refused.code, 1);
+      assert.equal(
+        refused.stderr,
+        `upload_client.ts: cannot connect to 127.0.0.1:${freePort}: connection refused\n`,
+      );
+
+      const usage = await runScript("upload_client.ts", [], { allow });
+      assert.equal(usage.code, 2);
+    } finally {
+      await Deno.remove(work, { recursive: true });
+    }
+  });
+});
+
+Deno.test("uploadFile: a 200 whose sha256 does not match is not verified", async () => {
+  // A lying server: reads the upload and answers 200 with a wrong hash.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    const conn = await listener.accept();
+    const scrap = new Uint8Array(1024);
+    while (await conn.read(scrap) !== null) {
+      // Read the upload until the client half-closes.
+    }
+    await conn.write(encoder.encode(`200 OK 5 ${"0".repeat(64)}\n`)).catch(
+      () => {},
+    );
+    try {
+      conn.close();
+    } catch {
+      // Already closed.
+    }
+  })();
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/hi.txt`, "hello");
+    const outcome = await uploadFile({
+      path: `${dir}/hi.txt`,
+      port: listener.addr.port,
+    });
+    assert.equal(outcome.status, 200);
+    assert.equal(outcome.verified, false);
+    assert.equal(outcome.sha256, HELLO_SHA256);
+  } finally {
+    await serving;
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("uploadFile stops sending when the server refuses early (413)", async () => {
+  await withServer({ maxSize: 1000 }, async ({ port }) => {
+    const work = await Deno.makeTempDir();
+    try {
+      await Deno.writeFile(`${work}/big.bin`, new Uint8Array(32 * 1024 * 1024));
+      const outcome = await uploadFile({ path: `${work}/big.bin`, port });
+      assert.equal(
+        outcome.reply,
+        `413 file too large: ${32 * 1024 * 1024} bytes, limit 1000`,
+      );
+      assert.equal(outcome.verified, false);
+    } finally {
+      await Deno.remove(work, { recursive: true });
+    }
+  });
+});
