@@ -40,7 +40,9 @@ export function parseCommandLine<
     // parseArgs messages are long and mention its own API; keep the first
     // sentence, which names the offending option.
     const message = error instanceof Error ? error.message : String(error);
-    throw new UsageError(message.split(". ")[0].replace(/\.$/, ""));
+    throw new UsageError(
+      message.split("\n")[0].split(". ")[0].replace(/\.$/, ""),
+    );
   }
   if ((parsed.values as { help?: boolean }).help) {
     console.log(commandLine.usage.trimEnd());
