@@ -55,10 +55,11 @@ export interface TcpProxyOptions {
   log?: (line: string) => void;
 }
 
-/** Bytes copied per direction; filled in as the copy loops run. */
-interface Counts {
-  up: number; // client → target
-  down: number; // target → client
+/** Traffic per connection, updated by the copy loops. */
+interface Traffic {
+  up: number; // bytes client → target
+  down: number; // bytes target → client
+  lastMoved: number; // performance.now() of the latest chunk either way
 }
 
 export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
@@ -107,10 +108,10 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
     };
     shutdown.addEventListener("abort", closeBoth);
 
-    const counts: Counts = { up: 0, down: 0 };
+    const traffic: Traffic = { up: 0, down: 0, lastMoved: performance.now() };
     let ending = "closed";
     const stopIdleTimer = options.idleTimeoutMs
-      ? watchIdle(counts, options.idleTimeoutMs, () => {
+      ? watchIdle(traffic, options.idleTimeoutMs, () => {
         ending = "idle timeout";
         closeBoth();
       })
@@ -126,8 +127,14 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
       closeBoth();
     };
     await Promise.all([
-      copyThenHalfClose(client, upstream, (n) => counts.up += n).catch(fail),
-      copyThenHalfClose(upstream, client, (n) => counts.down += n).catch(fail),
+      copyThenHalfClose(client, upstream, (bytes) => {
+        traffic.up += bytes;
+        traffic.lastMoved = performance.now();
+      }).catch(fail),
+      copyThenHalfClose(upstream, client, (bytes) => {
+        traffic.down += bytes;
+        traffic.lastMoved = performance.now();
+      }).catch(fail),
     ]);
 
     stopIdleTimer();
@@ -135,7 +142,7 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
     closeBoth();
     log(
       `${clientName} <-> ${targetName}: ${ending} after ${seconds()} s, ` +
-        `${counts.up} bytes up, ${counts.down} bytes down`,
+        `${traffic.up} bytes up, ${traffic.down} bytes down`,
     );
   });
 }
@@ -163,20 +170,19 @@ async function copyThenHalfClose(
 }
 
 /**
- * Calls `onIdle` once no byte has moved for `idleMs`. Checks the counters
- * when the timer fires instead of resetting a timer on every read, which
- * would cost more than the copy itself on a busy connection.
+ * Calls `onIdle` once no byte has moved for `idleMs`. The timer wakes at
+ * the earliest moment the connection could be idle and looks at when bytes
+ * last moved, instead of being reset on every chunk, which would cost more
+ * than the copy itself on a busy connection.
  */
-function watchIdle(counts: Counts, idleMs: number, onIdle: () => void) {
-  let seen = -1;
+function watchIdle(traffic: Traffic, idleMs: number, onIdle: () => void) {
   let timer: ReturnType<typeof setTimeout>;
   const check = () => {
-    const moved = counts.up + counts.down;
-    if (moved === seen) return onIdle();
-    seen = moved;
-    timer = setTimeout(check, idleMs);
+    const left = traffic.lastMoved + idleMs - performance.now();
+    if (left <= 0) return onIdle();
+    timer = setTimeout(check, left);
   };
-  check();
+  timer = setTimeout(check, idleMs);
   return () => clearTimeout(timer);
 }
 

@@ -1,0 +1,521 @@
+import assert from "node:assert/strict";
+import { startTcpProxy, type TcpProxyOptions } from "../scripts/tcp_proxy.ts";
+import { startEchoServer } from "../scripts/echo_server.ts";
+import { writeAll } from "../lib/net.ts";
+import {
+  hasCommand,
+  readUntil,
+  runScript,
+  runTool,
+  skipBecause,
+  startScript,
+} from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const hasNc = await hasCommand("nc");
+
+/** Starts the proxy in-process, collecting its log lines. */
+function startProxy(
+  target: Deno.NetAddr,
+  options: Partial<TcpProxyOptions> = {},
+) {
+  const lines: string[] = [];
+  const waiting: (() => void)[] = [];
+  const proxy = startTcpProxy({
+    target: { hostname: target.hostname, port: target.port },
+    port: 0,
+    ...options,
+    log(line) {
+      lines.push(line);
+      waiting.splice(0).forEach((wake) => wake());
+    },
+  });
+  /** Resolves with the log line number `index` (0-based) once written. */
+  async function logLine(index: number): Promise<string> {
+    while (lines.length <= index) {
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
+    return lines[index];
+  }
+  return Object.assign(proxy, { lines, logLine });
+}
+
+function connectTo(addr: Deno.NetAddr) {
+  return Deno.connect({ hostname: addr.hostname, port: addr.port });
+}
+
+/** Sends `bytes`, half-closes, and returns everything that comes back. */
+async function roundTrip(addr: Deno.NetAddr, bytes: Uint8Array) {
+  const conn = await connectTo(addr);
+  try {
+    // Read while writing: a large message would otherwise fill both
+    // directions' buffers and deadlock.
+    const [, reply] = await Promise.all([
+      writeAll(conn, bytes).then(() => conn.closeWrite()),
+      readRest(conn),
+    ]);
+    return reply;
+  } finally {
+    conn.close();
+  }
+}
+
+function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += 65536) {
+    crypto.getRandomValues(bytes.subarray(offset, offset + 65536));
+  }
+  return bytes;
+}
+
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/**
+ * A port where connect() never completes: a listener that never accepts,
+ * its accept queue filled until one more connect does not finish within
+ * 200 ms (Linux then drops further SYNs). See multi_connect_test.ts.
+ */
+async function startUnansweredPort() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const fillers: Deno.Conn[] = [];
+  const close = () => {
+    for (const conn of fillers) conn.close();
+    listener.close();
+  };
+  for (let attempt = 0; attempt < 5000; attempt++) {
+    try {
+      fillers.push(
+        await Deno.connect({
+          hostname: listener.addr.hostname,
+          port: listener.addr.port,
+          signal: AbortSignal.timeout(200),
+        }),
+      );
+    } catch {
+      return { addr: listener.addr, close };
+    }
+  }
+  close();
+  throw new Error("could not fill the accept queue");
+}
+
+/** Fails if `promise` takes longer than `ms`; the timer is always cleared. */
+async function within<T>(ms: number, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not done within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Reads until the peer half-closes, keeping the connection open for
+ * writing (helpers.readAll goes through conn.readable, which closes it).
+ */
+async function readRest(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(65536);
+  while (true) {
+    const count = await conn.read(buffer);
+    if (count === null) break;
+    chunks.push(buffer.slice(0, count));
+  }
+  const bytes = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+/** Reads until end of input or an error; returns how it ended. */
+async function readToEnd(conn: Deno.Conn): Promise<string> {
+  const buffer = new Uint8Array(65536);
+  try {
+    while ((await conn.read(buffer)) !== null) { /* discard */ }
+    return "eof";
+  } catch (error) {
+    return (error as Error).name;
+  }
+}
+
+const LOG_LINE =
+  /^127\.0\.0\.1:\d+ <-> (\S+): (.+) after (\d+\.\d{3}) s, (\d+) bytes up, (\d+) bytes down$/;
+
+Deno.test("carries exact bytes through to the echo server and back", async () => {
+  await using echo = startEchoServer({ port: 0 });
+  await using proxy = startProxy(echo.addr);
+  const reply = await roundTrip(proxy.addr, encoder.encode("hello\n"));
+  assert.deepEqual(reply, encoder.encode("hello\n"));
+  const match = LOG_LINE.exec(await proxy.logLine(0));
+  assert.ok(match, proxy.lines[0]);
+  assert.equal(match[1], `127.0.0.1:${echo.addr.port}`);
+  assert.equal(match[2], "closed");
+  assert.equal(match[4], "6");
+  assert.equal(match[5], "6");
+});
+
+Deno.test("10 MB of binary both ways, client half-close carried through", async () => {
+  await using echo = startEchoServer({ port: 0 });
+  await using proxy = startProxy(echo.addr);
+  const data = randomBytes(10 * 1024 * 1024);
+  // roundTrip half-closes after sending: the echo server sees EOF only if
+  // the proxy passed it on, then finishes and closes, and the client gets
+  // every byte followed by EOF. Without the carried half-close this hangs.
+  const reply = await within(15_000, roundTrip(proxy.addr, data));
+  assert.equal(reply.length, data.length);
+  assert.deepEqual(reply, data);
+  const match = LOG_LINE.exec(await proxy.logLine(0));
+  assert.ok(match, proxy.lines[0]);
+  assert.equal(Number(match[4]), data.length);
+  assert.equal(Number(match[5]), data.length);
+});
+
+Deno.test("a target that half-closes first still gets what the client sends", async () => {
+  // The target speaks first, shuts down its sending side, then reads until
+  // the client is done and counts the bytes.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const target = (async () => {
+    const conn = await listener.accept();
+    try {
+      await writeAll(conn, encoder.encode("banner\n"));
+      await conn.closeWrite();
+      let received = 0;
+      const buffer = new Uint8Array(65536);
+      while (true) {
+        const count = await conn.read(buffer);
+        if (count === null) return received;
+        received += count;
+      }
+    } finally {
+      conn.close();
+    }
+  })();
+  await using proxy = startProxy(listener.addr);
+  const client = await connectTo(proxy.addr);
+  try {
+    // The client sees the banner and then EOF, yet can still send.
+    const banner = await within(5000, readRest(client));
+    assert.deepEqual(banner, encoder.encode("banner\n"));
+    const payload = randomBytes(1024 * 1024);
+    await writeAll(client, payload);
+    await client.closeWrite();
+    assert.equal(await within(5000, target), payload.length);
+  } finally {
+    client.close();
+    listener.close();
+  }
+  const match = LOG_LINE.exec(await proxy.logLine(0));
+  assert.ok(match, proxy.lines[0]);
+  assert.equal(match[2], "closed");
+  assert.equal(Number(match[4]), 1024 * 1024);
+  assert.equal(Number(match[5]), "banner\n".length);
+});
+
+Deno.test("target refused: the client is closed at once, one log line", async () => {
+  const port = closedPort();
+  await using proxy = startProxy({
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port,
+  });
+  const client = await connectTo(proxy.addr);
+  try {
+    assert.equal(await within(1000, readToEnd(client)), "eof");
+  } finally {
+    client.close();
+  }
+  assert.match(
+    await proxy.logLine(0),
+    new RegExp(
+      `^127\\.0\\.0\\.1:\\d+: cannot reach 127\\.0\\.0\\.1:${port}: connection refused$`,
+    ),
+  );
+});
+
+Deno.test("target never answers: the client is closed after --connect-timeout", async () => {
+  const unanswered = await startUnansweredPort();
+  try {
+    await using proxy = startProxy(unanswered.addr, { connectTimeoutMs: 300 });
+    const client = await connectTo(proxy.addr);
+    const started = performance.now();
+    try {
+      assert.equal(await within(2000, readToEnd(client)), "eof");
+    } finally {
+      client.close();
+    }
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 250, `closed after ${elapsed} ms, before the timeout`);
+    assert.match(await proxy.logLine(0), /: timed out after 0\.3 s$/);
+  } finally {
+    unanswered.close();
+  }
+});
+
+/**
+ * A target that answers one line, then resets the connection: SO_LINGER
+ * with a zero timeout makes close() send RST instead of FIN. Python, because
+ * Deno offers no way to send a reset on purpose.
+ */
+const RESETTING_TARGET = `
+import socket, struct
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+conn.recv(100)
+conn.sendall(b"partial reply\\n")
+conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+conn.close()
+`;
+
+const hasPython = await hasCommand("python3");
+
+Deno.test({
+  name: "target resets mid-stream: the client's connection is closed",
+  ignore: !hasPython,
+  async fn() {
+    const python = new Deno.Command("python3", {
+      args: ["-c", RESETTING_TARGET],
+      stdout: "piped",
+    }).spawn();
+    const firstLine = await within(5000, readFirstLine(python.stdout));
+    await using proxy = startProxy({
+      transport: "tcp",
+      hostname: "127.0.0.1",
+      port: Number(firstLine),
+    });
+    const client = await connectTo(proxy.addr);
+    try {
+      await writeAll(client, encoder.encode("hello\n"));
+      assert.equal(
+        await readUntil(client, "partial reply\n"),
+        "partial reply\n",
+      );
+      // The reset reaches the proxy, which closes the client's side too.
+      const ended = await within(2000, readToEnd(client));
+      assert.ok(["eof", "ConnectionReset"].includes(ended), ended);
+    } finally {
+      client.close();
+      await python.status;
+    }
+    const match = LOG_LINE.exec(await proxy.logLine(0));
+    assert.ok(match, proxy.lines[0]);
+    assert.equal(match[2], "connection reset");
+    assert.equal(match[4], "6");
+    assert.equal(match[5], "14");
+  },
+});
+if (!hasPython) skipBecause("python3 not installed");
+
+/** The first line of a child's output; the rest is drained in the background. */
+async function readFirstLine(stream: ReadableStream<Uint8Array>) {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  (async () => {
+    while (!(await reader.read()).done) { /* drain */ }
+  })();
+  return text.split("\n")[0];
+}
+
+Deno.test("--idle-timeout closes a connection where nothing moves", async () => {
+  await using echo = startEchoServer({ port: 0 });
+  await using proxy = startProxy(echo.addr, { idleTimeoutMs: 200 });
+  const client = await connectTo(proxy.addr);
+  try {
+    await writeAll(client, encoder.encode("one\n"));
+    assert.equal(await readUntil(client, "one\n"), "one\n");
+    const quietSince = performance.now();
+    assert.equal(await within(2000, readToEnd(client)), "eof");
+    const quiet = performance.now() - quietSince;
+    assert.ok(quiet >= 150 && quiet < 1000, `closed after ${quiet} ms`);
+  } finally {
+    client.close();
+  }
+  const match = LOG_LINE.exec(await proxy.logLine(0));
+  assert.ok(match, proxy.lines[0]);
+  assert.equal(match[2], "idle timeout");
+  assert.equal(match[4], "4");
+});
+
+// --- The proxy as a real subprocess, run exactly as its header says. ---
+
+Deno.test("subprocess: 200 concurrent clients, SIGTERM then exits 0", async () => {
+  await using echo = startEchoServer({ port: 0 });
+  const proxy = await startScript("tcp_proxy.ts", [
+    "--target",
+    `127.0.0.1:${echo.addr.port}`,
+    "--port",
+    "0",
+  ]);
+  const addr = {
+    transport: "tcp",
+    hostname: proxy.hostname,
+    port: proxy.port,
+  } as const;
+  try {
+    assert.equal(
+      proxy.listeningLine,
+      `Listening on tcp://127.0.0.1:${proxy.port}`,
+    );
+    const clients = 200;
+    const replies = await within(
+      15_000,
+      Promise.all(
+        Array.from({ length: clients }, async (_, index) => {
+          const message = encoder.encode(`client ${index} `.repeat(1000));
+          const reply = await roundTrip(addr, message);
+          assert.deepEqual(reply, message, `client ${index}`);
+          return reply.length;
+        }),
+      ),
+    );
+    assert.equal(replies.length, clients);
+  } finally {
+    const output = await proxy.stop("SIGTERM");
+    assert.equal(output.code, 0, output.stderr);
+    const lines = output.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 200, output.stderr.slice(0, 1000));
+    for (const line of lines) {
+      const match = LOG_LINE.exec(line);
+      assert.ok(match, line);
+      assert.equal(match[4], match[5]);
+    }
+  }
+});
+
+Deno.test("subprocess: SIGTERM with a connection open closes it and exits 0", async () => {
+  await using echo = startEchoServer({ port: 0 });
+  const proxy = await startScript("tcp_proxy.ts", [
+    "--target",
+    `127.0.0.1:${echo.addr.port}`,
+    "--port",
+    "0",
+  ]);
+  const client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: proxy.port,
+  });
+  try {
+    await writeAll(client, encoder.encode("still here\n"));
+    await readUntil(client, "still here\n");
+    const started = performance.now();
+    const output = await proxy.stop("SIGTERM");
+    assert.equal(output.code, 0, output.stderr);
+    assert.ok(performance.now() - started < 2000);
+    assert.equal(await within(2000, readToEnd(client)), "eof");
+    const match = LOG_LINE.exec(output.stderr.trimEnd());
+    assert.ok(match, output.stderr);
+    assert.equal(match[2], "proxy shutting down");
+    assert.equal(match[4], "11");
+    assert.equal(match[5], "11");
+  } finally {
+    client.close();
+    await proxy.stop();
+  }
+});
+
+Deno.test({
+  name: "subprocess: nc through the proxy to the echo server",
+  ignore: !hasNc,
+  async fn() {
+    await using echo = startEchoServer({ port: 0 });
+    const proxy = await startScript("tcp_proxy.ts", [
+      "--target",
+      `127.0.0.1:${echo.addr.port}`,
+      "--port",
+      "0",
+    ]);
+    try {
+      const result = await runTool(
+        "nc",
+        ["-N", "127.0.0.1", String(proxy.port)],
+        "hello via nc\n\x00\xff",
+        10_000,
+      );
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(result.stdout, encoder.encode("hello via nc\n\x00\xff"));
+    } finally {
+      const output = await proxy.stop();
+      assert.equal(output.code, 0);
+      const match = LOG_LINE.exec(output.stderr.trimEnd());
+      assert.ok(match, output.stderr);
+      assert.equal(match[4], "16");
+      assert.equal(match[5], "16");
+    }
+  },
+});
+if (!hasNc) skipBecause("nc not installed");
+
+Deno.test("subprocess: target refused is one log line, and the proxy keeps serving", async () => {
+  const port = closedPort();
+  const proxy = await startScript("tcp_proxy.ts", [
+    "--target",
+    `127.0.0.1:${port}`,
+    "--port",
+    "0",
+  ]);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const client = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: proxy.port,
+      });
+      try {
+        assert.equal(await within(1000, readToEnd(client)), "eof");
+      } finally {
+        client.close();
+      }
+    }
+  } finally {
+    const output = await proxy.stop();
+    assert.equal(output.code, 0);
+    const lines = output.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 2, output.stderr);
+    for (const line of lines) {
+      assert.match(
+        line,
+        new RegExp(`cannot reach 127\\.0\\.0\\.1:${port}: connection refused$`),
+      );
+    }
+  }
+});
+
+Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
+  for (
+    const args of [
+      [],
+      ["--target", "localhost"],
+      ["--target", "127.0.0.1:70000"],
+      ["--target", "127.0.0.1:1", "--port", "x"],
+      ["--target", "127.0.0.1:1", "--connect-timeout", "0"],
+      ["--target", "127.0.0.1:1", "--idle-timeout", "never"],
+      ["--target", "127.0.0.1:1", "extra"],
+    ]
+  ) {
+    const output = await runScript("tcp_proxy.ts", args, { timeoutMs: 5000 });
+    assert.equal(output.code, 2, `${args.join(" ")}: ${output.stderr}`);
+    assert.equal(output.stdout, "");
+    const lines = output.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 2, output.stderr);
+    assert.match(lines[0], /^tcp_proxy\.ts: /);
+    assert.match(lines[1], /--help/);
+  }
+  const help = await runScript("tcp_proxy.ts", ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: tcp_proxy\.ts --target/);
+});
