@@ -13,11 +13,13 @@ import { uploadFile } from "../scripts/upload_client.ts";
 import {
   hasCommand,
   readAll,
+  readUntil,
   runScript,
   runTool,
   skipBecause,
   startScript,
 } from "./helpers.ts";
+import { writeAll } from "../lib/net.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -112,7 +114,10 @@ async function exchange(
 ): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    await conn.write(typeof bytes === "string" ? encoder.encode(bytes) : bytes);
+    await writeAll(
+      conn,
+      typeof bytes === "string" ? encoder.encode(bytes) : bytes,
+    );
     if (halfClose) await conn.closeWrite();
     return decoder.decode(await readAll(conn));
   } finally {
@@ -362,11 +367,27 @@ Deno.test("nothing is written outside --dir, even through a planted symbolic lin
 
 Deno.test("extra bytes after <size> are not part of the file", async () => {
   await withServer({}, async ({ port, dir }) => {
+    // In the same packet as the header…
     assert.equal(
       await exchange(port, "UPLOAD 5 x.txt\nhelloEXTRA BYTES"),
       `200 OK 5 ${HELLO_SHA256}\n`,
     );
     assert.equal(await Deno.readTextFile(`${dir}/x.txt`), "hello");
+    // …and in a later read, once the server is reading the body.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await writeAll(conn, encoder.encode("UPLOAD 5 y.txt\n"));
+      await waitUntil(
+        async () => (await listDir(dir)).length === 2,
+        "temp file",
+      );
+      await writeAll(conn, encoder.encode("helloEXTRA BYTES"));
+      const reply = await readUntil(conn, "\n");
+      assert.equal(reply, `200 OK 5 ${HELLO_SHA256}\n`);
+    } finally {
+      conn.close();
+    }
+    assert.equal(await Deno.readTextFile(`${dir}/y.txt`), "hello");
   });
 });
 
