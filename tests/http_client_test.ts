@@ -1,0 +1,1264 @@
+// Tests for scripts/http_client.ts: the parsers in-process on bytes trickled
+// one at a time, then real loopback servers: a raw Deno.listen server written
+// here for exact edge cases, Python's http.server, a Node http server that
+// sends chunked bodies, a tiny proxy (absolute form and CONNECT), and TLS
+// with a CA and certificate made by openssl during the test.
+import assert from "node:assert/strict";
+import {
+  bodyReaderFor,
+  buildRequestHead,
+  ChunkedBody,
+  encodeForm,
+  fetchWithSocket,
+  HttpError,
+  HttpReader,
+  type HttpResponse,
+  readResponseHead,
+} from "../scripts/http_client.ts";
+import type { Reader } from "../lib/lines.ts";
+import { closeQuietly, writeAll } from "../lib/net.ts";
+import { hasCommand, runScript, runTool, skipBecause } from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const SCRIPT = "http_client.ts";
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/** A Reader that hands out `bytes` a few at a time, like a slow network. */
+class Trickle implements Reader {
+  offset = 0;
+  constructor(readonly bytes: Uint8Array, readonly step = 1) {}
+  read(into: Uint8Array): Promise<number | null> {
+    if (this.offset >= this.bytes.length) return Promise.resolve(null);
+    const count = Math.min(
+      into.length,
+      this.step,
+      this.bytes.length - this.offset,
+    );
+    into.set(this.bytes.subarray(this.offset, this.offset + count));
+    this.offset += count;
+    return Promise.resolve(count);
+  }
+}
+
+function trickle(text: string | Uint8Array, step = 1) {
+  const bytes = typeof text === "string" ? encoder.encode(text) : text;
+  return new Trickle(bytes, step);
+}
+
+async function readToEnd(reader: Reader): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(7); // odd size: exercises partial reads
+  while (true) {
+    const count = await reader.read(buffer);
+    if (count === null) break;
+    chunks.push(buffer.slice(0, count));
+  }
+  return concat(chunks);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const result = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    result.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return result;
+}
+
+async function bodyText(response: HttpResponse): Promise<string> {
+  try {
+    return decoder.decode(await readToEnd(response.body));
+  } finally {
+    response.close();
+  }
+}
+
+interface RecordedRequest {
+  head: string; // request line and headers, up to and including "\r\n\r\n"
+  body: Uint8Array;
+  requestLine: string;
+  target: string; // the request-target of the request line
+}
+
+/** Reads one request (head, then a Content-Length body) from a socket. */
+async function readRequest(conn: Deno.Conn): Promise<RecordedRequest | null> {
+  let received: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+  const buffer = new Uint8Array(16 * 1024);
+  let headEnd = -1;
+  while (headEnd < 0) {
+    const count = await conn.read(buffer);
+    if (count === null) return null;
+    received = concat([received, buffer.subarray(0, count)]);
+    headEnd = decoder.decode(received).indexOf("\r\n\r\n");
+    if (received.length > 256 * 1024) throw new Error("request head too big");
+  }
+  const head = decoder.decode(received).slice(0, headEnd + 4);
+  const headBytes = encoder.encode(head).length;
+  const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+  while (received.length < headBytes + length) {
+    const count = await conn.read(buffer);
+    if (count === null) break;
+    received = concat([received, buffer.subarray(0, count)]);
+  }
+  const requestLine = head.split("\r\n")[0];
+  return {
+    head,
+    body: received.slice(headBytes, headBytes + length),
+    requestLine,
+    target: requestLine.split(" ")[1],
+  };
+}
+
+type Responder = (
+  request: RecordedRequest,
+  conn: Deno.Conn,
+) => Promise<void>;
+
+/**
+ * Serves every connection of `listener` (TCP or TLS) with `respond`, one
+ * request per connection, and records the requests. close() stops it and
+ * closes whatever is still open.
+ */
+function serveRaw(listener: Deno.Listener, respond: Responder) {
+  const requests: RecordedRequest[] = [];
+  const conns = new Set<Deno.Conn>();
+  const tasks = new Set<Promise<void>>();
+  const accepting = (async () => {
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // listener closed
+      }
+      conns.add(conn);
+      const task = (async () => {
+        try {
+          const request = await readRequest(conn);
+          if (request) {
+            requests.push(request);
+            await respond(request, conn);
+          }
+        } catch {
+          // The client went away or was told off: fine for these tests.
+        } finally {
+          conns.delete(conn);
+          closeQuietly(conn);
+        }
+      })();
+      tasks.add(task);
+      task.finally(() => tasks.delete(task));
+    }
+  })();
+  const addr = listener.addr as Deno.NetAddr;
+  const close = async () => {
+    closeQuietly(listener);
+    for (const conn of conns) closeQuietly(conn);
+    await accepting;
+    await Promise.allSettled([...tasks]);
+  };
+  return {
+    port: addr.port,
+    requests,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+async function send(conn: Deno.Conn, data: string | Uint8Array, step = 0) {
+  const bytes = typeof data === "string" ? encoder.encode(data) : data;
+  if (step === 0) return await writeAll(conn, bytes);
+  // Many tiny writes, each sent at once, to split the response everywhere.
+  (conn as Deno.TcpConn).setNoDelay?.(true);
+  for (let offset = 0; offset < bytes.length; offset += step) {
+    await writeAll(conn, bytes.subarray(offset, offset + step));
+  }
+}
+
+const BINARY = (() => {
+  // Every byte value, then 300 KB of a pattern that is not valid UTF-8.
+  const bytes = new Uint8Array(256 + 300_000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 131 + (i >> 8)) & 0xff;
+  for (let i = 0; i < 256; i++) bytes[i] = i;
+  return bytes;
+})();
+
+const PAGE = `<!doctype html>
+<html><head><title>Links</title>
+<link rel="stylesheet" href="style.css">
+<script src="/js/app.js"></script>
+<script>document.write('<a href="not-a-link">')</script>
+</head><body>
+<!-- <a href="commented-out"> -->
+<a href="about.html">About</a>
+<a href='../up.html?a=1&amp;b=2#top'>Up</a>
+<a href="https://example.com/x">Elsewhere</a>
+<img src="img/logo.png" alt="logo">
+<A HREF=bare>Upper case, no quotes</A>
+</body></html>
+`;
+
+/** The raw server's pages: each is one exact edge case. */
+const respond: Responder = async (request, conn) => {
+  const path = request.target.replace(/^https?:\/\/[^/]+/, "");
+  switch (path) {
+    case "/length":
+      return send(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n",
+      );
+    case "/close":
+      // No length at all: the body ends when the connection does.
+      return send(
+        conn,
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end\n",
+      );
+    case "/chunked":
+      return send(
+        conn,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          "4;name=value\r\nWiki\r\n" +
+          '5 ; quoted="a;b"\r\npedia\r\n' +
+          "E\r\n in\r\n\r\nchunks.\r\n" +
+          "0\r\nX-Checksum: 42\r\nExpires: never\r\n\r\n",
+        1,
+      );
+    case "/huge-head":
+      return send(
+        conn,
+        "HTTP/1.1 200 OK\r\n" +
+          Array.from(
+            { length: 100 },
+            (_, i) => `X-Filler-${i}: ${"x".repeat(700)}\r\n`,
+          )
+            .join("") +
+          "Content-Length: 2\r\n\r\nhi",
+      );
+    case "/bad-status":
+      return send(conn, "ICY 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    case "/redirect/a":
+      return send(
+        conn,
+        "HTTP/1.1 302 Found\r\nLocation: b\r\nContent-Length: 5\r\n\r\nmoved",
+      );
+    case "/redirect/b":
+      return send(
+        conn,
+        "HTTP/1.1 301 Moved Permanently\r\nLocation: /final?from=b\r\nContent-Length: 0\r\n\r\n",
+      );
+    case "/final?from=b":
+      return send(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ndone\n");
+    case "/loop":
+      return send(
+        conn,
+        "HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n",
+      );
+    case "/see-other":
+      return send(
+        conn,
+        "HTTP/1.1 303 See Other\r\nLocation: /method\r\nContent-Length: 0\r\n\r\n",
+      );
+    case "/temporary":
+      return send(
+        conn,
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: /method\r\nContent-Length: 0\r\n\r\n",
+      );
+    case "/method": {
+      const text = `${request.requestLine.split(" ")[0]} ${
+        decoder.decode(request.body)
+      }\n`;
+      return send(
+        conn,
+        `HTTP/1.1 200 OK\r\nContent-Length: ${
+          encoder.encode(text).length
+        }\r\n\r\n${text}`,
+      );
+    }
+    case "/missing":
+      return send(
+        conn,
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 13\r\n\r\nno such page\n",
+      );
+    case "/register":
+      return send(conn, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+    case "/binary":
+      await send(
+        conn,
+        `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${BINARY.length}\r\n\r\n`,
+      );
+      return send(conn, BINARY);
+    case "/page.html":
+      return send(
+        conn,
+        `HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ${
+          encoder.encode(PAGE).length
+        }\r\n\r\n${PAGE}`,
+      );
+    case "/short":
+      return send(conn, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf\n");
+    case "/no-content":
+      return send(conn, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
+    case "/silent":
+      // Never answer; wait until the client gives up and closes.
+      await conn.read(new Uint8Array(1));
+      return;
+    default:
+      return send(conn, "HTTP/1.1 500 Unexpected\r\nContent-Length: 0\r\n\r\n");
+  }
+};
+
+function startRawServer() {
+  return serveRaw(Deno.listen({ hostname: "127.0.0.1", port: 0 }), respond);
+}
+
+/** A port with nothing listening on it (bound, then released). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+// ---------------------------------------------------------------------------
+// In-process: parsers on trickled bytes
+// ---------------------------------------------------------------------------
+
+Deno.test("response head: parsed byte by byte, folded lines joined, body left unread", async () => {
+  const reader = new HttpReader(trickle(
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Folded: one\r\n  two\r\nX-Empty:\r\n" +
+      "Bare-LF:  yes  \n\r\nBODY",
+  ));
+  const head = await readResponseHead(reader);
+  assert.equal(head.version, "HTTP/1.1");
+  assert.equal(head.status, 200);
+  assert.equal(head.reason, "OK");
+  assert.equal(head.statusLine, "HTTP/1.1 200 OK");
+  assert.deepEqual(head.headers, [
+    ["Content-Type", "text/plain"],
+    ["X-Folded", "one two"],
+    ["X-Empty", ""],
+    ["Bare-LF", "yes"],
+  ]);
+  assert.equal(decoder.decode(await readToEnd(reader)), "BODY");
+});
+
+Deno.test("response head: a status line without a reason phrase is accepted", async () => {
+  const head = await readResponseHead(
+    new HttpReader(trickle("HTTP/1.0 404\r\n\r\n")),
+  );
+  assert.equal(head.status, 404);
+  assert.equal(head.reason, "");
+});
+
+Deno.test("response head: malformed status and header lines are errors", async () => {
+  for (
+    const bad of [
+      "ICY 200 OK\r\n\r\n",
+      "HTTP/2 200 OK\r\n\r\n",
+      "HTTP/1.1 20 OK\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nSpace Before : colon\r\n\r\n",
+      "HTTP/1.1 200 OK\r\n folded first\r\n\r\n",
+    ]
+  ) {
+    await assert.rejects(
+      readResponseHead(new HttpReader(trickle(bad, 3))),
+      (error) => error instanceof HttpError && /malformed/.test(error.message),
+      JSON.stringify(bad),
+    );
+  }
+});
+
+Deno.test("response head: cut short or empty is an error", async () => {
+  await assert.rejects(
+    readResponseHead(new HttpReader(trickle(""))),
+    /closed the connection without answering/,
+  );
+  await assert.rejects(
+    readResponseHead(new HttpReader(trickle("HTTP/1.1 200 OK\r\nA: b\r\n"))),
+    /closed in the middle of the headers/,
+  );
+});
+
+Deno.test("response head: over 64 KiB is refused without reading much more", async () => {
+  // Many headers, and one endless line: both stop near the limit.
+  const many = "HTTP/1.1 200 OK\r\n" +
+    "X-A: aaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(3000) + "\r\n";
+  await assert.rejects(
+    readResponseHead(new HttpReader(trickle(many, 1000))),
+    /larger than 65536 bytes/,
+  );
+  const endless = trickle(
+    "HTTP/1.1 200 OK\r\nX-Endless: " + "y".repeat(1_000_000),
+    4096,
+  );
+  await assert.rejects(
+    readResponseHead(new HttpReader(endless)),
+    /larger than 65536 bytes/,
+  );
+  assert.ok(endless.offset < 70_000, `read ${endless.offset} bytes`);
+  // Exactly at the limit is fine.
+  const line = "HTTP/1.1 200 OK";
+  const filler = "X: " + "z".repeat(65536 - (line.length + 2) - 2 - 2 - 3);
+  const head = await readResponseHead(
+    new HttpReader(trickle(`${line}\r\n${filler}\r\n\r\n`, 999)),
+    65536,
+  );
+  assert.equal(head.headers[0][1].length, filler.length - 3);
+  // One byte more is not.
+  await assert.rejects(
+    readResponseHead(
+      new HttpReader(trickle(`${line}\r\n${filler}z\r\n\r\n`, 999)),
+      65536,
+    ),
+    /larger than 65536 bytes/,
+  );
+});
+
+Deno.test("chunked body: sizes, extensions and trailers, one byte at a time", async () => {
+  const reader = new HttpReader(trickle(
+    '4;name=value\r\nWiki\r\n5 ; q="a;b"\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n' +
+      "0\r\nX-Checksum: 42\r\nExpires: never\r\n\r\nNEXT",
+  ));
+  const body = new ChunkedBody(reader);
+  assert.equal(
+    decoder.decode(await readToEnd(body)),
+    "Wikipedia in\r\n\r\nchunks.",
+  );
+  assert.deepEqual(body.trailers, [["X-Checksum", "42"], ["Expires", "never"]]);
+  // Nothing past the body was taken.
+  assert.equal(decoder.decode(await readToEnd(reader)), "NEXT");
+});
+
+Deno.test("chunked body: binary data and large chunks come through unchanged", async () => {
+  const wire = concat([
+    encoder.encode(BINARY.length.toString(16) + "\r\n"),
+    BINARY,
+    encoder.encode("\r\n1\r\nZ\r\n0\r\n\r\n"),
+  ]);
+  const body = await readToEnd(
+    new ChunkedBody(new HttpReader(trickle(wire, 1500))),
+  );
+  assert.deepEqual(body.subarray(0, BINARY.length), BINARY);
+  assert.equal(decoder.decode(body.subarray(BINARY.length)), "Z");
+});
+
+Deno.test("chunked body: malformed framing is an error", async () => {
+  const cases: [string, RegExp][] = [
+    ["zz\r\nhello\r\n0\r\n\r\n", /malformed chunk size/],
+    ["-5\r\nhello\r\n0\r\n\r\n", /malformed chunk size/],
+    ["3\r\nhello\r\n0\r\n\r\n", /longer than its declared size/],
+    ["5\r\nhel", /middle of a chunk/],
+    ["5\r\nhello\r\n", /middle of a chunked body/],
+    ["0\r\nTrailer: cut", /middle of a line/],
+    ["0\r\nbad trailer\r\n\r\n", /malformed trailer/],
+    ["10000000000000\r\n", /malformed chunk size/], // 14 hex digits: absurd
+  ];
+  for (const [wire, expected] of cases) {
+    await assert.rejects(
+      readToEnd(new ChunkedBody(new HttpReader(trickle(wire, 2)))),
+      expected,
+      wire,
+    );
+  }
+});
+
+Deno.test("body framing: HEAD, 204 and 304 have none; lengths must agree; chunked beats Content-Length", async () => {
+  const framed = async (head: string, method = "GET", rest = "abcdef") => {
+    const reader = new HttpReader(trickle(head + rest, 2));
+    const parsed = await readResponseHead(reader);
+    return decoder.decode(
+      await readToEnd(bodyReaderFor(parsed, method, reader)),
+    );
+  };
+  assert.equal(
+    await framed("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", "HEAD"),
+    "",
+  );
+  assert.equal(
+    await framed("HTTP/1.1 204 No Content\r\nContent-Length: 6\r\n\r\n"),
+    "",
+  );
+  assert.equal(
+    await framed("HTTP/1.1 304 Not Modified\r\nContent-Length: 6\r\n\r\n"),
+    "",
+  );
+  assert.equal(
+    await framed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"),
+    "abc",
+  );
+  assert.equal(
+    await framed(
+      "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n",
+    ),
+    "abc",
+  );
+  assert.equal(await framed("HTTP/1.0 200 OK\r\n\r\n"), "abcdef");
+  assert.equal(
+    await framed(
+      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET",
+      "2\r\nab\r\n0\r\n\r\n",
+    ),
+    "ab",
+  );
+  await assert.rejects(
+    framed("HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n"),
+    /invalid Content-Length/,
+  );
+  await assert.rejects(
+    framed("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"),
+    /invalid Content-Length/,
+  );
+  await assert.rejects(
+    framed("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"),
+    /closed after 6 of 9 body bytes/,
+  );
+});
+
+Deno.test("request head: exact bytes, default port dropped, fragment never sent, absolute form for proxies", () => {
+  assert.equal(
+    buildRequestHead(
+      new URL("http://example.com:80/a%20b?q=1#frag"),
+      "GET",
+      {},
+    ),
+    "GET /a%20b?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: deno-network-examples/1.0\r\n" +
+      "Accept: */*\r\nConnection: close\r\n\r\n",
+  );
+  assert.equal(
+    buildRequestHead(new URL("http://user:pw@[::1]:8000"), "POST", {
+      body: encoder.encode("a=1"),
+      contentType: "application/x-www-form-urlencoded",
+      viaProxy: true,
+    }),
+    "POST http://[::1]:8000/ HTTP/1.1\r\nHost: [::1]:8000\r\nUser-Agent: deno-network-examples/1.0\r\n" +
+      "Accept: */*\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+      "Content-Length: 3\r\n\r\n",
+  );
+});
+
+Deno.test("form data: urlencoded like a browser form", () => {
+  assert.equal(
+    decoder.decode(
+      encodeForm(["username=Jürgen Ö", "password=a&b=c", "empty="]),
+    ),
+    "username=J%C3%BCrgen+%C3%96&password=a%26b%3Dc&empty=",
+  );
+  assert.throws(() => encodeForm(["novalue"]), /NAME=VALUE/);
+});
+
+// ---------------------------------------------------------------------------
+// In-process against the raw server
+// ---------------------------------------------------------------------------
+
+Deno.test("fetchWithSocket: Content-Length, close-delimited and chunked bodies; exact request bytes", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+
+  assert.equal(
+    await bodyText(await fetchWithSocket(`${origin}/length`)),
+    "hello world\n",
+  );
+  assert.equal(
+    await bodyText(await fetchWithSocket(`${origin}/close`)),
+    "until the end\n",
+  );
+  const chunked = await fetchWithSocket(`${origin}/chunked`);
+  assert.equal(await bodyText(chunked), "Wikipedia in\r\n\r\nchunks.");
+  assert.deepEqual(chunked.body.trailers, [["X-Checksum", "42"], [
+    "Expires",
+    "never",
+  ]]);
+
+  assert.equal(
+    server.requests[0].head,
+    `GET /length HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nUser-Agent: deno-network-examples/1.0\r\n` +
+      "Accept: */*\r\nConnection: close\r\n\r\n",
+  );
+});
+
+Deno.test("fetchWithSocket: redirects followed with relative Locations, 303 turns POST into GET, 307 keeps it", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const heads: string[] = [];
+  const response = await fetchWithSocket(`${origin}/redirect/a`, {
+    maxRedirects: 5,
+    onResponseHead: (head, url) =>
+      void heads.push(`${url.pathname} ${head.status}`),
+  });
+  assert.equal(await bodyText(response), "done\n");
+  assert.equal(response.url.href, `${origin}/final?from=b`);
+  assert.deepEqual(heads, ["/redirect/a 302", "/redirect/b 301", "/final 200"]);
+
+  const post = {
+    method: "POST",
+    body: encoder.encode("k=v"),
+    contentType: "application/x-www-form-urlencoded",
+    maxRedirects: 5,
+  };
+  assert.equal(
+    await bodyText(await fetchWithSocket(`${origin}/see-other`, post)),
+    "GET \n",
+  );
+  assert.equal(
+    await bodyText(await fetchWithSocket(`${origin}/temporary`, post)),
+    "POST k=v\n",
+  );
+
+  // Without maxRedirects the 3xx itself is the answer.
+  const unfollowed = await fetchWithSocket(`${origin}/redirect/a`);
+  assert.equal(unfollowed.status, 302);
+  assert.equal(await bodyText(unfollowed), "moved");
+
+  await assert.rejects(
+    fetchWithSocket(`${origin}/loop`, { maxRedirects: 5 }),
+    /too many redirects/,
+  );
+  // The loop was followed exactly 5 times: 6 requests.
+  assert.equal(server.requests.filter((r) => r.target === "/loop").length, 6);
+});
+
+// ---------------------------------------------------------------------------
+// As a subprocess, exactly as the header's Run line
+// ---------------------------------------------------------------------------
+
+Deno.test("CLI: body to stdout, -i head first, exit 0", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const [plain, include, chunked, head] = await Promise.all([
+    runScript(SCRIPT, [`${origin}/length`]),
+    runScript(SCRIPT, ["-i", `${origin}/length`]),
+    runScript(SCRIPT, ["-i", `${origin}/chunked`]),
+    runScript(SCRIPT, ["-I", `${origin}/no-content`]),
+  ]);
+  assert.deepEqual([plain.code, plain.stdout, plain.stderr], [
+    0,
+    "hello world\n",
+    "",
+  ]);
+  assert.equal(include.code, 0);
+  assert.equal(
+    include.stdout,
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n",
+  );
+  assert.equal(
+    chunked.stdout,
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nWikipedia in\r\n\r\nchunks.",
+  );
+  assert.deepEqual([head.code, head.stdout], [
+    0,
+    "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+  ]);
+  assert.equal(
+    server.requests.find((r) => r.target === "/no-content")?.requestLine,
+    "HEAD /no-content HTTP/1.1",
+  );
+});
+
+Deno.test("CLI: 404 prints the body, the status line on stderr, exit 1", async () => {
+  await using server = startRawServer();
+  const result = await runScript(SCRIPT, [
+    `http://127.0.0.1:${server.port}/missing`,
+  ]);
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout, "no such page\n");
+  assert.equal(
+    result.stderr,
+    `http_client.ts: http://127.0.0.1:${server.port}/missing answered HTTP/1.1 404 Not Found\n`,
+  );
+});
+
+Deno.test("CLI: broken responses exit 1 with one line (oversize head, bad status, short body)", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const [huge, bad, short] = await Promise.all([
+    runScript(SCRIPT, [`${origin}/huge-head`]),
+    runScript(SCRIPT, [`${origin}/bad-status`]),
+    runScript(SCRIPT, [`${origin}/short`]),
+  ]);
+  assert.deepEqual([huge.code, huge.stdout, huge.stderr], [
+    1,
+    "",
+    "http_client.ts: response head larger than 65536 bytes\n",
+  ]);
+  assert.deepEqual([bad.code, bad.stdout, bad.stderr], [
+    1,
+    "",
+    "http_client.ts: malformed status line: 'ICY 200 OK'\n",
+  ]);
+  // What arrived is written (it streams), then the truncation is reported.
+  assert.deepEqual([short.code, short.stdout, short.stderr], [
+    1,
+    "half\n",
+    "http_client.ts: connection closed after 5 of 10 body bytes\n",
+  ]);
+});
+
+Deno.test("CLI: -L follows relative redirects; a loop stops after 5 with exit 1", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const [followed, loop, included] = await Promise.all([
+    runScript(SCRIPT, ["-L", `${origin}/redirect/a`]),
+    runScript(SCRIPT, ["-L", `${origin}/loop`]),
+    runScript(SCRIPT, ["-L", "-i", `${origin}/redirect/b`]),
+  ]);
+  assert.deepEqual([followed.code, followed.stdout], [0, "done\n"]);
+  assert.deepEqual([loop.code, loop.stdout, loop.stderr], [
+    1,
+    "",
+    "http_client.ts: too many redirects (more than 5)\n",
+  ]);
+  // -i shows every response on the way, like curl -iL.
+  assert.equal(
+    included.stdout,
+    "HTTP/1.1 301 Moved Permanently\r\nLocation: /final?from=b\r\nContent-Length: 0\r\n\r\n" +
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ndone\n",
+  );
+});
+
+Deno.test("CLI: --data sends the tutorial's register form as an urlencoded POST", async () => {
+  await using server = startRawServer();
+  const result = await runScript(SCRIPT, [
+    "--data",
+    "username=Ada Lovelace",
+    "--data",
+    "email=ada@example.org",
+    "--data",
+    "note=1+1=2 & ünïcode",
+    `http://127.0.0.1:${server.port}/register`,
+  ]);
+  assert.deepEqual([result.code, result.stdout], [0, "ok\n"]);
+  const request = server.requests[0];
+  const body =
+    "username=Ada+Lovelace&email=ada%40example.org&note=1%2B1%3D2+%26+%C3%BCn%C3%AFcode";
+  assert.equal(
+    request.head,
+    `POST /register HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nUser-Agent: deno-network-examples/1.0\r\n` +
+      `Accept: */*\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
+      `Content-Length: ${body.length}\r\n\r\n`,
+  );
+  assert.equal(decoder.decode(request.body), body);
+});
+
+Deno.test("CLI: -o saves exact binary bytes and prints nothing", async () => {
+  await using server = startRawServer();
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/out.bin`;
+    const result = await runScript(SCRIPT, [
+      "-o",
+      file,
+      `http://127.0.0.1:${server.port}/binary`,
+    ], {
+      allow: ["--allow-net", `--allow-write=${dir}`],
+    });
+    assert.deepEqual([result.code, result.stdout, result.stderr], [0, "", ""]);
+    assert.deepEqual(await Deno.readFile(file), BINARY);
+    // No answer, no file: a refused connection leaves nothing behind.
+    const refused = await runScript(SCRIPT, [
+      "-o",
+      `${dir}/none.bin`,
+      `http://127.0.0.1:${freePort()}/`,
+    ], {
+      allow: ["--allow-net", `--allow-write=${dir}`],
+    });
+    assert.equal(refused.code, 1);
+    await assert.rejects(Deno.stat(`${dir}/none.bin`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("CLI: --links prints every link resolved against the page URL, parsed as HTML", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const result = await runScript(SCRIPT, ["--links", `${origin}/page.html`]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(
+    result.stdout,
+    [
+      `${origin}/style.css`,
+      `${origin}/js/app.js`,
+      `${origin}/about.html`,
+      `${origin}/up.html?a=1&b=2#top`,
+      "https://example.com/x",
+      `${origin}/img/logo.png`,
+      `${origin}/bare`,
+    ].map((link) => link + "\n").join(""),
+  );
+});
+
+Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
+  const cases: [string[], string][] = [
+    [[], "missing URL"],
+    [
+      ["ftp://127.0.0.1/"],
+      "unsupported scheme 'ftp:' (use http:// or https://)",
+    ],
+    [["http://exa mple.com/"], "not a valid URL: 'http://exa mple.com/'"],
+    [
+      ["--timeout", "soon", "http://127.0.0.1/"],
+      "--timeout must be a number of seconds above 0 (up to 86400), got 'soon'",
+    ],
+    [
+      ["--data", "novalue", "http://127.0.0.1/"],
+      "--data must look like NAME=VALUE, got 'novalue'",
+    ],
+    [
+      ["--proxy", "socks5://127.0.0.1:1080", "http://127.0.0.1/"],
+      "--proxy must look like http://host:port, got 'socks5://127.0.0.1:1080'",
+    ],
+    [["--bogus", "http://127.0.0.1/"], "Unknown option '--bogus'"],
+  ];
+  const results = await Promise.all(
+    cases.map(([args]) => runScript(SCRIPT, args)),
+  );
+  results.forEach((result, index) => {
+    assert.equal(result.code, 2, cases[index][0].join(" "));
+    assert.equal(
+      result.stderr,
+      `http_client.ts: ${
+        cases[index][1]
+      }\nTry 'http_client.ts --help' for more information.\n`,
+    );
+  });
+  const help = await runScript(SCRIPT, ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: http_client.ts \[options\] URL\n/);
+});
+
+Deno.test("CLI: refused connection and a silent server: one line, exit 1", async () => {
+  await using server = startRawServer();
+  const port = freePort();
+  const [refused, silent] = await Promise.all([
+    runScript(SCRIPT, [`http://127.0.0.1:${port}/`]),
+    runScript(SCRIPT, [
+      "--timeout",
+      "0.5",
+      `http://127.0.0.1:${server.port}/silent`,
+    ]),
+  ]);
+  assert.deepEqual(
+    [refused.code, refused.stdout, refused.stderr],
+    [
+      1,
+      "",
+      `http_client.ts: cannot connect to 127.0.0.1:${port}: connection refused\n`,
+    ],
+  );
+  assert.deepEqual(
+    [silent.code, silent.stdout, silent.stderr],
+    [
+      1,
+      "",
+      `http_client.ts: 127.0.0.1:${server.port}: timed out after 0.5 s waiting for data\n`,
+    ],
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Proxy: absolute form for http, CONNECT tunnel for https
+// ---------------------------------------------------------------------------
+
+/** Copies bytes one way until the source ends, then half-closes the target. */
+async function pipe(from: Deno.Conn, to: Deno.Conn) {
+  const buffer = new Uint8Array(16 * 1024);
+  try {
+    while (true) {
+      const count = await from.read(buffer);
+      if (count === null) break;
+      await writeAll(to, buffer.subarray(0, count));
+    }
+    await (to as Deno.TcpConn).closeWrite();
+  } catch {
+    // One side went away: the other is closed by the caller.
+  }
+}
+
+/** A tiny forward proxy recording each request line it receives. */
+function startProxy() {
+  const upstreams = new Set<Deno.Conn>();
+  const proxy = serveRaw(
+    Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+    async (request, client) => {
+      const [method, target] = request.requestLine.split(" ");
+      if (method === "CONNECT") {
+        const [hostname, port] = [
+          target.slice(0, target.lastIndexOf(":")),
+          target.slice(target.lastIndexOf(":") + 1),
+        ];
+        const upstream = await Deno.connect({ hostname, port: Number(port) });
+        upstreams.add(upstream);
+        try {
+          await send(client, "HTTP/1.1 200 Connection established\r\n\r\n");
+          await Promise.all([pipe(client, upstream), pipe(upstream, client)]);
+        } finally {
+          upstreams.delete(upstream);
+          upstream.close();
+        }
+        return;
+      }
+      // Absolute form: the URL names the server; pass the request on as is.
+      const url = new URL(target);
+      const upstream = await Deno.connect({
+        hostname: url.hostname,
+        port: Number(url.port),
+      });
+      upstreams.add(upstream);
+      try {
+        await writeAll(
+          upstream,
+          concat([encoder.encode(request.head), request.body]),
+        );
+        await pipe(upstream, client);
+      } finally {
+        upstreams.delete(upstream);
+        upstream.close();
+      }
+    },
+  );
+  return {
+    ...proxy,
+    close: async () => {
+      for (const upstream of upstreams) closeQuietly(upstream);
+      await proxy.close();
+    },
+  };
+}
+
+Deno.test("CLI: --proxy sends the absolute-form request line for http", async () => {
+  await using server = startRawServer();
+  const proxy = startProxy();
+  try {
+    const origin = `http://127.0.0.1:${server.port}`;
+    const result = await runScript(SCRIPT, [
+      "--proxy",
+      `http://127.0.0.1:${proxy.port}`,
+      `${origin}/final?from=b#frag`,
+    ]);
+    assert.deepEqual([result.code, result.stdout], [0, "done\n"]);
+    assert.equal(
+      proxy.requests[0].requestLine,
+      `GET ${origin}/final?from=b HTTP/1.1`,
+    );
+    assert.match(
+      proxy.requests[0].head,
+      new RegExp(`\r\nHost: 127\\.0\\.0\\.1:${server.port}\r\n`),
+    );
+    // The proxy refused: one line, exit 1.
+    const refused = await runScript(SCRIPT, [
+      "--proxy",
+      `http://127.0.0.1:${freePort()}`,
+      `${origin}/length`,
+    ]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /^http_client.ts: cannot connect to 127\.0\.0\.1:\d+: connection refused\n$/,
+    );
+  } finally {
+    await proxy.close();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// TLS with a private CA made by openssl
+// ---------------------------------------------------------------------------
+
+async function makeCertificates(dir: string) {
+  const run = async (args: string[]) => {
+    const result = await runTool("openssl", args);
+    if (result.code !== 0) {
+      throw new Error(`openssl ${args[0]} failed: ${result.stderr}`);
+    }
+  };
+  const ec = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+  ];
+  await run([
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    `${dir}/ca.key`,
+    "-out",
+    `${dir}/ca.pem`,
+    "-days",
+    "1",
+    "-subj",
+    "/CN=http_client test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  ]);
+  await run([
+    "req",
+    ...ec,
+    "-keyout",
+    `${dir}/server.key`,
+    "-out",
+    `${dir}/server.csr`,
+    "-subj",
+    "/CN=localhost",
+  ]);
+  await Deno.writeTextFile(
+    `${dir}/server.ext`,
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await run([
+    "x509",
+    "-req",
+    "-in",
+    `${dir}/server.csr`,
+    "-CA",
+    `${dir}/ca.pem`,
+    "-CAkey",
+    `${dir}/ca.key`,
+    "-CAcreateserial",
+    "-out",
+    `${dir}/server.pem`,
+    "-days",
+    "1",
+    "-extfile",
+    `${dir}/server.ext`,
+  ]);
+}
+
+const haveOpenssl = await hasCommand("openssl");
+if (!haveOpenssl) skipBecause("openssl not installed (TLS tests)");
+
+Deno.test({
+  name:
+    "TLS: https with --cacert, refused without it, and through a CONNECT tunnel",
+  ignore: !haveOpenssl,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      await makeCertificates(dir);
+      const tls = serveRaw(
+        Deno.listenTls({
+          hostname: "127.0.0.1",
+          port: 0,
+          cert: await Deno.readTextFile(`${dir}/server.pem`),
+          key: await Deno.readTextFile(`${dir}/server.key`),
+        }),
+        respond,
+      );
+      const proxy = startProxy();
+      try {
+        const url = `https://127.0.0.1:${tls.port}`;
+        const caCert = await Deno.readTextFile(`${dir}/ca.pem`);
+        // In-process.
+        const response = await fetchWithSocket(`${url}/chunked`, {
+          caCerts: [caCert],
+        });
+        assert.equal(await bodyText(response), "Wikipedia in\r\n\r\nchunks.");
+
+        const allow = ["--allow-net", `--allow-read=${dir}`];
+        const [trusted, untrusted, tunnelled] = await Promise.all([
+          runScript(SCRIPT, ["--cacert", `${dir}/ca.pem`, `${url}/length`], {
+            allow,
+          }),
+          runScript(SCRIPT, [`${url}/length`]),
+          runScript(SCRIPT, [
+            "--cacert",
+            `${dir}/ca.pem`,
+            "--proxy",
+            `http://127.0.0.1:${proxy.port}`,
+            `${url}/binary`,
+          ], {
+            allow,
+          }),
+        ]);
+        assert.deepEqual([trusted.code, trusted.stdout, trusted.stderr], [
+          0,
+          "hello world\n",
+          "",
+        ]);
+        assert.equal(untrusted.code, 1);
+        assert.equal(untrusted.stdout, "");
+        assert.match(
+          untrusted.stderr,
+          new RegExp(
+            `^http_client.ts: TLS handshake with 127\\.0\\.0\\.1:${tls.port} failed: .*(certificate|issuer).*\n$`,
+            "i",
+          ),
+        );
+        assert.equal(tunnelled.code, 0, tunnelled.stderr);
+        assert.deepEqual(encoder.encode(tunnelled.stdout).length > 0, true);
+        assert.equal(
+          proxy.requests[0].requestLine,
+          `CONNECT 127.0.0.1:${tls.port} HTTP/1.1`,
+        );
+        // The proxy only ever saw the CONNECT line, never the path.
+        assert.doesNotMatch(proxy.requests[0].head, /binary/);
+        // The TLS server got the origin-form request through the tunnel.
+        assert.ok(
+          tls.requests.some((r) => r.requestLine === "GET /binary HTTP/1.1"),
+        );
+      } finally {
+        await proxy.close();
+        await tls.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// ---------------------------------------------------------------------------
+// Peers nobody here wrote: Python's http.server, Node's http
+// ---------------------------------------------------------------------------
+
+/** Starts a child and reads stdout until `pattern` matches; returns the match. */
+async function startChild(command: string, args: string[], pattern: RegExp) {
+  const child = new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  let text = "";
+  let match: RegExpExecArray | null = null;
+  while (!(match = pattern.exec(text))) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    await reader.cancel();
+    await child.status;
+    clearTimeout(timer);
+  };
+  if (!match) {
+    await stop();
+    throw new Error(`${command} did not start: ${text}`);
+  }
+  return { match, stop };
+}
+
+const havePython = await hasCommand("python3");
+if (!havePython) skipBecause("python3 not installed (http.server tests)");
+
+Deno.test({
+  name:
+    "Python http.server: exact file bytes, 404 exit 1, HEAD, directory links",
+  ignore: !havePython,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const python = await startChild(
+      "python3",
+      [
+        "-u",
+        "-m",
+        "http.server",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        dir,
+      ],
+      /Serving HTTP on \S+ port (\d+)/,
+    );
+    try {
+      await Deno.writeFile(`${dir}/data.bin`, BINARY);
+      await Deno.writeTextFile(`${dir}/hello world.txt`, "hello\n");
+      const origin = `http://127.0.0.1:${python.match[1]}`;
+
+      const response = await fetchWithSocket(`${origin}/data.bin`);
+      assert.equal(response.head.version, "HTTP/1.0");
+      assert.deepEqual(await readToEnd(response.body), BINARY);
+      response.close();
+
+      const [file, missing, head, links] = await Promise.all([
+        runScript(SCRIPT, [`${origin}/hello%20world.txt`]),
+        runScript(SCRIPT, [`${origin}/nope`]),
+        runScript(SCRIPT, ["-I", `${origin}/data.bin`]),
+        runScript(SCRIPT, ["--links", `${origin}/`]),
+      ]);
+      assert.deepEqual([file.code, file.stdout], [0, "hello\n"]);
+      assert.equal(missing.code, 1);
+      assert.equal(
+        missing.stderr,
+        `http_client.ts: ${origin}/nope answered HTTP/1.0 404 File not found\n`,
+      );
+      assert.match(missing.stdout, /<title>Error response<\/title>/);
+      assert.equal(head.code, 0);
+      assert.match(
+        head.stdout,
+        new RegExp(
+          `^HTTP/1.0 200 OK\r\n(.*\r\n)*Content-Length: ${BINARY.length}\r\n(.*\r\n)*\r\n$`,
+        ),
+      );
+      assert.equal(
+        links.stdout,
+        `${origin}/data.bin\n${origin}/hello%20world.txt\n`,
+      );
+    } finally {
+      await python.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+const haveNode = await hasCommand("node");
+if (!haveNode) skipBecause("node not installed (chunked server test)");
+
+const NODE_SERVER = `
+const http = require("http");
+const server = http.createServer((request, response) => {
+  response.writeHead(200, { "Content-Type": "text/plain; charset=utf-8" });
+  response.write("first, ");
+  setImmediate(() => {
+    response.write("zweite, ");
+    setImmediate(() => response.end("третий\\n"));
+  });
+});
+server.listen(0, "127.0.0.1", () => console.log("port " + server.address().port));
+`;
+
+Deno.test({
+  name: "Node http server: chunked body decoded, headers shown with -i",
+  ignore: !haveNode,
+  async fn() {
+    const node = await startChild("node", ["-e", NODE_SERVER], /port (\d+)/);
+    try {
+      const url = `http://127.0.0.1:${node.match[1]}/`;
+      const response = await fetchWithSocket(url);
+      assert.equal(
+        response.headers.find(([name]) =>
+          name.toLowerCase() === "transfer-encoding"
+        )?.[1],
+        "chunked",
+      );
+      assert.equal(await bodyText(response), "first, zweite, третий\n");
+
+      const result = await runScript(SCRIPT, ["-i", url]);
+      assert.equal(result.code, 0);
+      assert.match(
+        result.stdout,
+        /^HTTP\/1\.1 200 OK\r\n(.*\r\n)*Transfer-Encoding: chunked\r\n(.*\r\n)*\r\nfirst, zweite, третий\n$/,
+      );
+    } finally {
+      await node.stop();
+    }
+  },
+});
