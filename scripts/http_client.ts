@@ -55,6 +55,7 @@ export const MAX_HEAD_BYTES = 64 * 1024;
 /** Chunk-size lines carry a hex number and optional extensions: keep small. */
 const MAX_CHUNK_LINE_BYTES = 4096;
 export const MAX_REDIRECTS = 5;
+const MAX_INTERIM_RESPONSES = 10;
 const DEFAULT_TIMEOUT_SECONDS = 30;
 const CR = 0x0d;
 const LF = 0x0a;
@@ -725,11 +726,17 @@ async function requestOnce(
     }
 
     const reader = new HttpReader(connection);
-    let response: ResponseHead;
-    do {
-      // 1xx answers (100 Continue, 103 Early Hints) are interim: skip them.
+    // 1xx answers (100 Continue, 103 Early Hints) are interim: skip them,
+    // but not forever.
+    let response = await readResponseHead(reader, options.maxHeadBytes);
+    for (let interim = 1; response.status < 200; interim++) {
+      if (interim > MAX_INTERIM_RESPONSES) {
+        throw new HttpError(
+          `more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`,
+        );
+      }
       response = await readResponseHead(reader, options.maxHeadBytes);
-    } while (response.status < 200);
+    }
     const bodyReader = bodyReaderFor(response, method, reader);
     return {
       url,
@@ -942,6 +949,22 @@ export function encodeForm(fields: string[]): Uint8Array {
   return new TextEncoder().encode(form.toString());
 }
 
+/** Writes to the -o file or stdout; failing there is not a network error. */
+async function writeOutput(
+  output: Deno.FsFile | typeof Deno.stdout,
+  bytes: Uint8Array,
+  name = "stdout",
+) {
+  try {
+    await writeAll(output, bytes);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.BrokenPipe
+      ? "it was closed"
+      : describeError(error);
+    throw new Failure(`cannot write to ${name}: ${reason}`);
+  }
+}
+
 async function main(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
     usage: USAGE,
@@ -1029,7 +1052,7 @@ async function main(args: string[]): Promise<number> {
       const count = await response.body.read(buffer);
       if (count === null) break;
       const chunk = buffer.subarray(0, count);
-      if (output) await writeAll(output, chunk);
+      if (output) await writeOutput(output, chunk, values.output);
       links?.write(chunk);
     }
     if (links) {
