@@ -172,11 +172,11 @@ async function handleUpload(conn: Deno.TcpConn, settings: Settings) {
   const seconds = (performance.now() - started) / 1000;
   const bytes = upload?.size ?? 0;
   const rate = seconds > 0 ? bytes / seconds / 1e6 : 0;
+  // One line per connection; JSON quoting keeps odd names on one line.
+  const peer = formatAddress(conn.remoteAddr);
+  const timing = `${seconds.toFixed(3)} s ${rate.toFixed(1)} MB/s`;
   settings.log(
-    `${formatAddress(conn.remoteAddr)} ${
-      JSON.stringify(name)
-    } ${bytes} bytes ` +
-      `${seconds.toFixed(3)} s ${rate.toFixed(1)} MB/s: ${result.reply}`,
+    `${peer} ${JSON.stringify(name)} ${bytes} bytes ${timing}: ${result.reply}`,
   );
   if (result.status !== null && !reader.timedOut) await linger();
 
