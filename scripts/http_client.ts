@@ -4,10 +4,14 @@
  * however the server frames it (Content-Length, chunked, or closing).
  *
  * Run:    deno run --allow-net scripts/http_client.ts http://127.0.0.1:8000/
- *         deno run --allow-net --allow-write scripts/http_client.ts -o page.html http://127.0.0.1:8000/
- *         deno run --allow-net --allow-read scripts/http_client.ts --cacert ca.pem https://localhost:8443/
+ *         deno run --allow-net --allow-write=page.html scripts/http_client.ts -o page.html http://127.0.0.1:8000/
+ *         deno run --allow-net --allow-read=ca.pem scripts/http_client.ts --cacert ca.pem https://localhost:8443/
  * Try it: python3 -m http.server 8000 --bind 127.0.0.1   (then run the first line)
  *    or:  deno run --allow-net scripts/http_client.ts -i --data username=ada http://127.0.0.1:8000/register
+ *         (the form POST, against scripts/http_server.ts)
+ *
+ * --links uses npm:htmlparser2, loaded only when asked for; everything else
+ * is plain Deno.
  *
  * The tutorial sends "GET / HTTP/1.1" over a bare socket, calls recv() until
  * it returns nothing, and splits the text at the first "\r\n\r\n". That only
@@ -28,6 +32,15 @@ import {
 import { closeQuietly, writeAll } from "../lib/net.ts";
 import type { Reader } from "../lib/lines.ts";
 
+const USER_AGENT = "deno-network-examples/1.0";
+/** Largest status line plus headers we accept (and likewise for trailers). */
+export const MAX_HEAD_BYTES = 64 * 1024;
+/** Chunk-size lines carry a hex number and optional extensions: keep small. */
+const MAX_CHUNK_LINE_BYTES = 4096;
+export const MAX_REDIRECTS = 5;
+const MAX_INTERIM_RESPONSES = 10;
+const DEFAULT_TIMEOUT_SECONDS = 30;
+
 const USAGE = `Usage: http_client.ts [options] URL
 
 Fetches URL (http:// or https://) over a hand-written HTTP/1.1 connection and
@@ -38,25 +51,18 @@ Options:
   -i, --include        also print the status line and headers (to stdout)
   -I, --head           send a HEAD request and print the headers only
   -o, --output FILE    save the body to FILE instead of writing it to stdout
+                       (created once an answer has arrived)
   --data NAME=VALUE    send a form POST (urlencoded); repeat for more fields
-  -L, --location       follow redirects (up to ${5})
+  -L, --location       follow redirects (up to ${MAX_REDIRECTS})
   --proxy URL          go through an HTTP proxy, http://host:port (port 80 if
                        omitted); https is tunnelled with CONNECT
   --links              print the page's links (a, link, img, script…), one per
                        line, resolved against the final URL, instead of the body
   --cacert FILE        also trust the CA certificate(s) in this PEM file
   --timeout SECONDS    limit for connecting and for each wait for data
-                       (default 30)
+                       (default ${DEFAULT_TIMEOUT_SECONDS})
   -h, --help           show this help`;
 
-const USER_AGENT = "deno-network-examples/1.0";
-/** Largest status line plus headers we accept (and likewise for trailers). */
-export const MAX_HEAD_BYTES = 64 * 1024;
-/** Chunk-size lines carry a hex number and optional extensions: keep small. */
-const MAX_CHUNK_LINE_BYTES = 4096;
-export const MAX_REDIRECTS = 5;
-const MAX_INTERIM_RESPONSES = 10;
-const DEFAULT_TIMEOUT_SECONDS = 30;
 const CR = 0x0d;
 const LF = 0x0a;
 
