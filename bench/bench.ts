@@ -1,0 +1,331 @@
+/**
+ * The benchmark suite: runs each of our servers beside its baselines on
+ * loopback, drives every one with the same load, and prints one table of
+ * figures and ratios to the baseline each target is measured against.
+ *
+ * Run:    deno task bench [--quick] [--mode echo,udp,chat,upload,http]
+ *
+ * How a figure is made: for each round, each server of a mode is started on
+ * port 0 (we wait for its `Listening on` line), warmed up, measured, and
+ * stopped by its own PID (SIGTERM, then SIGKILL after a bound). The order of
+ * servers rotates every round and each figure is the best of the rounds, so
+ * a burst of noise from other processes hurts one run, not a whole server.
+ * The load comes from bench/loadgen.c, compiled with `cc` at bench time
+ * (bench/load.ts when there is no compiler) or from `wrk` for HTTP; its CPU
+ * time is printed beside each figure so a saturated client shows. With
+ * `taskset` and two or more CPUs, servers run on CPU 0 and load on CPU 1.
+ */
+import {
+  parseCommandLine,
+  parseInteger,
+  parseSeconds,
+  runCommand,
+  UsageError,
+} from "../lib/cli.ts";
+import {
+  type Environment,
+  hasCommand,
+  prepareEnvironment,
+  type ServerSpec,
+  startServer,
+} from "./harness.ts";
+import { type Mode, MODES } from "./modes.ts";
+import { buildRows, formatTable, type Result, type Row } from "./report.ts";
+
+const USAGE = `Usage: deno task bench [options]
+
+Runs our servers beside their baselines and prints figures and ratios.
+
+Options:
+  --quick            short runs and a smaller upload: the whole suite in under 60 s
+  --mode LIST        modes to run, comma-separated (default: all):
+                     ${MODES.map((mode) => mode.name).join(", ")}
+  --servers LIST     only these server ids (see the table's "id" column)
+  --metrics LIST     only these metric ids (e.g. rr1,rr50,stream)
+  --rounds N         runs per server and metric; the best counts (default 3, quick 2)
+  --seconds S        measured seconds per run (default 2, quick 0.4)
+  --warmup S         unmeasured warm-up seconds per run (default 0.5, quick 0.2)
+  --upload-mib N     size of the upload file in MiB (default 256, quick 32)
+  --js-load          use bench/load.ts even when a C compiler is present
+  --no-pin           do not pin servers and load to separate CPUs
+  --write            also write the table to bench/RESULTS.md
+  -h, --help         show this help`;
+
+async function main(): Promise<number> {
+  const { values } = parseCommandLine(Deno.args, {
+    usage: USAGE,
+    options: {
+      quick: { type: "boolean", default: false },
+      mode: { type: "string" },
+      servers: { type: "string" },
+      metrics: { type: "string" },
+      rounds: { type: "string" },
+      seconds: { type: "string" },
+      warmup: { type: "string" },
+      "upload-mib": { type: "string" },
+      "js-load": { type: "boolean", default: false },
+      "no-pin": { type: "boolean", default: false },
+      write: { type: "boolean", default: false },
+    },
+  });
+  const quick = values.quick;
+  const modes = pick(MODES, values.mode, "--mode");
+  const serverFilter = listOption(values.servers);
+  const metricFilter = listOption(values.metrics);
+
+  const environment = await prepareEnvironment({
+    quick,
+    rounds: values.rounds
+      ? parseInteger(values.rounds, "--rounds", 1, 20)
+      : quick
+      ? 2
+      : 3,
+    seconds: values.seconds
+      ? parseSeconds(values.seconds, "--seconds")
+      : quick
+      ? 0.4
+      : 2,
+    warmup: values.warmup
+      ? parseSeconds(values.warmup, "--warmup")
+      : quick
+      ? 0.2
+      : 0.5,
+    uploadBytes: (values["upload-mib"]
+      ? parseInteger(values["upload-mib"], "--upload-mib", 1, 4096)
+      : quick
+      ? 32
+      : 256) * 1024 * 1024,
+    forceJsLoad: values["js-load"],
+    pin: !values["no-pin"],
+  });
+  const started = performance.now();
+  console.error(environment.describe());
+
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  try {
+    for (const mode of modes) {
+      const skip = await whySkip(mode);
+      if (skip) {
+        const line = `${mode.name}: skipped — ${skip}`;
+        console.error(line);
+        notes.push(line);
+        continue;
+      }
+      const servers = [];
+      for (const server of mode.servers) {
+        if (serverFilter && !serverFilter.includes(server.id)) continue;
+        const missing = await missingTools(server);
+        if (missing) {
+          const line = `${mode.name}: ${server.label} skipped — ${missing}`;
+          console.error(line);
+          notes.push(line);
+          continue;
+        }
+        servers.push(server);
+      }
+      const metrics = mode.metrics.filter((metric) =>
+        !metricFilter || metricFilter.includes(metric.id)
+      );
+      if (servers.length === 0 || metrics.length === 0) continue;
+      const results = await runMode(
+        mode,
+        servers,
+        metrics.map((m) => m.id),
+        environment,
+        notes,
+      );
+      rows.push(...buildRows(mode, results, servers, metrics));
+    }
+  } finally {
+    await environment.cleanUp();
+  }
+
+  const seconds = (performance.now() - started) / 1000;
+  const table = formatTable(rows);
+  console.log(table);
+  for (const note of notes) console.log(`- ${note}`);
+  console.log(`\nSuite time: ${seconds.toFixed(1)} s`);
+  if (values.write) {
+    await writeResults(environment, table, notes, quick);
+    console.error("Wrote bench/RESULTS.md");
+  }
+  return 0;
+}
+
+/**
+ * One mode: every round starts each server in turn (rotating the order),
+ * runs every metric against it, and stops it.
+ */
+async function runMode(
+  mode: Mode,
+  servers: ServerSpec[],
+  metricIds: string[],
+  environment: Environment,
+  notes: string[],
+): Promise<Map<string, Result>> {
+  const results = new Map<string, Result>();
+  const metrics = mode.metrics.filter((metric) =>
+    metricIds.includes(metric.id)
+  );
+  const resultFor = (server: ServerSpec, metric: string) => {
+    const key = `${server.id}/${metric}`;
+    let result = results.get(key);
+    if (!result) {
+      result = { server: server.id, metric, samples: [], errors: [] };
+      results.set(key, result);
+    }
+    return result;
+  };
+  for (let round = 0; round < environment.rounds; round++) {
+    const shift = round % servers.length;
+    const order = [...servers.slice(shift), ...servers.slice(0, shift)];
+    for (const server of order) {
+      let running;
+      try {
+        running = await startServer(server, environment);
+      } catch (error) {
+        const message = `start failed: ${(error as Error).message}`;
+        console.error(`${mode.name}: ${server.label} ${message}`);
+        for (const metric of metrics) {
+          resultFor(server, metric.id).errors.push(message);
+        }
+        continue;
+      }
+      try {
+        for (const metric of metrics) {
+          const result = resultFor(server, metric.id);
+          try {
+            const sample = await metric.run(running, environment);
+            result.samples.push(sample);
+            console.error(
+              `${mode.name} ${round + 1}/${environment.rounds} ${
+                server.label.padEnd(26)
+              } ${metric.label}: ${metric.format(sample.value)} (load CPU ${
+                percent(sample.loadCpu)
+              }, server CPU ${percent(sample.serverCpu)})`,
+            );
+          } catch (error) {
+            result.errors.push((error as Error).message);
+            console.error(
+              `${mode.name}: ${server.label} ${metric.label} failed: ${
+                (error as Error).message
+              }`,
+            );
+          }
+        }
+      } finally {
+        const stopped = await running.stop();
+        if (stopped.problem && server.ours) {
+          const line =
+            `${mode.name}: ${server.label} on SIGTERM: ${stopped.problem}`;
+          if (!notes.includes(line)) notes.push(line);
+        }
+      }
+    }
+  }
+  return results;
+}
+
+function percent(fraction: number | undefined): string {
+  return fraction === undefined ? "?" : `${Math.round(fraction * 100)}%`;
+}
+
+async function whySkip(mode: Mode): Promise<string | undefined> {
+  for (const script of mode.requires ?? []) {
+    try {
+      await Deno.stat(new URL(`../${script}`, import.meta.url));
+    } catch {
+      return `${script} does not exist yet`;
+    }
+  }
+  for (const tool of mode.tools ?? []) {
+    if (!(await hasCommand(tool))) return `${tool} is not installed`;
+  }
+  return undefined;
+}
+
+async function missingTools(server: ServerSpec): Promise<string | undefined> {
+  for (const tool of server.tools ?? []) {
+    if (!(await hasCommand(tool))) return `${tool} is not installed`;
+  }
+  if (server.script) {
+    try {
+      await Deno.stat(new URL(`../${server.script}`, import.meta.url));
+    } catch {
+      return `${server.script} does not exist yet`;
+    }
+  }
+  return undefined;
+}
+
+function listOption(value: string | undefined): string[] | undefined {
+  return value?.split(",").map((item) => item.trim()).filter(Boolean);
+}
+
+function pick<T extends { name: string }>(
+  all: T[],
+  value: string | undefined,
+  option: string,
+): T[] {
+  const names = listOption(value);
+  if (!names) return all;
+  for (const name of names) {
+    if (!all.some((item) => item.name === name)) {
+      throw new UsageError(
+        `${option}: unknown '${name}' (choose from ${
+          all.map((item) => item.name).join(", ")
+        })`,
+      );
+    }
+  }
+  return all.filter((item) => names.includes(item.name));
+}
+
+async function writeResults(
+  environment: Environment,
+  table: string,
+  notes: string[],
+  quick: boolean,
+) {
+  const path = new URL("./RESULTS.md", import.meta.url);
+  let existing = "";
+  try {
+    existing = await Deno.readTextFile(path);
+  } catch {
+    // First run: start the file.
+  }
+  const start = "<!-- bench:start -->";
+  const end = "<!-- bench:end -->";
+  const generated = [
+    start,
+    "",
+    environment.describe().split("\n").map((line) => `- ${line}`).join("\n"),
+    `- Command: \`deno task bench${quick ? " --quick" : ""}\``,
+    "",
+    table,
+    "",
+    ...notes.map((note) => `- ${note}`),
+    "",
+    end,
+  ].join("\n");
+  let text;
+  if (existing.includes(start) && existing.includes(end)) {
+    text = existing.slice(0, existing.indexOf(start)) + generated +
+      existing.slice(existing.indexOf(end) + end.length);
+  } else {
+    text = `# Benchmark results\n\nWritten by \`deno task bench --write\`; ` +
+      `see bench/bench.ts for how figures are made.\n\n${generated}\n`;
+  }
+  await Deno.writeTextFile(path, text);
+  // Keep the file as `deno fmt` wants it, so `deno task check` stays clean.
+  await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--quiet", path.pathname],
+    stdout: "null",
+    stderr: "inherit",
+  }).output();
+}
+
+if (import.meta.main) {
+  await runCommand("bench.ts", main);
+}

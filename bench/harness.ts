@@ -1,0 +1,493 @@
+// The machinery under bench.ts: where servers and load run (CPU pinning),
+// starting a server and waiting for it to listen, stopping it by its PID,
+// reading its CPU time and memory from /proc, and running the load client.
+
+/** The repository root and bench/ as file paths. */
+export const ROOT = new URL("..", import.meta.url).pathname;
+export const BENCH = new URL(".", import.meta.url).pathname;
+
+/** How one server under test is started. */
+export interface ServerSpec {
+  /** Short name for --servers and the table. */
+  id: string;
+  /** What the table calls it. */
+  label: string;
+  /** One of our scripts (the row gets a target). */
+  ours?: boolean;
+  /** Our script, relative to the repository root: skipped while missing. */
+  script?: string;
+  /** Outside tools it needs (node, python3, ncat…): skipped when missing. */
+  tools?: string[];
+  /** argv; `port` is 0 unless the server prints no Listening line. */
+  command(context: { port: number; dir: string }): string[];
+  /** It prints no Listening line: we pick a port and watch /proc/net. */
+  silent?: boolean;
+  /** Which baseline (id) its figures are divided by, and the target. */
+  vs?: string;
+  target?: number;
+  /** Upload baseline: no UPLOAD header, the stream ends the file (nc). */
+  rawUpload?: boolean;
+}
+
+/** One measured run. */
+export interface Sample {
+  /** The metric's figure (higher is better). */
+  value: number;
+  /** Load client CPU time ÷ wall time (1 = one CPU saturated). */
+  loadCpu?: number;
+  /** Server CPU time ÷ wall time during the run. */
+  serverCpu?: number;
+  /** Secondary figures (p99 latency, peak RSS…). */
+  extra?: Record<string, number>;
+}
+
+export interface Settings {
+  quick: boolean;
+  rounds: number;
+  seconds: number;
+  warmup: number;
+  uploadBytes: number;
+  forceJsLoad: boolean;
+  pin: boolean;
+}
+
+export interface Environment extends Settings {
+  /** Prefix that runs a server on its CPU (taskset), or nothing. */
+  serverPrefix: string[];
+  /** Prefix that runs a load client on its CPU, or nothing. */
+  loadPrefix: string[];
+  /** argv of the load client (compiled loadgen or bench/load.ts). */
+  loadClient: string[];
+  /** Scratch directory (on tmpfs when there is one). */
+  scratch: string;
+  describe(): string;
+  cleanUp(): Promise<void>;
+}
+
+/** Works out pinning and the load client, and compiles loadgen.c. */
+export async function prepareEnvironment(
+  settings: Settings,
+): Promise<Environment> {
+  const scratch = await Deno.makeTempDir({
+    dir: await isDirectory("/dev/shm") ? "/dev/shm" : undefined,
+    prefix: "deno-bench-",
+  });
+  const cpus = await allowedCpus();
+  const pinned = settings.pin && cpus.length >= 2 &&
+    await hasCommand("taskset");
+  const serverPrefix = pinned ? ["taskset", "-c", String(cpus[0])] : [];
+  const loadPrefix = pinned ? ["taskset", "-c", String(cpus[1])] : [];
+
+  let loadClient: string[] | undefined;
+  let loadDescription = "bench/load.ts (JS)";
+  if (!settings.forceJsLoad && await hasCommand("cc")) {
+    const binary = `${scratch}/loadgen`;
+    const compiled = await new Deno.Command("cc", {
+      args: ["-O2", "-o", binary, `${BENCH}loadgen.c`],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (compiled.success) {
+      loadClient = [binary];
+      loadDescription = "bench/loadgen.c (cc -O2, epoll, one thread)";
+    } else {
+      console.error(
+        `cc failed, using bench/load.ts: ${
+          new TextDecoder().decode(compiled.stderr).split("\n")[0]
+        }`,
+      );
+    }
+  }
+  loadClient ??= [
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    "--allow-read",
+    `${BENCH}load.ts`,
+  ];
+
+  const versions = await Promise.all([
+    toolVersion("node", ["--version"]),
+    toolVersion("python3", ["--version"]),
+    toolVersion("wrk", ["--version"]),
+  ]);
+  const cpuModel = await cpuName();
+  const describe = () =>
+    [
+      `Machine: ${cpuModel}, ${navigator.hardwareConcurrency} CPUs, Linux ${Deno.osRelease()}`,
+      `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); Node ${
+        versions[0]
+      }; ${versions[1]}; wrk ${
+        versions[2].replace(/^wrk\s*/, "").split(" ")[0]
+      }`,
+      `Date: ${new Date().toISOString().replace(/\.\d+Z$/, "Z")}`,
+      `Load: ${loadDescription}; ${
+        pinned
+          ? `servers pinned to CPU ${cpus[0]}, load to CPU ${cpus[1]} (taskset)`
+          : "no CPU pinning"
+      }`,
+      `Runs: best of ${settings.rounds} per server and metric, ${settings.warmup} s warm-up + ${settings.seconds} s measured; order rotates each round`,
+    ].join("\n");
+
+  return {
+    ...settings,
+    serverPrefix,
+    loadPrefix,
+    loadClient,
+    scratch,
+    describe,
+    cleanUp: () => Deno.remove(scratch, { recursive: true }).catch(() => {}),
+  };
+}
+
+export interface RunningServer {
+  spec: ServerSpec;
+  pid: number;
+  port: number;
+  /** The directory an upload server writes to. */
+  dir: string;
+  /** Whether the process is still running. */
+  alive(): boolean;
+  /** SIGTERM, then SIGKILL after a bound; `problem` says what went wrong. */
+  stop(): Promise<{ problem?: string }>;
+}
+
+const LISTENING = /^Listening on (\w+):\/\/\[?([^\]]*?)\]?:(\d+)\s*$/;
+
+/**
+ * Starts a server and resolves once it listens: after its `Listening on`
+ * line, or (for tools that print none) once /proc/net shows the port.
+ */
+export async function startServer(
+  spec: ServerSpec,
+  environment: Environment,
+): Promise<RunningServer> {
+  const dir = await Deno.makeTempDir({
+    dir: environment.scratch,
+    prefix: `${spec.id}-`,
+  });
+  const chosenPort = spec.silent ? await freePort() : 0;
+  const argv = [
+    ...environment.serverPrefix,
+    ...spec.command({ port: chosenPort, dir }),
+  ];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let exited = false;
+  const status = child.status.then((status) => {
+    exited = true;
+    return status;
+  });
+  // Keep the last few KiB of output for error messages; never let a pipe
+  // fill up and block a chatty server.
+  let stderrTail = "";
+  const stderrDone = drain(child.stderr, (text) => {
+    stderrTail = (stderrTail + text).slice(-4096);
+  });
+  let stdoutText = "";
+  let listening: ((line: string) => void) | undefined;
+  const firstLine = new Promise<string>((resolve) => listening = resolve);
+  const stdoutDone = drain(child.stdout, (text) => {
+    if (stdoutText.length < 4096) stdoutText += text;
+    const newline = stdoutText.indexOf("\n");
+    if (newline >= 0) listening?.(stdoutText.slice(0, newline));
+  });
+
+  let stopping: Promise<{ problem?: string }> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      let problem: string | undefined;
+      if (!exited) {
+        try {
+          Deno.kill(child.pid, "SIGTERM");
+        } catch {
+          // It exited just now.
+        }
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const bound = new Promise<"late">((resolve) =>
+          timer = setTimeout(() => resolve("late"), 3000)
+        );
+        if (await Promise.race([status, bound]) === "late") {
+          problem = "still running 3 s after SIGTERM; killed";
+          try {
+            Deno.kill(child.pid, "SIGKILL");
+          } catch {
+            // Gone after all.
+          }
+        }
+        clearTimeout(timer);
+      }
+      const final = await status;
+      await Promise.all([stderrDone, stdoutDone]);
+      if (!problem && spec.ours && final.code !== 0) {
+        problem = `exit code ${final.code}${
+          final.signal ? ` (${final.signal})` : ""
+        }`;
+      }
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      return { problem };
+    })();
+
+  const fail = async (why: string): Promise<never> => {
+    await stop();
+    throw new Error(
+      `${spec.label}: ${why}${
+        stderrTail ? `; stderr: ${stderrTail.trim().slice(-500)}` : ""
+      }`,
+    );
+  };
+
+  let port = chosenPort;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const bound = new Promise<"timeout">((resolve) =>
+    timer = setTimeout(() => resolve("timeout"), 20_000)
+  );
+  try {
+    if (spec.silent) {
+      const ready = waitForPort(chosenPort, () => exited);
+      const outcome = await Promise.race([ready, bound]);
+      if (outcome === "timeout") await fail("not listening after 20 s");
+      if (exited) await fail("exited before listening");
+    } else {
+      const outcome = await Promise.race([
+        firstLine,
+        bound,
+        status.then(() => "exited" as const),
+      ]);
+      if (outcome === "timeout") await fail("no Listening line after 20 s");
+      if (outcome === "exited") await fail("exited before listening");
+      const match = LISTENING.exec(outcome);
+      if (!match) await fail(`first line is not 'Listening on …': ${outcome}`);
+      port = Number(match![3]);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    spec,
+    pid: child.pid,
+    port,
+    dir,
+    alive: () => !exited,
+    stop,
+  };
+}
+
+async function drain(
+  stream: ReadableStream<Uint8Array>,
+  onText: (text: string) => void,
+) {
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of stream) {
+      onText(decoder.decode(chunk, { stream: true }));
+    }
+  } catch {
+    // The process is gone; nothing more to read.
+  }
+}
+
+/** A port that was free a moment ago (for tools that cannot use port 0). */
+async function freePort(): Promise<number> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  // Let the kernel finish releasing it before a tool binds it.
+  await Promise.resolve();
+  return port;
+}
+
+/** Resolves once /proc/net/tcp lists a listening socket on `port`. */
+async function waitForPort(port: number, gone: () => boolean) {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  while (!gone()) {
+    for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      const text = await readProc(table);
+      // Columns: sl local_address rem_address st …; st 0A is LISTEN.
+      for (const line of text.split("\n").slice(1)) {
+        const fields = line.trim().split(/\s+/);
+        if (fields[1]?.endsWith(`:${hex}`) && fields[3] === "0A") return;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * Reads a /proc file ("" when it is gone). Deno 2.9 wants --allow-all for
+ * /proc, which a benchmark should not need, so `cat` reads it for us.
+ */
+export async function readProc(path: string): Promise<string> {
+  const output = await new Deno.Command("cat", {
+    args: [path],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return output.success ? new TextDecoder().decode(output.stdout) : "";
+}
+
+/** User + system CPU seconds of a process (all threads), from /proc. */
+export async function cpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readProc(`/proc/${pid}/stat`);
+    if (!stat) return undefined;
+    // Fields after the ")" closing the command name; utime and stime are
+    // fields 14 and 15 of the whole line, in clock ticks (100 per second).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A memory figure of a process in KiB (VmHWM: peak RSS; VmRSS: now). */
+export async function memoryKiB(
+  pid: number,
+  field: "VmHWM" | "VmRSS",
+): Promise<number | undefined> {
+  try {
+    const status = await readProc(`/proc/${pid}/status`);
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the load client prints: one JSON line. */
+export interface LoadReport {
+  ops: number;
+  bytes: number;
+  seconds: number;
+  cpu: number;
+  p50_us: number;
+  p99_us: number;
+  errors: number;
+  reply?: string;
+}
+
+/**
+ * Runs the load client (`mode` plus options) against a server on the load
+ * CPU and returns its report with the server's CPU share over the run.
+ */
+export async function runLoad(
+  environment: Environment,
+  server: RunningServer,
+  mode: string,
+  options: Record<string, string | number | boolean>,
+): Promise<{ report: LoadReport; serverCpu?: number }> {
+  const args = [mode, "--port", String(server.port)];
+  for (const [name, value] of Object.entries(options)) {
+    if (value === false) continue;
+    args.push(`--${name}`);
+    if (value !== true) args.push(String(value));
+  }
+  const before = await cpuSeconds(server.pid);
+  const started = performance.now();
+  const output = await runBounded(
+    [...environment.loadPrefix, ...environment.loadClient, ...args],
+    (environment.warmup + environment.seconds) * 1000 + 60_000,
+  );
+  const wall = (performance.now() - started) / 1000;
+  const after = await cpuSeconds(server.pid);
+  const last = output.stdout.trim().split("\n").pop() ?? "";
+  if (output.code !== 0 || !last.startsWith("{")) {
+    throw new Error(
+      `load client failed (exit ${output.code}): ${
+        output.stderr.trim().split("\n").slice(-2).join(" ") || last
+      }`,
+    );
+  }
+  const report = JSON.parse(last) as LoadReport;
+  return {
+    report,
+    serverCpu: before !== undefined && after !== undefined
+      ? (after - before) / wall
+      : undefined,
+  };
+}
+
+/** Runs a command to completion, killing it after `limitMs`. */
+export async function runBounded(
+  argv: string[],
+  limitMs: number,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      Deno.kill(child.pid, "SIGKILL");
+    } catch {
+      // Already finished.
+    }
+  }, limitMs);
+  try {
+    const output = await child.output();
+    const decoder = new TextDecoder();
+    return {
+      code: output.code,
+      stdout: decoder.decode(output.stdout),
+      stderr: decoder.decode(output.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether a command-line tool is installed. */
+export async function hasCommand(command: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("sh", {
+      args: ["-c", 'command -v "$1"', "sh", command],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+async function toolVersion(tool: string, args: string[]): Promise<string> {
+  if (!(await hasCommand(tool))) return `${tool} missing`;
+  const output = await runBounded([tool, ...args], 5000);
+  return (output.stdout + output.stderr).trim().split("\n")[0];
+}
+
+async function cpuName(): Promise<string> {
+  const info = await readProc("/proc/cpuinfo");
+  return /^model name\s*:\s*(.+)$/m.exec(info)?.[1].trim() ?? "unknown CPU";
+}
+
+/** The CPUs this process may run on (from /proc/self/status). */
+async function allowedCpus(): Promise<number[]> {
+  // Our children inherit our CPU set, so a child's view is ours.
+  const status = await readProc("/proc/self/status");
+  const list = /^Cpus_allowed_list:\s*(.+)$/m.exec(status)?.[1] ?? "";
+  const cpus: number[] = [];
+  for (const part of list.split(",")) {
+    const [from, to] = part.split("-").map(Number);
+    if (Number.isInteger(from)) {
+      for (let cpu = from; cpu <= (to ?? from); cpu++) cpus.push(cpu);
+    }
+  }
+  return cpus;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
