@@ -732,6 +732,12 @@ Deno.test("server CLI: missing --dir and bad values exit 2; --dir that is a file
       "0",
     ], serverArgs(dir));
     assert.equal((await Deno.stat(`${dir}/new`)).isDirectory, true);
+    // An upload first also gives the server time to install its signal
+    // handlers (see the note on runUntilSignal in the report).
+    assert.equal(
+      await exchange(server.port, "UPLOAD 5 new.txt\nhello"),
+      `200 OK 5 ${HELLO_SHA256}\n`,
+    );
     assert.equal((await server.stop()).code, 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
