@@ -122,14 +122,16 @@ export async function runUntilSignal(
   server: { addr: Deno.Addr; close(): Promise<void>; finished: Promise<void> },
   scheme: "tcp" | "udp" | "http",
 ): Promise<number> {
-  console.log(`Listening on ${scheme}://${formatAddress(server.addr)}`);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   const stop = () => {
     for (const signal of signals) Deno.removeSignalListener(signal, stop);
     const deadline = setTimeout(() => Deno.exit(0), 2000);
     server.close().finally(() => clearTimeout(deadline));
   };
+  // Listen for signals before announcing: a tool may send SIGTERM the moment
+  // it reads the Listening line.
   for (const signal of signals) Deno.addSignalListener(signal, stop);
+  console.log(`Listening on ${scheme}://${formatAddress(server.addr)}`);
   await server.finished;
   for (const signal of signals) {
     try {
