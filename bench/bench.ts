@@ -98,7 +98,7 @@ async function main(): Promise<number> {
     forceJsLoad: values["js-load"],
     pin: !values["no-pin"],
   });
-  const started = performance.now();
+  const started = Date.now();
   console.error(environment.describe());
 
   const rows: Row[] = [];
@@ -141,7 +141,7 @@ async function main(): Promise<number> {
     await environment.cleanUp();
   }
 
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (Date.now() - started) / 1000;
   const table = formatTable(rows);
   console.log(table);
   for (const note of notes) console.log(`- ${note}`);

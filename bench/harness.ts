@@ -27,6 +27,8 @@ export interface ServerSpec {
   target?: number;
   /** Upload baseline: no UPLOAD header, the stream ends the file (nc). */
   rawUpload?: boolean;
+  /** A shell pipeline: its PID is the shell's, so no memory figure. */
+  pipeline?: boolean;
 }
 
 /** One measured run. */
@@ -58,7 +60,7 @@ export interface Environment extends Settings {
   loadPrefix: string[];
   /** argv of the load client (compiled loadgen or bench/load.ts). */
   loadClient: string[];
-  /** Scratch directory (on tmpfs when there is one). */
+  /** Scratch directory (the system's temporary directory). */
   scratch: string;
   describe(): string;
   cleanUp(): Promise<void>;
@@ -68,10 +70,9 @@ export interface Environment extends Settings {
 export async function prepareEnvironment(
   settings: Settings,
 ): Promise<Environment> {
-  const scratch = await Deno.makeTempDir({
-    dir: await isDirectory("/dev/shm") ? "/dev/shm" : undefined,
-    prefix: "deno-bench-",
-  });
+  // Not /dev/shm: Deno 2.9 wants --allow-all for anything under /dev, and
+  // the upload server runs with the narrow permissions its header gives.
+  const scratch = await Deno.makeTempDir({ prefix: "deno-bench-" });
   const cpus = await allowedCpus();
   const pinned = settings.pin && cpus.length >= 2 &&
     await hasCommand("taskset");
@@ -482,12 +483,4 @@ async function allowedCpus(): Promise<number[]> {
     }
   }
   return cpus;
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
-  }
 }

@@ -139,7 +139,10 @@ function percent(fraction: number | undefined): string {
 
 /** A Markdown table with padded columns (as `deno fmt` would write it). */
 export function formatTable(rows: Row[]): string {
-  const all = [HEADER, ...rows];
+  // A "|" inside a cell would end it early: Markdown wants it escaped.
+  const all = [HEADER, ...rows].map((row) =>
+    row.map((cell) => (cell ?? "").replaceAll("|", "\\|"))
+  );
   const widths = HEADER.map((_, column) =>
     Math.max(3, ...all.map((row) => [...(row[column] ?? "")].length))
   );
@@ -148,9 +151,9 @@ export function formatTable(rows: Row[]): string {
       row.map((cell, column) => pad(cell ?? "", widths[column])).join(" | ")
     } |`;
   return [
-    line(HEADER),
+    line(all[0]),
     `| ${widths.map((width) => "-".repeat(width)).join(" | ")} |`,
-    ...rows.map(line),
+    ...all.slice(1).map(line),
   ].join("\n");
 }
 
