@@ -30,7 +30,13 @@ import {
   startServer,
 } from "./harness.ts";
 import { type Mode, MODES } from "./modes.ts";
-import { buildRows, formatTable, type Result, type Row } from "./report.ts";
+import {
+  buildRows,
+  formatTable,
+  LOAD_BOUND,
+  type Result,
+  type Row,
+} from "./report.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -143,6 +149,13 @@ async function main(): Promise<number> {
 
   const seconds = (Date.now() - started) / 1000;
   const table = formatTable(rows);
+  if (rows.some((row) => row[8].endsWith("⚠"))) {
+    notes.push(
+      `⚠: the load client used ≥ ${
+        LOAD_BOUND * 100
+      }% of its CPU, so that figure may be the client's limit, not the server's`,
+    );
+  }
   console.log(table);
   for (const note of notes) console.log(`- ${note}`);
   console.log(`\nSuite time: ${seconds.toFixed(1)} s`);

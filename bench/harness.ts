@@ -269,6 +269,7 @@ export async function startServer(
   } finally {
     clearTimeout(timer);
   }
+  console.error(`  ${spec.label} started as pid ${child.pid} on port ${port}`);
   return {
     spec,
     pid: child.pid,

@@ -79,7 +79,7 @@ export function buildRows(
           }`
           : "",
         spread === undefined ? "" : `${Math.round(spread * 100)}%`,
-        percent(top.loadCpu),
+        percent(top.loadCpu) + (loadBound(top) ? " ⚠" : ""),
         percent(top.serverCpu),
       ]);
     }
@@ -131,6 +131,13 @@ export function buildRows(
     }
   }
   return rows;
+}
+
+/** A load client this busy may itself have set the pace. */
+export const LOAD_BOUND = 0.9;
+
+export function loadBound(sample: Sample): boolean {
+  return (sample.loadCpu ?? 0) >= LOAD_BOUND;
 }
 
 function percent(fraction: number | undefined): string {
