@@ -42,6 +42,8 @@ export const DEFAULT_MAX_SIZE = 10 * 1024 * 1024;
 const FORM_OVERHEAD_BYTES = 64 * 1024;
 /** Largest urlencoded form (the register form holds two short fields). */
 const MAX_FORM_BYTES = 64 * 1024;
+/** How long close() waits for requests in flight before cutting them. */
+const GRACE_MS = 1000;
 /** Largest header block of one multipart part. */
 const MAX_PART_HEADER_BYTES = 8 * 1024;
 
@@ -235,19 +237,33 @@ export async function startHttpServer(
     },
   }, handle);
 
+  // shutdown() stops accepting, lets requests in flight finish and closes
+  // idle keep-alive connections. But on Deno 2.9 a connection whose client
+  // stalled in the middle of a request body keeps it waiting for ever, and
+  // it can then no longer be cut (aborting Deno.serve's signal after
+  // shutdown() throws). So close() waits a grace period at most; the command
+  // exits right after, which closes whatever is left.
   let closing: Promise<void> | undefined;
+  let markClosed!: () => void;
+  const closed = new Promise<void>((resolve) => markClosed = resolve);
   const close = () => {
     closing ??= (async () => {
+      // Uploads in progress are cancelled and leave no file behind.
       settings.shutdown.abort();
-      // Stops accepting, lets requests in flight finish, closes idle
-      // keep-alive connections.
-      await server.shutdown();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, GRACE_MS);
+      });
+      await Promise.race([server.shutdown(), grace]);
+      clearTimeout(timer);
+      markClosed();
     })();
     return closing;
   };
   return {
     addr: server.addr,
-    finished: server.finished,
+    // The server stopped by itself, or close() is done.
+    finished: Promise.race([server.finished, closed]),
     close,
     [Symbol.asyncDispose]: close,
   };
@@ -262,16 +278,20 @@ function pathOf(url: string): string {
 }
 
 /**
- * Turns an HttpError thrown while handling a body into its error page. Only
+ * Turns an HttpError thrown while reading a body into its error page. Only
  * the routes that read a body are async: "/" stays synchronous, which
- * Deno.serve answers faster.
+ * Deno.serve answers faster. The error page closes the connection: part of
+ * the body may still be unread (a 413 refuses before reading it), so the
+ * next request could not be found on this connection anyway.
  */
 async function answerErrors(response: Promise<Response>): Promise<Response> {
   try {
     return await response;
   } catch (error) {
     if (error instanceof HttpError) {
-      return errorResponse(error.status, error.message);
+      return errorResponse(error.status, error.message, {
+        connection: "close",
+      });
     }
     throw error;
   }
@@ -382,7 +402,7 @@ async function upload(
   let bodyConsumed = false;
   try {
     while (!parser.finished) {
-      const { value, done } = await reader.read();
+      const { value, done } = await readChunk(reader);
       if (done) {
         bodyConsumed = true;
         throw new HttpError(400, "The form data ended early.");
@@ -414,7 +434,7 @@ async function upload(
     // What follows the last delimiter (usually "\r\n") is read and dropped,
     // so the connection can carry the next request.
     while (true) {
-      const { value, done } = await reader.read();
+      const { value, done } = await readChunk(reader);
       if (done) {
         bodyConsumed = true;
         break;
@@ -450,6 +470,17 @@ sha256 <code>${stored.sha256}</code>.</p>`,
     // Not committed (error, early end, shutdown): the temporary file goes.
     await file?.abort();
     if (!bodyConsumed) await cancel();
+  }
+}
+
+/** A read from the body; a client that went away is a 400 nobody will see. */
+async function readChunk(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  try {
+    return await reader.read();
+  } catch {
+    throw new HttpError(400, "The upload was interrupted.");
   }
 }
 
@@ -503,14 +534,14 @@ function multipartBoundary(contentType: string): string | null {
 // chunks: we keep back the last few bytes of each chunk that could be the
 // start of one. Memory stays bounded by a chunk plus the part header limit.
 
-type MultipartEvent =
+export type MultipartEvent =
   | { kind: "part"; name: string | null; filename: string | null }
   | { kind: "data"; bytes: Uint8Array };
 
 const CRLF = new Uint8Array([0x0d, 0x0a]);
 const HEADER_END = new Uint8Array([0x0d, 0x0a, 0x0d, 0x0a]);
 
-class MultipartParser {
+export class MultipartParser {
   finished = false;
   #delimiter: Uint8Array;
   #pending: Uint8Array;

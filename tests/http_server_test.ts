@@ -1,0 +1,610 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  escapeHtml,
+  type MultipartEvent,
+  MultipartParser,
+  startHttpServer,
+} from "../scripts/http_server.ts";
+import {
+  hasCommand,
+  readAll,
+  runScript,
+  runTool,
+  skipBecause,
+  startScript,
+} from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const HELLO_PAGE = `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Hello</title></head>
+<body>
+<h1>Hello world!</h1>
+<p><a href="/register">Register</a> · <a href="/upload">Upload a file</a></p>
+</body>
+</html>
+`;
+
+const SAFE_HEADERS = "content-type: text/html; charset=utf-8\r\n" +
+  "x-content-type-options: nosniff\r\n" +
+  "content-security-policy: default-src 'none'; form-action 'self'; frame-ancestors 'none'\r\n";
+
+function errorPage(title: string, message: string): string {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>${title}</title></head>
+<body>
+<h1>${title}</h1>
+<p>${message}</p>
+</body>
+</html>
+`;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
+}
+
+/** One request on a raw socket with Connection: close; the reply, Date masked. */
+async function rawExchange(port: number, request: string): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(request));
+  const reply = decoder.decode(await readAll(conn));
+  return reply.replace(
+    /\r\ndate: ([^\r]*)\r\n/,
+    (_, value: string) => {
+      assert.match(value, /^\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT$/);
+      return "\r\ndate: <date>\r\n";
+    },
+  );
+}
+
+/** Starts an in-process server on a fresh temporary directory. */
+async function startTestServer(maxSize?: number) {
+  const dir = await Deno.makeTempDir({ prefix: "http_server_test_" });
+  const server = await startHttpServer({ dir, port: 0, maxSize });
+  return {
+    dir,
+    base: `http://127.0.0.1:${server.addr.port}`,
+    port: server.addr.port,
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+function uploadForm(name: string, bytes: Uint8Array<ArrayBuffer>): FormData {
+  const form = new FormData();
+  form.append("note", "ignored field");
+  form.append("file", new File([bytes], name));
+  return form;
+}
+
+Deno.test("GET /, HEAD / and a 404: exact status, headers and body", async () => {
+  await using server = await startTestServer();
+  const headers = "content-type: text/html; charset=utf-8\r\n" +
+    `content-length: ${encoder.encode(HELLO_PAGE).length}\r\n` +
+    "date: <date>\r\n" +
+    "connection: close\r\n\r\n";
+  assert.equal(
+    await rawExchange(
+      server.port,
+      "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ),
+    "HTTP/1.1 200 OK\r\n" + headers + HELLO_PAGE,
+  );
+  assert.equal(
+    await rawExchange(
+      server.port,
+      "HEAD /?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ),
+    "HTTP/1.1 200 OK\r\n" + headers,
+  );
+  const missing = errorPage("404 Not Found", "Nothing here: /x");
+  assert.equal(
+    await rawExchange(
+      server.port,
+      "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ),
+    "HTTP/1.1 404 Not Found\r\n" + SAFE_HEADERS +
+      `content-length: ${missing.length}\r\ndate: <date>\r\nconnection: close\r\n\r\n` +
+      missing,
+  );
+});
+
+Deno.test("unknown path → 404, wrong method → 405 with Allow", async () => {
+  await using server = await startTestServer();
+  const notFound = await fetch(`${server.base}/missing`);
+  assert.equal(notFound.status, 404);
+  assert.equal(
+    await notFound.text(),
+    errorPage("404 Not Found", "Nothing here: /missing"),
+  );
+  // The path is echoed, so it must be escaped too.
+  const sneaky = await fetch(`${server.base}/%3Cb%3E<i>`);
+  assert.equal(sneaky.status, 404);
+  assert.doesNotMatch(await sneaky.text(), /<i>|<b>/);
+
+  for (
+    const [method, path, allow] of [
+      ["POST", "/", "GET, HEAD"],
+      ["DELETE", "/", "GET, HEAD"],
+      ["PUT", "/register", "GET, HEAD, POST"],
+      ["DELETE", "/upload", "GET, HEAD, POST"],
+    ]
+  ) {
+    const response = await fetch(`${server.base}${path}`, { method });
+    assert.equal(response.status, 405, `${method} ${path}`);
+    assert.equal(response.headers.get("allow"), allow);
+    assert.equal(
+      await response.text(),
+      errorPage("405 Method Not Allowed", `Allowed methods: ${allow}.`),
+    );
+  }
+});
+
+Deno.test("/register: the form, and the answer escapes the user name", async () => {
+  await using server = await startTestServer();
+  const form = await fetch(`${server.base}/register`);
+  assert.equal(form.status, 200);
+  const formHtml = await form.text();
+  assert.match(formHtml, /<form method="post" action="\/register">/);
+  assert.match(formHtml, /<input name="username"/);
+  assert.match(formHtml, /<input name="password" type="password"/);
+
+  const response = await fetch(`${server.base}/register`, {
+    method: "POST",
+    body: new URLSearchParams({
+      username: `<script>alert("x")</script>&'`,
+      password: "secret",
+    }),
+  });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+  const html = await response.text();
+  assert.ok(
+    html.includes(
+      "<h1>Welcome, &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;!</h1>",
+    ),
+    html,
+  );
+  assert.ok(!html.includes("<script>"));
+  assert.ok(!html.includes("secret"), "the password is never echoed");
+});
+
+Deno.test("/register: missing name 400, wrong type 415, oversized 413 (declared or chunked)", async () => {
+  await using server = await startTestServer();
+  const post = (body: BodyInit, headers: Record<string, string> = {}) =>
+    fetch(`${server.base}/register`, { method: "POST", body, headers });
+
+  const missing = await post(new URLSearchParams({ password: "x" }));
+  assert.equal(missing.status, 400);
+  assert.equal(
+    await missing.text(),
+    errorPage("400 Bad Request", "The user name is missing."),
+  );
+
+  const json = await post('{"username":"a"}', {
+    "content-type": "application/json",
+  });
+  assert.equal(json.status, 415);
+  await json.body?.cancel();
+
+  const big = "username=" + "a".repeat(70 * 1024);
+  const declared = await post(big, {
+    "content-type": "application/x-www-form-urlencoded",
+  });
+  assert.equal(declared.status, 413);
+  await declared.body?.cancel();
+
+  // A stream body goes out chunked, with no Content-Length: counted instead.
+  const chunked = await post(
+    ReadableStream.from([encoder.encode(big)]),
+    { "content-type": "application/x-www-form-urlencoded" },
+  );
+  assert.equal(chunked.status, 413);
+  await chunked.body?.cancel();
+});
+
+Deno.test("/upload: the form; a file is stored byte for byte with its sha256", async () => {
+  await using server = await startTestServer();
+  const form = await fetch(`${server.base}/upload`);
+  assert.match(
+    await form.text(),
+    /<form method="post" action="\/upload" enctype="multipart\/form-data">\n<p><input type="file" name="file" required><\/p>/,
+  );
+
+  // Binary content that contains a near-boundary and CRLFs.
+  const bytes = new Uint8Array(300_000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) % 251;
+  bytes.set(encoder.encode("\r\n--\r\n\r\n"), 1000);
+  const response = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body: uploadForm("data é.bin", bytes),
+  });
+  assert.equal(response.status, 200);
+  assert.ok(
+    (await response.text()).includes(
+      `<p>Stored <code>data é.bin</code>: 300000 bytes,\nsha256 <code>${
+        sha256(bytes)
+      }</code>.</p>`,
+    ),
+  );
+  assert.deepEqual(await Deno.readFile(`${server.dir}/data é.bin`), bytes);
+  assert.deepEqual(await listDir(server.dir), ["data é.bin"]);
+
+  // An empty file is a file too.
+  const empty = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body: uploadForm("empty", new Uint8Array()),
+  });
+  assert.equal(empty.status, 200);
+  await empty.body?.cancel();
+  assert.equal((await Deno.readFile(`${server.dir}/empty`)).length, 0);
+});
+
+Deno.test("/upload: unsafe names 400, existing name 409, nothing written", async () => {
+  await using server = await startTestServer();
+  await Deno.writeTextFile(`${server.dir}/taken.txt`, "original");
+  const cases: [string, number, string][] = [
+    ["..", 400, "file name &#39;..&#39; not allowed"],
+    ["a\\b", 400, "file name must not contain &#39;/&#39; or &#39;\\&#39;"],
+    ["bell\x07", 400, "file name must not contain control characters"],
+    ["x".repeat(256), 400, "file name longer than 255 bytes"],
+    [
+      "taken.txt",
+      409,
+      "&#39;taken.txt&#39; already exists; choose another name.",
+    ],
+  ];
+  for (const [name, status, message] of cases) {
+    const response = await fetch(`${server.base}/upload`, {
+      method: "POST",
+      body: uploadForm(name, encoder.encode("evil")),
+    });
+    assert.equal(response.status, status, JSON.stringify(name));
+    const title = status === 400 ? "400 Bad Request" : "409 Conflict";
+    assert.equal(await response.text(), errorPage(title, message));
+  }
+  // A name with "/" never reaches us whole (FormData keeps it): send by hand.
+  const boundary = "XyZ";
+  const body =
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; ` +
+    `filename="../escape.txt"\r\n\r\nevil\r\n--${boundary}--\r\n`;
+  const slash = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body,
+    headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+  });
+  assert.equal(slash.status, 400);
+  await slash.body?.cancel();
+  assert.deepEqual(await listDir(server.dir), ["taken.txt"]);
+  assert.equal(await Deno.readTextFile(`${server.dir}/taken.txt`), "original");
+});
+
+Deno.test("/upload: over --max-size → 413 (declared, or counted when chunked); malformed → 400/415", async () => {
+  await using server = await startTestServer(1000);
+  const declared = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body: uploadForm("big.bin", new Uint8Array(70 * 1024)),
+  });
+  assert.equal(declared.status, 413);
+  assert.equal(
+    await declared.text(),
+    errorPage("413 Content Too Large", "The file is larger than 1000 bytes."),
+  );
+  // Chunked: no Content-Length, the file part alone passes the limit.
+  const form = new Response(uploadForm("big.bin", new Uint8Array(5000)));
+  const chunked = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body: ReadableStream.from([new Uint8Array(await form.arrayBuffer())]),
+    headers: { "content-type": form.headers.get("content-type")! },
+  });
+  assert.equal(chunked.status, 413);
+  await chunked.body?.cancel();
+
+  const notMultipart = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body: "x",
+  });
+  assert.equal(notMultipart.status, 415);
+  await notMultipart.body?.cancel();
+  for (
+    const body of [
+      '--B\r\nContent-Disposition: form-data; name="file"; filename="cut"\r\n\r\nno end',
+      '--B\r\nContent-Disposition: form-data; name="other"\r\n\r\nx\r\n--B--\r\n',
+      "--Bjunk",
+    ]
+  ) {
+    const response = await fetch(`${server.base}/upload`, {
+      method: "POST",
+      body,
+      headers: { "content-type": "multipart/form-data; boundary=B" },
+    });
+    assert.equal(response.status, 400, body);
+    await response.body?.cancel();
+  }
+  // Nothing stored, no temporary file left behind.
+  assert.deepEqual(await listDir(server.dir), []);
+});
+
+Deno.test("/upload: a client that vanishes mid-upload leaves nothing behind", async () => {
+  await using server = await startTestServer();
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  const head = "POST /upload HTTP/1.1\r\nHost: x\r\n" +
+    "Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n" +
+    '--B\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n';
+  await conn.write(encoder.encode(head + "x".repeat(5000)));
+  // Wait until the temporary file exists (an upper bound, not a sleep).
+  for (let i = 0; i < 200 && (await listDir(server.dir)).length === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.match(
+    (await listDir(server.dir))[0] ?? "",
+    /^\.upload-[0-9a-f]{32}\.tmp$/,
+  );
+  conn.close();
+  for (let i = 0; i < 200 && (await listDir(server.dir)).length > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.deepEqual(await listDir(server.dir), []);
+});
+
+Deno.test("the multipart parser finds boundaries split across chunks of any size", () => {
+  const body = "preamble\r\n--AaB03x\r\n" +
+    'Content-Disposition: form-data; name="field"\r\n\r\nvalue\r\n' +
+    "--AaB03x\r\n" +
+    'Content-Disposition: form-data; name="file"; filename="f \\"q\\".txt"\r\n' +
+    "Content-Type: text/plain\r\n\r\n" +
+    "line1\r\n--AaB03 not yet\r\nline2\r\n--AaB03x--\r\nepilogue";
+  const bytes = encoder.encode(body);
+  for (const size of [1, 2, 3, 7, 64, bytes.length]) {
+    const parser = new MultipartParser("AaB03x");
+    const events: MultipartEvent[] = [];
+    for (let at = 0; at < bytes.length; at += size) {
+      events.push(...parser.feed(bytes.slice(at, at + size)));
+    }
+    assert.ok(parser.finished);
+    const parts: {
+      name: string | null;
+      filename: string | null;
+      data: string;
+    }[] = [];
+    for (const event of events) {
+      if (event.kind === "part") {
+        parts.push({ name: event.name, filename: event.filename, data: "" });
+      } else parts.at(-1)!.data += decoder.decode(event.bytes);
+    }
+    assert.deepEqual(parts, [
+      { name: "field", filename: null, data: "value" },
+      {
+        name: "file",
+        filename: 'f \\"q\\".txt',
+        data: "line1\r\n--AaB03 not yet\r\nline2",
+      },
+    ], `chunk size ${size}`);
+  }
+});
+
+Deno.test("escapeHtml escapes the five HTML-special characters", () => {
+  assert.equal(
+    escapeHtml(`<a href="x">'&'</a>`),
+    "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;",
+  );
+});
+
+Deno.test({
+  name:
+    "curl: -F upload stores exact bytes, keep-alive reuses one connection, register escapes",
+  ignore: !(await hasCommand("curl")),
+  async fn() {
+    await using server = await startTestServer();
+    const file = await Deno.makeTempFile();
+    try {
+      const bytes = crypto.getRandomValues(new Uint8Array(50_000));
+      await Deno.writeFile(file, bytes);
+      const upload = await runTool("curl", [
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-F",
+        `file=@${file};filename=curl.bin`,
+        `${server.base}/upload`,
+      ]);
+      assert.equal(decoder.decode(upload.stdout), "200", upload.stderr);
+      assert.deepEqual(await Deno.readFile(`${server.dir}/curl.bin`), bytes);
+    } finally {
+      await Deno.remove(file);
+    }
+
+    const several = await runTool("curl", [
+      "-sv",
+      "--http1.1",
+      `${server.base}/`,
+      `${server.base}/register`,
+      `${server.base}/nope`,
+    ]);
+    assert.equal(several.code, 0);
+    assert.equal(
+      several.stderr.match(/Re-using existing connection/g)?.length,
+      2,
+    );
+    assert.equal(several.stderr.match(/Connected to/g)?.length, 1);
+    assert.ok(decoder.decode(several.stdout).startsWith(HELLO_PAGE));
+
+    const register = await runTool("curl", [
+      "-s",
+      "--data-urlencode",
+      "username=<script>",
+      `${server.base}/register`,
+    ]);
+    assert.ok(
+      decoder.decode(register.stdout).includes(
+        "<h1>Welcome, &lt;script&gt;!</h1>",
+      ),
+    );
+  },
+});
+if (!(await hasCommand("curl"))) skipBecause("curl not installed");
+
+Deno.test({
+  name: "Python urllib as a peer: GET, 404 and the register POST",
+  ignore: !(await hasCommand("python3")),
+  async fn() {
+    await using server = await startTestServer();
+    const program = `
+import sys, urllib.request, urllib.parse, urllib.error
+base = sys.argv[1]
+with urllib.request.urlopen(base + "/", timeout=5) as r:
+    print(r.status, r.headers["Content-Type"], len(r.read()))
+try:
+    urllib.request.urlopen(base + "/nope", timeout=5)
+except urllib.error.HTTPError as e:
+    print(e.code)
+data = urllib.parse.urlencode({"username": "<b>bob</b>", "password": "x"}).encode()
+with urllib.request.urlopen(base + "/register", data=data, timeout=5) as r:
+    print("&lt;b&gt;bob&lt;/b&gt;" in r.read().decode())
+`;
+    const result = await runTool("python3", ["-c", program, server.base]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(
+      decoder.decode(result.stdout),
+      `200 text/html; charset=utf-8 ${
+        encoder.encode(HELLO_PAGE).length
+      }\n404\nTrue\n`,
+    );
+  },
+});
+if (!(await hasCommand("python3"))) skipBecause("python3 not installed");
+
+/** The header's Run line, with a temporary directory for ./uploads. */
+function runLine(dir: string) {
+  return {
+    allow: ["--allow-net", `--allow-read=${dir}`, `--allow-write=${dir}`],
+    args: ["--dir", dir, "--port", "0"],
+  };
+}
+
+Deno.test({
+  name: "wrk -t1 -c100 -d2s on /: no socket errors, no non-2xx",
+  ignore: !(await hasCommand("wrk")),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const { allow, args } = runLine(dir);
+    try {
+      await using server = await startScript("http_server.ts", args, { allow });
+      const result = await runTool("wrk", [
+        "-t1",
+        "-c100",
+        "-d2s",
+        `http://127.0.0.1:${server.port}/`,
+      ]);
+      const report = decoder.decode(result.stdout);
+      assert.equal(result.code, 0, result.stderr);
+      assert.doesNotMatch(report, /Socket errors|Non-2xx/, report);
+      const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(report)?.[1]);
+      assert.ok(rate > 1000, report);
+      console.log(
+        `http_server.ts under wrk -c100: ${rate.toFixed(0)} requests/s`,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+if (!(await hasCommand("wrk"))) skipBecause("wrk not installed");
+
+Deno.test("subprocess: Run line permissions, SIGTERM during an upload → exit 0 fast, no temp file", async () => {
+  const dir = await Deno.makeTempDir();
+  const { allow, args } = runLine(dir);
+  try {
+    const server = await startScript("http_server.ts", args, { allow });
+    assert.match(
+      server.listeningLine,
+      /^Listening on http:\/\/127\.0\.0\.1:\d+$/,
+    );
+    const response = await fetch(`http://127.0.0.1:${server.port}/upload`, {
+      method: "POST",
+      body: uploadForm("sub.txt", encoder.encode("via subprocess")),
+    });
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    assert.equal(await Deno.readTextFile(`${dir}/sub.txt`), "via subprocess");
+
+    // An upload left hanging halfway, then SIGTERM.
+    using conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await conn.write(encoder.encode(
+      "POST /upload HTTP/1.1\r\nHost: x\r\n" +
+        "Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 100000\r\n\r\n" +
+        '--B\r\nContent-Disposition: form-data; name="file"; filename="hang"\r\n\r\nabc',
+    ));
+    for (let i = 0; i < 200 && (await listDir(dir)).length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const started = performance.now();
+    const output = await server.stop("SIGTERM");
+    assert.equal(output.code, 0, output.stderr);
+    assert.ok(performance.now() - started < 2000);
+    assert.equal(output.stderr, "");
+    assert.deepEqual(await listDir(dir), ["sub.txt"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("subprocess: SIGINT exits 0; IPv6 listening line in brackets", async () => {
+  const dir = await Deno.makeTempDir();
+  const { allow } = runLine(dir);
+  try {
+    const server = await startScript("http_server.ts", [
+      "--dir",
+      dir,
+      "--hostname",
+      "::1",
+      "--port",
+      "0",
+    ], { allow }).catch(() => null);
+    if (!server) return skipBecause("no IPv6 loopback");
+    assert.match(server.listeningLine, /^Listening on http:\/\/\[::1\]:\d+$/);
+    const response = await fetch(`http://[::1]:${server.port}/`);
+    assert.equal(await response.text(), HELLO_PAGE);
+    assert.equal((await server.stop("SIGINT")).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
+  for (
+    const args of [
+      [],
+      ["--dir", "/tmp/x", "--port", "-1"],
+      ["--dir", "/tmp/x", "--max-size", "lots"],
+      ["--dir", "/tmp/x", "--bogus"],
+    ]
+  ) {
+    const result = await runScript("http_server.ts", args);
+    assert.equal(result.code, 2, args.join(" "));
+    const lines = result.stderr.trim().split("\n");
+    assert.equal(lines.length, 2, result.stderr);
+    assert.match(lines[0], /^http_server\.ts: /);
+  }
+  const help = await runScript("http_server.ts", ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: http_server\.ts/);
+});
