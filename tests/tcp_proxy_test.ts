@@ -30,12 +30,17 @@ function startProxy(
       waiting.splice(0).forEach((wake) => wake());
     },
   });
-  /** Resolves with the log line number `index` (0-based) once written. */
-  async function logLine(index: number): Promise<string> {
-    while (lines.length <= index) {
-      await new Promise<void>((resolve) => waiting.push(resolve));
-    }
-    return lines[index];
+  /** Resolves with log line number `index` (0-based) once written. */
+  function logLine(index: number): Promise<string> {
+    return within(
+      5000,
+      (async () => {
+        while (lines.length <= index) {
+          await new Promise<void>((resolve) => waiting.push(resolve));
+        }
+        return lines[index];
+      })(),
+    );
   }
   return Object.assign(proxy, { lines, logLine });
 }
@@ -44,16 +49,22 @@ function connectTo(addr: Deno.NetAddr) {
   return Deno.connect({ hostname: addr.hostname, port: addr.port });
 }
 
-/** Sends `bytes`, half-closes, and returns everything that comes back. */
+/**
+ * Sends `bytes`, half-closes, and returns everything that comes back; fails
+ * after 10 s (a lost half-close would otherwise hang the test forever).
+ */
 async function roundTrip(addr: Deno.NetAddr, bytes: Uint8Array) {
   const conn = await connectTo(addr);
   try {
     // Read while writing: a large message would otherwise fill both
     // directions' buffers and deadlock.
-    const [, reply] = await Promise.all([
-      writeAll(conn, bytes).then(() => conn.closeWrite()),
-      readRest(conn),
-    ]);
+    const [, reply] = await within(
+      10_000,
+      Promise.all([
+        writeAll(conn, bytes).then(() => conn.closeWrite()),
+        readRest(conn),
+      ]),
+    );
     return reply;
   } finally {
     conn.close();
@@ -172,7 +183,7 @@ Deno.test("10 MB of binary both ways, client half-close carried through", async 
   // roundTrip half-closes after sending: the echo server sees EOF only if
   // the proxy passed it on, then finishes and closes, and the client gets
   // every byte followed by EOF. Without the carried half-close this hangs.
-  const reply = await within(15_000, roundTrip(proxy.addr, data));
+  const reply = await roundTrip(proxy.addr, data);
   assert.equal(reply.length, data.length);
   assert.deepEqual(reply, data);
   const match = LOG_LINE.exec(await proxy.logLine(0));
@@ -298,7 +309,7 @@ Deno.test({
     try {
       await writeAll(client, encoder.encode("hello\n"));
       assert.equal(
-        await readUntil(client, "partial reply\n"),
+        await within(5000, readUntil(client, "partial reply\n")),
         "partial reply\n",
       );
       // The reset reaches the proxy, which closes the client's side too.
@@ -338,7 +349,7 @@ Deno.test("--idle-timeout closes a connection where nothing moves", async () => 
   const client = await connectTo(proxy.addr);
   try {
     await writeAll(client, encoder.encode("one\n"));
-    assert.equal(await readUntil(client, "one\n"), "one\n");
+    assert.equal(await within(5000, readUntil(client, "one\n")), "one\n");
     const quietSince = performance.now();
     assert.equal(await within(2000, readToEnd(client)), "eof");
     const quiet = performance.now() - quietSince;
@@ -412,7 +423,7 @@ Deno.test("subprocess: SIGTERM with a connection open closes it and exits 0", as
   });
   try {
     await writeAll(client, encoder.encode("still here\n"));
-    await readUntil(client, "still here\n");
+    await within(5000, readUntil(client, "still here\n"));
     const started = performance.now();
     const output = await proxy.stop("SIGTERM");
     assert.equal(output.code, 0, output.stderr);
