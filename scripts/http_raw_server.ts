@@ -480,6 +480,7 @@ export function startHttpRawServer(
     let discard = 0; // body bytes of the last request still to skip
     let outputLength = 0;
 
+    const flushing: Uint8Array[] = []; // full output buffers waiting to go
     const queue = (bytes: Uint8Array) => {
       if (outputLength + bytes.length > output.length) {
         // Many pipelined responses: send what we have first.
@@ -489,7 +490,6 @@ export function startHttpRawServer(
       output.set(bytes, outputLength);
       outputLength += bytes.length;
     };
-    const flushing: Uint8Array[] = [];
     const flush = async () => {
       deadline.at = Date.now() + idleMs; // a client that never reads is cut off
       for (const bytes of flushing) await writeAll(conn, bytes);

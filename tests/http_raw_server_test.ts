@@ -346,10 +346,17 @@ Deno.test("idle connections are closed after --idle-timeout, silent or half-way 
   // Sends a request, then half a second one, then stalls.
   using stalled = await Deno.connect({ hostname: "127.0.0.1", port });
   await stalled.write(encoder.encode(GET + "GET / HT"));
-  const [silentGot, stalledGot] = await Promise.all([
-    readAll(silent),
-    readAll(stalled),
-  ]);
+  // Upper bound only: if the server never closes them, fail instead of hanging.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const [silentGot, stalledGot] = await Promise.race([
+    Promise.all([readAll(silent), readAll(stalled)]),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error("not closed within 3 s")),
+        3000,
+      );
+    }),
+  ]).finally(() => clearTimeout(timer));
   const elapsed = performance.now() - started;
   assert.equal(silentGot.length, 0);
   assert.equal(checkDates(decoder.decode(stalledGot)), HELLO);
