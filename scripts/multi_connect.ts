@@ -3,7 +3,7 @@
  * answered, how long the connect took, and the first bytes it sent (a banner,
  * or the reply to --send). A quick port checker.
  *
- * Run:    deno run --allow-net scripts/multi_connect.ts 127.0.0.1:9999 127.0.0.1:8888 [::1]:9000
+ * Run:    deno run --allow-net scripts/multi_connect.ts 127.0.0.1:9999 127.0.0.1:8888 '[::1]:9000'
  *         deno run --allow-net scripts/multi_connect.ts --send hello --json 127.0.0.1:9999
  * Try it: deno run --allow-net scripts/echo_server.ts   (then check 127.0.0.1:9999 --send hi)
  *
