@@ -34,6 +34,7 @@ import {
   buildRows,
   formatTable,
   LOAD_BOUND,
+  LOAD_COLUMN,
   type Result,
   type Row,
 } from "./report.ts";
@@ -49,8 +50,8 @@ Options:
   --servers LIST     only these server ids (see the table's "id" column)
   --metrics LIST     only these metric ids (e.g. rr1,rr50,stream)
   --rounds N         runs per server and metric; the best counts (default 3, quick 2)
-  --seconds S        measured seconds per run (default 2, quick 0.4)
-  --warmup S         unmeasured warm-up seconds per run (default 0.5, quick 0.2)
+  --seconds S        measured seconds per run (default 2, quick 0.3)
+  --warmup S         unmeasured warm-up seconds per run (default 0.5, quick 0.15)
   --upload-mib N     size of the upload file in MiB (default 256, quick 32)
   --js-load          use bench/load.ts even when a C compiler is present
   --no-pin           do not pin servers and load to separate CPUs
@@ -89,12 +90,12 @@ async function main(): Promise<number> {
     seconds: values.seconds
       ? parseSeconds(values.seconds, "--seconds")
       : quick
-      ? 0.4
+      ? 0.3
       : 2,
     warmup: values.warmup
       ? parseSeconds(values.warmup, "--warmup")
       : quick
-      ? 0.2
+      ? 0.15
       : 0.5,
     uploadBytes: (values["upload-mib"]
       ? parseInteger(values["upload-mib"], "--upload-mib", 1, 4096)
@@ -149,7 +150,7 @@ async function main(): Promise<number> {
 
   const seconds = (Date.now() - started) / 1000;
   const table = formatTable(rows);
-  if (rows.some((row) => row[8].endsWith("⚠"))) {
+  if (rows.some((row) => row[LOAD_COLUMN].endsWith("⚠"))) {
     notes.push(
       `⚠: the load client used ≥ ${
         LOAD_BOUND * 100

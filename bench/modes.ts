@@ -549,6 +549,12 @@ const http: Mode = {
       vs: "deno-serve",
     },
     {
+      id: "deno-route",
+      label: "Deno.serve hello + path check",
+      command: () => deno(baseline("deno_http_route.ts"))(),
+      vs: "deno-serve",
+    },
+    {
       id: "node-http",
       label: "Node http hello",
       tools: ["node"],

@@ -16,15 +16,18 @@ export type Row = string[];
 const HEADER = [
   "mode",
   "metric",
-  "server",
-  "id",
+  "server [id]",
   "figure",
   "ratio",
   "target",
   "spread",
+  "per server CPU-s ratio",
   "load CPU",
   "server CPU",
 ];
+
+/** Column of the load CPU figure (bench.ts looks for the ⚠ there). */
+export const LOAD_COLUMN = 8;
 
 /** The rows of one mode: per metric (and each extra figure), per server. */
 export function buildRows(
@@ -41,6 +44,17 @@ export function buildRows(
       undefined,
     );
   };
+  // Figure per second of server CPU, the median over rounds: another
+  // process stealing the server's CPU lowers its figure in that round, but
+  // hardly what it achieves per CPU-second, so this ratio stays steady under
+  // noise (it means little where the server idles, as with one connection).
+  const efficiency = (server: string, metric: string) => {
+    const values = (results.get(`${server}/${metric}`)?.samples ?? [])
+      .filter((sample) => (sample.serverCpu ?? 0) > 0.05)
+      .map((sample) => sample.value / sample.serverCpu!)
+      .sort((a, b) => a - b);
+    return values.length ? values[Math.floor(values.length / 2)] : undefined;
+  };
   for (const metric of metrics) {
     for (const server of servers) {
       const result = results.get(`${server.id}/${metric.id}`);
@@ -50,11 +64,11 @@ export function buildRows(
         rows.push([
           mode.name,
           metric.label,
-          server.label,
-          server.id,
+          `${server.label} [${server.id}]`,
           `failed: ${result?.errors[0] ?? "no run"}`.replaceAll("|", "/"),
           "",
           server.target ? `≥ ${server.target.toFixed(2)} ✘` : "",
+          "",
           "",
           "",
           "",
@@ -66,11 +80,12 @@ export function buildRows(
       const spread = values.length > 1
         ? (Math.max(...values) - Math.min(...values)) / Math.max(...values)
         : undefined;
+      const ours = efficiency(server.id, metric.id);
+      const theirs = server.vs ? efficiency(server.vs, metric.id) : undefined;
       rows.push([
         mode.name,
         metric.label,
-        server.label,
-        server.id,
+        `${server.label} [${server.id}]`,
         metric.format(top.value),
         ratio === undefined ? "" : `${ratio.toFixed(2)}×`,
         server.target
@@ -79,6 +94,7 @@ export function buildRows(
           }`
           : "",
         spread === undefined ? "" : `${Math.round(spread * 100)}%`,
+        ours && theirs ? `${(ours / theirs).toFixed(2)}×` : "",
         percent(top.loadCpu) + (loadBound(top) ? " ⚠" : ""),
         percent(top.serverCpu),
       ]);
@@ -118,10 +134,10 @@ export function buildRows(
         rows.push([
           mode.name,
           extra.label + (extra.lowerIsBetter ? " (lower is better)" : ""),
-          server.label,
-          server.id,
+          `${server.label} [${server.id}]`,
           figure,
           ratio,
+          "",
           "",
           "",
           "",
