@@ -196,16 +196,18 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
   const maxLine = options.maxLine ?? DEFAULT_MAX_LINE;
   const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
   const log = options.log ?? ((message: string) => console.error(message));
-  // Everyone in the room, by lower-cased name: names are unique regardless
-  // of case, so "Alice" cannot pose as "alice". A Map keeps joining order.
-  const room = new Map<string, Client>();
+  // Everyone in the room, in joining order, and the same clients by
+  // lower-cased name: names are unique regardless of case, so "Alice"
+  // cannot pose as "alice".
+  const room = new Set<Client>();
+  const names = new Map<string, Client>();
   let guestNumber = 0;
   let closing = false;
 
   /** Queues the same bytes for everyone but `except`; drops non-readers. */
   function broadcast(bytes: Uint8Array, except?: Client) {
     const dropped: Client[] = [];
-    for (const client of room.values()) {
+    for (const client of room) {
       if (client !== except && !client.send(bytes)) dropped.push(client);
     }
     for (const client of dropped) leave(client, "not reading");
@@ -221,10 +223,11 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
   function join(conn: Deno.TcpConn): Client {
     // Skip numbers someone took with /nick (say, "guest7").
     let name = `guest${++guestNumber}`;
-    while (room.has(name)) name = `guest${++guestNumber}`;
+    while (names.has(name)) name = `guest${++guestNumber}`;
     const client = new Client(conn, name, maxQueue);
     broadcast(notice(`${name} joined`));
-    room.set(name, client);
+    room.add(client);
+    names.set(name, client);
     tell(client, notice(`welcome ${name}; /help lists commands`));
     log(`${name} joined from ${formatAddress(conn.remoteAddr)}`);
     return client;
@@ -232,8 +235,8 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
 
   /** Removes a client once; "not reading" also cuts its connection. */
   function leave(client: Client, reason: string) {
-    if (room.get(client.name.toLowerCase()) !== client) return;
-    room.delete(client.name.toLowerCase());
+    if (!room.delete(client)) return; // already gone
+    names.delete(client.name.toLowerCase());
     log(`${client.name} left (${reason})`);
     if (reason === "not reading") client.abort();
     else client.end();
@@ -249,25 +252,25 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
       return tell(client, notice(`you are already ${newName}`));
     }
     const key = newName.toLowerCase();
-    const holder = room.get(key);
+    const holder = names.get(key);
     if (holder && holder !== client) {
       return tell(client, notice(`name ${newName} is taken`));
     }
     const oldName = client.name;
-    room.delete(oldName.toLowerCase());
-    room.set(key, client);
+    names.delete(oldName.toLowerCase());
+    names.set(key, client);
     client.name = newName;
     log(`${oldName} is now ${newName}`);
     broadcast(notice(`${oldName} is now ${newName}`));
   }
 
   function who(client: Client) {
-    const names = [...room.values()].map((member) => member.name);
-    const listed = names.slice(0, MAX_NAMES_LISTED).join(", ");
-    const more = names.length > MAX_NAMES_LISTED
-      ? ` and ${names.length - MAX_NAMES_LISTED} more`
+    const members = [...room].map((member) => member.name);
+    const listed = members.slice(0, MAX_NAMES_LISTED).join(", ");
+    const more = members.length > MAX_NAMES_LISTED
+      ? ` and ${members.length - MAX_NAMES_LISTED} more`
       : "";
-    tell(client, notice(`${names.length} here: ${listed}${more}`));
+    tell(client, notice(`${members.length} here: ${listed}${more}`));
   }
 
   /** Runs one line from `client`; returns false when the client quits. */
@@ -331,7 +334,7 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
           line = null;
         }
         if (line === null) break; // the client closed (or half-closed)
-        if (room.get(client.name.toLowerCase()) !== client) break; // dropped
+        if (!room.has(client)) break; // dropped as not reading
         if (!handleLine(client, sanitize(decoder.decode(line)))) {
           reason = "quit";
           break;
@@ -383,13 +386,13 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
   async function onShutdown() {
     closing = true;
     const goodbye = notice("server shutting down");
-    for (const client of room.values()) {
+    for (const client of room) {
       client.send(goodbye);
       client.end();
     }
     let timer;
     await Promise.race([
-      Promise.allSettled([...room.values()].map((client) => client.written)),
+      Promise.allSettled([...room].map((client) => client.written)),
       new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_FLUSH_MS)),
     ]);
     clearTimeout(timer);

@@ -1,0 +1,769 @@
+// Tests for scripts/chat_server.ts and scripts/chat_client.ts, over real
+// loopback sockets: exact bytes of every notice, the commands, the hostile
+// cases (over-long and endless lines, invalid UTF-8, a client that never
+// reads, resets, hundreds of clients), the client script, nc, the CLI and
+// SIGTERM.
+import assert from "node:assert/strict";
+import { startChatServer } from "../scripts/chat_server.ts";
+import { chat } from "../scripts/chat_client.ts";
+import { writeAll } from "../lib/net.ts";
+import {
+  hasCommand,
+  runScript,
+  runTool,
+  scriptPath,
+  skipBecause,
+  startScript,
+} from "./helpers.ts";
+
+const encoder = new TextEncoder();
+
+/** Rejects if `promise` takes longer than `ms`: no test can hang. */
+async function within<T>(
+  ms: number,
+  promise: Promise<T>,
+  what: string,
+): Promise<T> {
+  let timer;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${ms} ms: ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A test's chat connection that reads whole lines, exactly as sent. */
+class Peer {
+  #pending = new Uint8Array(0);
+  #chunk = new Uint8Array(64 * 1024);
+  // Fatal: the server must only ever send valid UTF-8.
+  #decoder = new TextDecoder("utf-8", { fatal: true });
+
+  constructor(readonly conn: Deno.TcpConn) {}
+
+  static async connect(port: number, expectWelcome = true): Promise<Peer> {
+    const peer = new Peer(await Deno.connect({ hostname: "127.0.0.1", port }));
+    if (expectWelcome) {
+      assert.match(
+        await peer.line(),
+        /^\* welcome guest\d+; \/help lists commands\n$/,
+      );
+    }
+    return peer;
+  }
+
+  send(text: string | Uint8Array): Promise<void> {
+    return writeAll(
+      this.conn,
+      typeof text === "string" ? encoder.encode(text) : text,
+    );
+  }
+
+  /** The next line's raw bytes, "\n" included. */
+  lineBytes(ms = 5000): Promise<Uint8Array> {
+    return within(ms, this.#lineBytes(), "a line from the server");
+  }
+
+  async line(ms = 5000): Promise<string> {
+    return this.#decoder.decode(await this.lineBytes(ms));
+  }
+
+  async #lineBytes(): Promise<Uint8Array> {
+    while (true) {
+      const newline = this.#pending.indexOf(0x0a);
+      if (newline >= 0) {
+        const line = this.#pending.slice(0, newline + 1);
+        this.#pending = this.#pending.slice(newline + 1);
+        return line;
+      }
+      const count = await this.conn.read(this.#chunk);
+      if (count === null) {
+        throw new Error(
+          `closed before a full line; got ${
+            JSON.stringify(new TextDecoder().decode(this.#pending))
+          }`,
+        );
+      }
+      const joined = new Uint8Array(this.#pending.length + count);
+      joined.set(this.#pending);
+      joined.set(this.#chunk.subarray(0, count), this.#pending.length);
+      this.#pending = joined;
+    }
+  }
+
+  /** Asserts the next lines, in order, exactly. */
+  async expect(...lines: string[]) {
+    for (const line of lines) assert.equal(await this.line(), line);
+  }
+
+  /** Reads what is left until the server closes; a reset counts as closed. */
+  async rest(ms = 5000): Promise<string> {
+    const text = this.#decoder.decode(this.#pending);
+    this.#pending = new Uint8Array(0);
+    const chunks: string[] = [text];
+    await within(
+      ms,
+      (async () => {
+        try {
+          while (true) {
+            const count = await this.conn.read(this.#chunk);
+            if (count === null) return;
+            chunks.push(
+              new TextDecoder().decode(this.#chunk.subarray(0, count)),
+            );
+          }
+        } catch (error) {
+          if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+        }
+      })(),
+      "the server to close",
+    );
+    return chunks.join("");
+  }
+
+  close() {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  [Symbol.dispose]() {
+    this.close();
+  }
+}
+
+/** A server on a free port that logs into an array instead of stderr. */
+function startServer(options: { maxLine?: number; maxQueue?: number } = {}) {
+  const log: string[] = [];
+  const server = startChatServer({
+    port: 0,
+    log: (line) => log.push(line),
+    ...options,
+  });
+  return { server, port: server.addr.port, log };
+}
+
+Deno.test("welcome, joined, broadcast to others only, left: exact bytes", async () => {
+  const { server, port, log } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+
+  await alice.send("hello, room\n");
+  await bob.expect("guest1: hello, room\n");
+  // The sender does not get its own line back: the next thing it reads is
+  // the answer to a later command.
+  await alice.send("/who\n");
+  await alice.expect("* 2 here: guest1, guest2\n");
+
+  // "\r\n" (telnet, Windows) works like "\n"; blank lines are ignored.
+  await bob.send("from telnet\r\n\r\n   \nnext\n");
+  await alice.expect("guest2: from telnet\n", "guest2: next\n");
+
+  bob.close();
+  await alice.expect("* guest2 left\n");
+  assert.deepEqual(log.slice(-1), ["guest2 left (disconnected)"]);
+  assert.match(log[0], /^guest1 joined from 127\.0\.0\.1:\d+$/);
+});
+
+Deno.test("/nick: success, taken (any case), invalid", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+
+  await alice.send("/nick alice\n");
+  await alice.expect("* guest1 is now alice\n");
+  await bob.expect("* guest1 is now alice\n");
+  await alice.send("hi\n");
+  await bob.expect("alice: hi\n");
+
+  await bob.send("/nick ALICE\n");
+  await bob.expect("* name ALICE is taken\n");
+  await bob.send("/nick alice\n");
+  await bob.expect("* name alice is taken\n");
+  await alice.send("/nick alice\n");
+  await alice.expect("* you are already alice\n");
+
+  const invalid = [
+    ["/nick\n", "* usage: /nick NAME\n"],
+    ["/nick   \n", "* usage: /nick NAME\n"],
+    [
+      "/nick two words\n",
+      "* name may hold only letters, digits, '_', '.' and '-'\n",
+    ],
+    [
+      "/nick bell\x07\n",
+      "* name may hold only letters, digits, '_', '.' and '-'\n",
+    ],
+    [
+      "/nick fake:\n",
+      "* name may hold only letters, digits, '_', '.' and '-'\n",
+    ],
+    [`/nick ${"x".repeat(25)}\n`, "* name too long (at most 24 characters)\n"],
+  ];
+  for (const [command, answer] of invalid) {
+    await bob.send(command);
+    await bob.expect(answer);
+  }
+  // Unicode names are fine, up to 24 characters (not bytes).
+  await bob.send(`/nick ${"é".repeat(24)}\n`);
+  await bob.expect(`* guest2 is now ${"é".repeat(24)}\n`);
+  await alice.expect(`* guest2 is now ${"é".repeat(24)}\n`);
+
+  // A guest name taken with /nick is skipped for the next newcomer.
+  await alice.send("/nick guest3\n");
+  await alice.expect("* alice is now guest3\n");
+  using carol = new Peer(await Deno.connect({ hostname: "127.0.0.1", port }));
+  await carol.expect("* welcome guest4; /help lists commands\n");
+  await carol.send("/who\n");
+  await carol.expect(`* 3 here: guest3, ${"é".repeat(24)}, guest4\n`);
+});
+
+Deno.test("/help, unknown command, /quit says goodbye and closes", async () => {
+  const { server, port, log } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+
+  await alice.send("/help\n");
+  await alice.expect(
+    "* commands: /nick NAME (change your name), /who (list the room), /quit (leave), /help\n",
+  );
+  await alice.send("/dance now\n/\n");
+  await alice.expect(
+    "* unknown command /dance; /help lists commands\n",
+    "* unknown command /; /help lists commands\n",
+  );
+  // Commands are not broadcast: bob's next line is alice leaving.
+  await alice.send("/QUIT\nnot sent after quit\n");
+  assert.equal(await alice.rest(), "* bye guest1\n");
+  await bob.expect("* guest1 left\n");
+  assert.ok(log.includes("guest1 left (quit)"));
+});
+
+Deno.test("half-close: the client still gets its queued lines, then the server closes", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+  // Like `printf 'last words' | nc -N`: a final line without "\n" counts.
+  await bob.send("/who\nlast words");
+  await bob.conn.closeWrite();
+  assert.equal(await bob.rest(), "* 2 here: guest1, guest2\n");
+  await alice.expect("guest2: last words\n", "* guest2 left\n");
+});
+
+Deno.test("a line over --max-line is refused to its sender only; the connection goes on", async () => {
+  const { server, port } = startServer({ maxLine: 16 });
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+
+  await alice.send(`${"a".repeat(17)}\n`);
+  await alice.expect("* line too long (over 16 bytes); not sent\n");
+  // Exactly the limit is fine, with "\n" or "\r\n"; the limit counts bytes.
+  await alice.send(`${"b".repeat(16)}\r\n${"é".repeat(8)}\n${"é".repeat(9)}\n`);
+  await alice.expect("* line too long (over 16 bytes); not sent\n");
+  await alice.send("still here\n");
+  await bob.expect(
+    `guest1: ${"b".repeat(16)}\n`,
+    `guest1: ${"é".repeat(8)}\n`,
+    "guest1: still here\n",
+  );
+});
+
+Deno.test("an endless line (32 MB, no newline) keeps memory bounded and the sender served", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+
+  const chunk = new Uint8Array(64 * 1024).fill(0x78); // "xxxx…"
+  const before = Deno.memoryUsage().rss;
+  await alice.send(chunk);
+  await alice.expect("* line too long (over 4096 bytes); not sent\n");
+  // While alice is still inside her endless line, she keeps receiving.
+  const total = 32 * 1024 * 1024;
+  for (let sent = chunk.length; sent < total; sent += chunk.length) {
+    await alice.send(chunk);
+    if (sent === 16 * 1024 * 1024) {
+      await bob.send("are you there?\n");
+      await alice.expect("guest2: are you there?\n");
+    }
+  }
+  await alice.send("\nback to normal\n");
+  await bob.expect("guest1: back to normal\n");
+  const grown = Deno.memoryUsage().rss - before;
+  assert.ok(
+    grown < 16 * 1024 * 1024,
+    `memory grew by ${grown} bytes for a 32 MB line`,
+  );
+});
+
+Deno.test("invalid UTF-8 becomes U+FFFD; control characters cannot reach terminals", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+
+  await alice.send(
+    new Uint8Array([0x62, 0x61, 0x64, 0x20, 0xff, 0xfe, 0x20, 0xc3, 0x0a]),
+  );
+  assert.deepEqual(
+    await bob.lineBytes(),
+    new Uint8Array([
+      ...encoder.encode("guest1: bad "),
+      0xef,
+      0xbf,
+      0xbd,
+      0xef,
+      0xbf,
+      0xbd,
+      0x20,
+      0xef,
+      0xbf,
+      0xbd,
+      0x0a,
+    ]),
+  );
+  await alice.send("\x1b[2Jclear\tscreen\r\n");
+  await bob.expect("guest1: \uFFFD[2Jclear\tscreen\n");
+  await alice.send("still fine\n");
+  await bob.expect("guest1: still fine\n");
+});
+
+Deno.test("a client that never reads is dropped; the others are not delayed", async () => {
+  const maxQueue = 1024 * 1024;
+  const { server, port, log } = startServer({ maxLine: 64 * 1024, maxQueue });
+  await using _ = server;
+  using stalled = await Peer.connect(port); // guest1: reads nothing more
+  using sender = await Peer.connect(port);
+  using watcher = await Peer.connect(port);
+  await sender.expect("* guest3 joined\n");
+
+  const line = `${"m".repeat(32 * 1024 - 1)}\n`;
+  const message = `guest2: ${line}`;
+  let received = 0;
+  let dropped = false;
+  let caughtUp: (() => void) | undefined;
+  // The watcher reads everything while the sender floods the room.
+  const watching = (async () => {
+    try {
+      while (true) {
+        const text = await watcher.line();
+        if (text === "* guest1 left (not reading)\n") return;
+        assert.equal(text, message);
+        received++;
+        caughtUp?.();
+      }
+    } finally {
+      dropped = true; // or failed: either way the flood stops
+      caughtUp?.();
+    }
+  })();
+  // The sender stays at most 16 lines ahead of the watcher, as a reading
+  // client would; only the stalled one falls behind. The kernel buffers a
+  // few MB for it before its queue starts to grow: 64 MB is plenty.
+  let sent = 0;
+  const started = performance.now();
+  while (!dropped && sent < 2048) {
+    if (sent - received >= 16) {
+      await new Promise<void>((resolve) => caughtUp = resolve);
+      continue;
+    }
+    await sender.send(line);
+    sent++;
+  }
+  await within(10_000, watching, "the drop notice");
+  const floodMs = performance.now() - started;
+  assert.ok(log.includes("guest1 left (not reading)"));
+  await sender.expect("* guest1 left (not reading)\n");
+
+  // Every line sent before the drop reached the watcher, and the room
+  // still answers at once.
+  const pingStarted = performance.now();
+  await sender.send("ping\n");
+  const flood = received;
+  while (received < sent) {
+    assert.equal(await watcher.line(), message);
+    received++;
+  }
+  await watcher.expect("guest2: ping\n");
+  const pingMs = performance.now() - pingStarted;
+  assert.ok(pingMs < 1000, `ping took ${pingMs} ms`);
+  console.log(
+    `  dropped after ${sent} lines (${
+      (sent * line.length / 1e6).toFixed(1)
+    } MB) in ${floodMs.toFixed(0)} ms; watcher had ${flood} at the drop; ping ${
+      pingMs.toFixed(1)
+    } ms`,
+  );
+  // The stalled client finds what the kernel held, then the end.
+  const tail = await stalled.rest();
+  assert.ok(tail.startsWith("* guest2 joined\n* guest3 joined\n" + message));
+  assert.ok(tail.length < sent * message.length);
+});
+
+// A client that connects, sends half a line and resets the connection
+// (SO_LINGER 0: Deno cannot set it, Python can).
+const RESET_CLIENT = `
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.makefile("rb").readline()
+s.sendall(b"half a li")
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+`;
+const havePython = await hasCommand("python3");
+
+Deno.test("vanishing mid-line: close delivers the fragment, a reset drops it; the server goes on", async () => {
+  const { server, port, log } = startServer();
+  await using _ = server;
+  using bob = await Peer.connect(port);
+
+  // A plain close is an orderly end (FIN): like the last line of a file
+  // without "\n", the fragment is delivered, then the client leaves.
+  const alice = await Peer.connect(port);
+  await bob.expect("* guest2 joined\n");
+  await alice.send("half a li");
+  alice.close();
+  await bob.expect("guest2: half a li\n", "* guest2 left\n");
+
+  if (!havePython) {
+    skipBecause("python3 not installed (reset part of the test)");
+  } else {
+    const reset = await runTool("python3", ["-c", RESET_CLIENT, String(port)]);
+    assert.equal(reset.code, 0, reset.stderr);
+    await bob.expect("* guest3 joined\n", "* guest3 left\n");
+    assert.ok(log.includes("guest3 left (connection lost)"), log.join("\n"));
+  }
+  using carol = await Peer.connect(port);
+  await bob.expect(`* guest${havePython ? 4 : 3} joined\n`);
+  await carol.send("hi\n");
+  await bob.expect(`guest${havePython ? 4 : 3}: hi\n`);
+});
+
+Deno.test("200 concurrent clients each receive a broadcast", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using first = await Peer.connect(port);
+  const count = 200;
+  const started = performance.now();
+  const others = await Promise.all(
+    Array.from({ length: count - 1 }, () => Peer.connect(port)),
+  );
+  try {
+    await first.send("hello, everyone\n");
+    // Each reads "joined" notices for later arrivals, then the message.
+    const counts = await Promise.all(others.map(async (peer) => {
+      let joins = 0;
+      while (true) {
+        const text = await peer.line();
+        if (text === "guest1: hello, everyone\n") return joins;
+        assert.match(text, /^\* guest\d+ joined\n$/);
+        joins++;
+      }
+    }));
+    assert.equal(counts.length, count - 1);
+    // Between them they saw every join after their own exactly once.
+    assert.equal(
+      counts.reduce((sum, joins) => sum + joins, 0),
+      (count - 1) * (count - 2) / 2,
+    );
+    await first.send("/who\n");
+    let line = await first.line();
+    while (line.endsWith(" joined\n")) line = await first.line();
+    assert.match(line, /^\* 200 here: guest1, .* and 100 more\n$/);
+    console.log(
+      `  ${count} clients joined and received the broadcast in ${
+        (performance.now() - started).toFixed(0)
+      } ms`,
+    );
+  } finally {
+    for (const peer of others) peer.close();
+  }
+});
+
+Deno.test("chat() in process: input goes out, room lines come in, half-close ends it", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using bob = await Peer.connect(port);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const output: Uint8Array[] = [];
+  // Input that ends after two lines, like a file on stdin.
+  let remaining = encoder.encode("hi bob\n/who\n");
+  const input = {
+    read(buffer: Uint8Array): Promise<number | null> {
+      if (remaining.length === 0) return Promise.resolve(null);
+      const count = Math.min(buffer.length, remaining.length);
+      buffer.set(remaining.subarray(0, count));
+      remaining = remaining.subarray(count);
+      return Promise.resolve(count);
+    },
+  };
+  try {
+    await within(
+      5000,
+      chat(conn, input, {
+        write(bytes) {
+          output.push(bytes.slice());
+          return Promise.resolve(bytes.length);
+        },
+      }, 2000),
+      "chat() to end",
+    );
+  } finally {
+    conn.close();
+  }
+  assert.equal(
+    new TextDecoder().decode(new Uint8Array(output.flatMap((b) => [...b]))),
+    "* welcome guest2; /help lists commands\n* 2 here: guest1, guest2\n",
+  );
+  await bob.expect("* guest2 joined\n", "guest2: hi bob\n", "* guest2 left\n");
+});
+
+Deno.test("chat_client.ts as a subprocess: stdin to the room, room to stdout", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using bob = await Peer.connect(port);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      scriptPath("chat_client.ts"),
+      "--port",
+      String(port),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = child.stdout.getReader();
+  const stderr = new Response(child.stderr).text();
+  const stdin = child.stdin.getWriter();
+  const decoder = new TextDecoder();
+  let printed = "";
+  /** Reads the client's stdout until `text` shows up (or to the end). */
+  async function waitForOutput(text?: string) {
+    await within(
+      10_000,
+      (async () => {
+        while (text === undefined || !printed.includes(text)) {
+          const { value, done } = await stdout.read();
+          if (done && text === undefined) return;
+          if (done) {
+            throw new Error(
+              `stdout ended; got ${JSON.stringify(printed)}`,
+            );
+          }
+          printed += decoder.decode(value, { stream: true });
+        }
+      })(),
+      `client output ${JSON.stringify(text ?? "to end")}`,
+    );
+  }
+  try {
+    await bob.expect("* guest2 joined\n");
+    await waitForOutput("* welcome guest2; /help lists commands\n");
+    // Full duplex: room lines print while stdin stays open.
+    await bob.send("hello, script\n");
+    await waitForOutput("guest1: hello, script\n");
+    await stdin.write(encoder.encode("hello, bob\n"));
+    await bob.expect("guest2: hello, bob\n");
+    // End of stdin: half-close, the server closes, the client exits 0.
+    await stdin.close();
+    await bob.expect("* guest2 left\n");
+    await waitForOutput();
+    const status = await within(5000, child.status, "the client to exit");
+    assert.equal(status.code, 0);
+    assert.equal(
+      printed,
+      "* welcome guest2; /help lists commands\nguest1: hello, script\n",
+    );
+    assert.equal(await stderr, "");
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+    await stdout.cancel().catch(() => {});
+    await stderr;
+  }
+});
+
+Deno.test("chat_client.ts exits 0 when the server shuts down, 1 when refused", async () => {
+  const { server, port } = startServer();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      scriptPath("chat_client.ts"),
+      "--port",
+      String(port),
+    ],
+    stdin: "piped", // kept open: the server, not stdin, ends this session
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = child.stdout.getReader();
+  let printed = "";
+  try {
+    while (!printed.includes("\n")) {
+      const { value } = await within(10_000, stdout.read(), "welcome");
+      printed += new TextDecoder().decode(value);
+    }
+    await server.close();
+    const status = await within(5000, child.status, "the client to exit");
+    assert.equal(status.code, 0);
+    while (true) {
+      const { value, done } = await stdout.read();
+      if (done) break;
+      printed += new TextDecoder().decode(value);
+    }
+    assert.equal(
+      printed,
+      "* welcome guest1; /help lists commands\n* server shutting down\n",
+    );
+  } finally {
+    await server.close();
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+    await child.stdin.close().catch(() => {});
+    await stdout.cancel().catch(() => {});
+    await new Response(child.stderr).text();
+  }
+
+  const refused = await runScript("chat_client.ts", ["--port", String(port)]);
+  assert.equal(refused.code, 1);
+  assert.equal(
+    refused.stderr,
+    `chat_client.ts: cannot connect to 127.0.0.1:${port}: connection refused\n`,
+  );
+  assert.equal(refused.stdout, "");
+});
+
+const haveNc = await hasCommand("nc");
+Deno.test({
+  name: "nc is a full client",
+  ignore: !haveNc,
+  async fn() {
+    const { server, port } = startServer();
+    await using _ = server;
+    using bob = await Peer.connect(port);
+    const nc = runTool(
+      "nc",
+      ["-N", "127.0.0.1", String(port)],
+      "hello from nc\r\n/nick netcat\n/quit\n",
+      10_000,
+    );
+    await bob.expect(
+      "* guest2 joined\n",
+      "guest2: hello from nc\n",
+      "* guest2 is now netcat\n",
+      "* netcat left\n",
+    );
+    const result = await nc;
+    assert.equal(result.code, 0);
+    assert.equal(
+      new TextDecoder().decode(result.stdout),
+      "* welcome guest2; /help lists commands\n* guest2 is now netcat\n* bye netcat\n",
+    );
+  },
+});
+if (!haveNc) skipBecause("nc not installed");
+
+Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
+  const cases: [string, string[], string][] = [
+    [
+      "chat_server.ts",
+      ["--port", "70000"],
+      "--port must be a whole number from 0 to 65535, got '70000'",
+    ],
+    [
+      "chat_server.ts",
+      ["--max-line", "0"],
+      "--max-line must be a whole number from 1 to 1048576, got '0'",
+    ],
+    [
+      "chat_server.ts",
+      ["--max-queue", "lots"],
+      "--max-queue must be a whole number from 1024 to 1073741824, got 'lots'",
+    ],
+    ["chat_server.ts", ["--bogus"], "Unknown option '--bogus'"],
+    ["chat_server.ts", ["extra"], "unexpected argument 'extra'"],
+    [
+      "chat_client.ts",
+      ["--port", "x"],
+      "--port must be a whole number from 0 to 65535, got 'x'",
+    ],
+  ];
+  await Promise.all(cases.map(async ([script, args, message]) => {
+    const result = await runScript(script, args);
+    assert.equal(result.code, 2, `${script} ${args.join(" ")}`);
+    assert.equal(result.stdout, "");
+    assert.equal(
+      result.stderr,
+      `${script}: ${message}\nTry '${script} --help' for more information.\n`,
+    );
+  }));
+  const help = await runScript("chat_server.ts", ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: chat_server\.ts /);
+});
+
+Deno.test("chat_server.ts subprocess: Listening line, SIGTERM tells everyone and exits 0", async () => {
+  const server = await startScript("chat_server.ts", ["--port", "0"]);
+  try {
+    assert.equal(
+      server.listeningLine,
+      `Listening on tcp://127.0.0.1:${server.port}`,
+    );
+    using alice = await Peer.connect(server.port);
+    using bob = await Peer.connect(server.port);
+    await alice.expect("* guest2 joined\n");
+    await bob.send("before the end\n");
+    await alice.expect("guest2: before the end\n");
+    const started = performance.now();
+    const [output, aliceRest, bobRest] = await Promise.all([
+      server.stop("SIGTERM"),
+      alice.rest(),
+      bob.rest(),
+    ]);
+    const elapsed = performance.now() - started;
+    assert.equal(output.code, 0);
+    assert.ok(elapsed < 2000, `took ${elapsed} ms`);
+    assert.equal(aliceRest, "* server shutting down\n");
+    assert.equal(bobRest, "* server shutting down\n");
+    assert.equal(output.stdout, `${server.listeningLine}\n`);
+    assert.match(
+      output.stderr,
+      /^guest1 joined from 127\.0\.0\.1:\d+\nguest2 joined from 127\.0\.0\.1:\d+\n$/,
+    );
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
