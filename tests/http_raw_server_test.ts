@@ -363,6 +363,54 @@ Deno.test("idle connections are closed after --idle-timeout, silent or half-way 
   assert.ok(elapsed >= 250 && elapsed < 2000, `closed after ${elapsed} ms`);
 });
 
+Deno.test("a client that pipelines without reading is cut off; others are served meanwhile", async () => {
+  await using server = startHttpRawServer({ port: 0, idleTimeout: 0.3 });
+  const port = server.addr.port;
+  using hog = await Deno.connect({ hostname: "127.0.0.1", port });
+  // 200 000 requests (7 MB) ask for 55 MB of responses that are never read:
+  // the socket buffers fill both ways, the server's write stalls, its
+  // deadline passes, it closes, and our blocked write fails.
+  const flood = encoder.encode(GET.repeat(200_000));
+  const writing = (async () => {
+    let written = 0;
+    while (written < flood.length) {
+      written += await hog.write(flood.subarray(written));
+    }
+  })().then(() => "written", (error) => error.constructor.name);
+
+  using other = await Deno.connect({ hostname: "127.0.0.1", port });
+  await exchangeKeepingOpen(other, GET, HELLO);
+
+  // Upper bound only, so a server that never cuts fails the test.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const cutOff = await Promise.race([
+    writing,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error("hog not cut off within 5 s")),
+        5000,
+      );
+    }),
+  ]).finally(() => clearTimeout(timer));
+  assert.match(cutOff, /ConnectionReset|BrokenPipe/);
+  // What the server did send before it gave up can still be read.
+  const total = await (async () => {
+    const buffer = new Uint8Array(64 * 1024);
+    let total = 0;
+    try {
+      while (true) {
+        const count = await hog.read(buffer);
+        if (count === null) break;
+        total += count;
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+    }
+    return total;
+  })();
+  assert.ok(total < 200_000 * HELLO.length, `received ${total} bytes`);
+});
+
 Deno.test("HTTP/1.0 closes unless it asks for keep-alive", async () => {
   await using server = startHttpRawServer({ port: 0 });
   const port = server.addr.port;
