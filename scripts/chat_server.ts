@@ -322,16 +322,15 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
           line = await lines.readLine();
         } catch (error) {
           if (!(error instanceof LineTooLongError)) throw error;
-          // Refuse it to the sender only and skip the rest of the line, however
-          // long: the reader's buffer never grows past the limit.
-          if (
-            !tell(
-              client,
-              notice(`line too long (over ${maxLine} bytes); not sent`),
-            )
-          ) break;
+          // Refuse it to the sender only, then skip the rest of the line
+          // however long it is: the reader's buffer never grows past the
+          // limit, and the client keeps receiving meanwhile.
+          const refusal = notice(
+            `line too long (over ${maxLine} bytes); not sent`,
+          );
+          if (!tell(client, refusal)) break;
           if (await lines.skipLine()) continue;
-          line = null;
+          line = null; // the input ended inside the long line
         }
         if (line === null) break; // the client closed (or half-closed)
         if (!room.has(client)) break; // dropped as not reading

@@ -540,6 +540,30 @@ Deno.test("chat() in process: input goes out, room lines come in, half-close end
   await bob.expect("* guest2 joined\n", "guest2: hi bob\n", "* guest2 left\n");
 });
 
+Deno.test("chat() after end of input waits for the server only a bounded time", async () => {
+  // A server that never closes (it ignores our half-close).
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  using _server = await listener.accept();
+  const started = performance.now();
+  try {
+    await within(
+      2000,
+      chat(conn, { read: () => Promise.resolve(null) }, {
+        write: (bytes) => Promise.resolve(bytes.length),
+      }, 200),
+      "chat() to give up waiting",
+    );
+  } finally {
+    conn.close();
+  }
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed >= 150 && elapsed < 1500, `took ${elapsed} ms`);
+});
+
 Deno.test("chat_client.ts as a subprocess: stdin to the room, room to stdout", async () => {
   const { server, port } = startServer();
   await using _ = server;
