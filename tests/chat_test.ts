@@ -14,31 +14,10 @@ import {
   scriptPath,
   skipBecause,
   startScript,
+  within,
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
-
-/** Rejects if `promise` takes longer than `ms`: no test can hang. */
-async function within<T>(
-  ms: number,
-  promise: Promise<T>,
-  what: string,
-): Promise<T> {
-  let timer;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`timed out after ${ms} ms: ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A test's chat connection that reads whole lines, exactly as sent. */
 class Peer {

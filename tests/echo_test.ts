@@ -3,6 +3,7 @@ import { startEchoServer } from "../scripts/echo_server.ts";
 import { echoOnce, ping } from "../scripts/echo_client.ts";
 import {
   hasCommand,
+  randomBytes,
   readAll,
   runScript,
   runTool,
@@ -11,16 +12,6 @@ import {
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
-
-function randomBytes(size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let offset = 0; offset < size; offset += 65536) {
-    crypto.getRandomValues(
-      bytes.subarray(offset, Math.min(size, offset + 65536)),
-    );
-  }
-  return bytes;
-}
 
 /** Sends `bytes` and reads the echo at the same time, as a real client must. */
 async function roundTrip(port: number, bytes: Uint8Array): Promise<Uint8Array> {

@@ -162,9 +162,99 @@ export async function startScript(
   };
 }
 
-/** Reads a connection until the peer closes it. */
+/**
+ * Reads a connection until the peer closes its sending side. The connection
+ * stays open (we may still write, and the caller closes it).
+ */
 export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(conn.readable).arrayBuffer());
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const count = await conn.read(buffer);
+    if (count === null) return concat(...chunks);
+    chunks.push(buffer.slice(0, count));
+  }
+}
+
+/** Joins byte arrays (strings are UTF-8 encoded) into one. */
+export function concat(...parts: (string | Uint8Array)[]): Uint8Array {
+  const chunks = parts.map((part) =>
+    typeof part === "string" ? new TextEncoder().encode(part) : part
+  );
+  const result = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    result.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return result;
+}
+
+/** `size` random bytes (binary payloads for exact-bytes tests). */
+export function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  // getRandomValues fills at most 64 KiB per call.
+  for (let offset = 0; offset < size; offset += 65536) {
+    crypto.getRandomValues(bytes.subarray(offset, offset + 65536));
+  }
+  return bytes;
+}
+
+/** A loopback port with nothing listening on it (connects are refused). */
+export function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/** Fails if `promise` takes longer than `ms`; the timer is always cleared. */
+export async function within<T>(
+  ms: number,
+  promise: Promise<T>,
+  what = "operation",
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what} not done within ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A loopback port where connect() never completes, for "connect timed out"
+ * tests: a listener that never accepts, its accept queue filled until one
+ * more connect does not finish within 200 ms (Linux then drops new SYNs).
+ */
+export async function startUnansweredPort() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const fillers: Deno.Conn[] = [];
+  const close = () => {
+    for (const conn of fillers) conn.close();
+    listener.close();
+  };
+  for (let attempt = 0; attempt < 5000; attempt++) {
+    try {
+      fillers.push(
+        await Deno.connect({
+          hostname: listener.addr.hostname,
+          port: listener.addr.port,
+          signal: AbortSignal.timeout(200),
+        }),
+      );
+    } catch {
+      return { addr: listener.addr, close };
+    }
+  }
+  close();
+  throw new Error("could not fill the accept queue");
 }
 
 /** Reads until `text` has appeared in what the connection sent. */

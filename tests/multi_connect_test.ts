@@ -7,7 +7,7 @@ import {
   type TargetResult,
 } from "../scripts/multi_connect.ts";
 import { startEchoServer } from "../scripts/echo_server.ts";
-import { runScript } from "./helpers.ts";
+import { closedPort, runScript, startUnansweredPort } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 
@@ -44,48 +44,6 @@ function startSilentServer() {
       for (const conn of conns) conn.close();
     },
   };
-}
-
-/** A port nothing listens on: bind one, note its number, release it. */
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
-
-/**
- * A loopback port where connect() never completes, for the "timed out"
- * case. A listener that never accepts has a bounded accept queue (Deno
- * listens with a backlog of 511); once the queue is full, Linux drops new
- * SYNs, so the next connect hangs until the client gives up. We fill the
- * queue until one connect fails to finish within 200 ms; that is the proof
- * that the port is now unanswered. Loopback only, no outside tool needed.
- */
-async function startUnansweredPort() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  const fillers: Deno.Conn[] = [];
-  for (let attempt = 0; attempt < 5000; attempt++) {
-    try {
-      fillers.push(
-        await Deno.connect({
-          hostname: "127.0.0.1",
-          port,
-          signal: AbortSignal.timeout(200),
-        }),
-      );
-    } catch {
-      return {
-        port,
-        close() {
-          for (const conn of fillers) conn.close();
-          listener.close();
-        },
-      };
-    }
-  }
-  throw new Error("could not fill the accept queue");
 }
 
 function target(port: number, hostname = "127.0.0.1") {
@@ -138,7 +96,7 @@ Deno.test("a connect that never completes times out on time", async () => {
   const unanswered = await startUnansweredPort();
   try {
     const started = performance.now();
-    const result = await checkTarget(target(unanswered.port), {
+    const result = await checkTarget(target(unanswered.addr.port), {
       timeoutMs: 300,
     });
     const elapsed = performance.now() - started;

@@ -3,12 +3,17 @@ import { startTcpProxy, type TcpProxyOptions } from "../scripts/tcp_proxy.ts";
 import { startEchoServer } from "../scripts/echo_server.ts";
 import { writeAll } from "../lib/net.ts";
 import {
+  closedPort,
   hasCommand,
+  randomBytes,
+  readAll,
   readUntil,
   runScript,
   runTool,
   skipBecause,
   startScript,
+  startUnansweredPort,
+  within,
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -62,91 +67,13 @@ async function roundTrip(addr: Deno.NetAddr, bytes: Uint8Array) {
       10_000,
       Promise.all([
         writeAll(conn, bytes).then(() => conn.closeWrite()),
-        readRest(conn),
+        readAll(conn),
       ]),
     );
     return reply;
   } finally {
     conn.close();
   }
-}
-
-function randomBytes(size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let offset = 0; offset < size; offset += 65536) {
-    crypto.getRandomValues(bytes.subarray(offset, offset + 65536));
-  }
-  return bytes;
-}
-
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
-
-/**
- * A port where connect() never completes: a listener that never accepts,
- * its accept queue filled until one more connect does not finish within
- * 200 ms (Linux then drops further SYNs). See multi_connect_test.ts.
- */
-async function startUnansweredPort() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const fillers: Deno.Conn[] = [];
-  const close = () => {
-    for (const conn of fillers) conn.close();
-    listener.close();
-  };
-  for (let attempt = 0; attempt < 5000; attempt++) {
-    try {
-      fillers.push(
-        await Deno.connect({
-          hostname: listener.addr.hostname,
-          port: listener.addr.port,
-          signal: AbortSignal.timeout(200),
-        }),
-      );
-    } catch {
-      return { addr: listener.addr, close };
-    }
-  }
-  close();
-  throw new Error("could not fill the accept queue");
-}
-
-/** Fails if `promise` takes longer than `ms`; the timer is always cleared. */
-async function within<T>(ms: number, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not done within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Reads until the peer half-closes, keeping the connection open for
- * writing (helpers.readAll goes through conn.readable, which closes it).
- */
-async function readRest(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(65536);
-  while (true) {
-    const count = await conn.read(buffer);
-    if (count === null) break;
-    chunks.push(buffer.slice(0, count));
-  }
-  const bytes = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
 }
 
 /** Reads until end of input or an error; returns how it ended. */
@@ -216,7 +143,7 @@ Deno.test("a target that half-closes first still gets what the client sends", as
   const client = await connectTo(proxy.addr);
   try {
     // The client sees the banner and then EOF, yet can still send.
-    const banner = await within(5000, readRest(client));
+    const banner = await within(5000, readAll(client));
     assert.deepEqual(banner, encoder.encode("banner\n"));
     const payload = randomBytes(1024 * 1024);
     await writeAll(client, payload);

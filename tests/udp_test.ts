@@ -11,6 +11,7 @@ import {
 } from "../scripts/udp_server.ts";
 import { answers, openUdpClient } from "../scripts/udp_client.ts";
 import {
+  concat,
   hasCommand,
   runScript,
   runTool,
@@ -51,16 +52,6 @@ async function exchange(
       // Closed by the time limit.
     }
   }
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const result = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    result.set(part, offset);
-    offset += part.length;
-  }
-  return result;
 }
 
 Deno.test("formatCtime is Python's time.ctime(): space-padded day", () => {

@@ -11,7 +11,9 @@ import {
 import { startUploadServer } from "../scripts/upload_server.ts";
 import { uploadFile } from "../scripts/upload_client.ts";
 import {
+  concat,
   hasCommand,
+  randomBytes,
   readAll,
   readUntil,
   runScript,
@@ -28,27 +30,6 @@ const HELLO_SHA256 =
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
-}
-
-function randomBytes(length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let offset = 0; offset < length; offset += 65536) {
-    crypto.getRandomValues(bytes.subarray(offset, offset + 65536));
-  }
-  return bytes;
-}
-
-function concat(...parts: (string | Uint8Array)[]): Uint8Array {
-  const chunks = parts.map((part) =>
-    typeof part === "string" ? encoder.encode(part) : part
-  );
-  const result = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    result.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return result;
 }
 
 /** Names in a directory, sorted. */
