@@ -49,9 +49,9 @@ Options:
                      ${MODES.map((mode) => mode.name).join(", ")}
   --servers LIST     only these server ids (see the table's "id" column)
   --metrics LIST     only these metric ids (e.g. rr1,rr50,stream)
-  --rounds N         runs per server and metric; the best counts (default 3, quick 2)
-  --seconds S        measured seconds per run (default 2, quick 0.3)
-  --warmup S         unmeasured warm-up seconds per run (default 0.5, quick 0.15)
+  --rounds N         runs per server and metric; the best counts (default 5, quick 2)
+  --seconds S        measured seconds per run (default 1, quick 0.3)
+  --warmup S         unmeasured warm-up seconds per run (default 0.3, quick 0.15)
   --upload-mib N     size of the upload file in MiB (default 256, quick 32)
   --js-load          use bench/load.ts even when a C compiler is present
   --no-pin           do not pin servers and load to separate CPUs
@@ -86,17 +86,17 @@ async function main(): Promise<number> {
       ? parseInteger(values.rounds, "--rounds", 1, 20)
       : quick
       ? 2
-      : 3,
+      : 5,
     seconds: values.seconds
       ? parseSeconds(values.seconds, "--seconds")
       : quick
       ? 0.3
-      : 2,
+      : 1,
     warmup: values.warmup
       ? parseSeconds(values.warmup, "--warmup")
       : quick
       ? 0.15
-      : 0.5,
+      : 0.3,
     uploadBytes: (values["upload-mib"]
       ? parseInteger(values["upload-mib"], "--upload-mib", 1, 4096)
       : quick
