@@ -28,6 +28,7 @@ import {
   prepareEnvironment,
   type ServerSpec,
   startServer,
+  stopAllNow,
 } from "./harness.ts";
 import { type Mode, MODES } from "./modes.ts";
 import {
@@ -107,6 +108,14 @@ async function main(): Promise<number> {
   });
   const started = Date.now();
   console.error(environment.describe());
+  // On Ctrl-C (or SIGINT to us alone), stop what we started, by PID, and
+  // remove the scratch directory.
+  const interrupted = () => {
+    stopAllNow();
+    Deno.removeSync(environment.scratch, { recursive: true });
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", interrupted);
 
   const rows: Row[] = [];
   const notes: string[] = [];
@@ -145,6 +154,7 @@ async function main(): Promise<number> {
       rows.push(...buildRows(mode, results, servers, metrics));
     }
   } finally {
+    Deno.removeSignalListener("SIGINT", interrupted);
     await environment.cleanUp();
   }
 

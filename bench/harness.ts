@@ -141,6 +141,20 @@ export async function prepareEnvironment(
   };
 }
 
+/** PIDs of the servers and load clients running now (for Ctrl-C). */
+export const liveProcesses = new Set<number>();
+
+/** Stops every server and load client still running (SIGTERM each). */
+export function stopAllNow() {
+  for (const pid of liveProcesses) {
+    try {
+      Deno.kill(pid, "SIGTERM");
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
 export interface RunningServer {
   spec: ServerSpec;
   pid: number;
@@ -179,9 +193,11 @@ export async function startServer(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  liveProcesses.add(child.pid);
   let exited = false;
   const status = child.status.then((status) => {
     exited = true;
+    liveProcesses.delete(child.pid);
     return status;
   });
   // Keep the last few KiB of output for error messages; never let a pipe
@@ -426,6 +442,7 @@ export async function runBounded(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  liveProcesses.add(child.pid);
   const timer = setTimeout(() => {
     try {
       Deno.kill(child.pid, "SIGKILL");
@@ -435,6 +452,7 @@ export async function runBounded(
   }, limitMs);
   try {
     const output = await child.output();
+    liveProcesses.delete(child.pid);
     const decoder = new TextDecoder();
     return {
       code: output.code,
