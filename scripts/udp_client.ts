@@ -2,9 +2,12 @@
  * UDP client for the timestamp server: sends its arguments as one datagram,
  * or each line of stdin as one datagram, and prints every reply.
  *
- * Run:    deno run --allow-net scripts/udp_client.ts hello world
- *         printf 'one\ntwo\n' | deno run --allow-net scripts/udp_client.ts
- * Try it: deno run --allow-net scripts/udp_server.ts   (in another terminal first)
+ * Run:    deno run --unstable-net --allow-net scripts/udp_client.ts hello world
+ *         printf 'one\ntwo\n' | deno run --unstable-net --allow-net scripts/udp_client.ts
+ * Try it: deno run --unstable-net --allow-net scripts/udp_server.ts   (in another terminal first)
+ *
+ * (--unstable-net: Deno's UDP API still needs it; this project's deno.json
+ * turns it on, a copy of the script elsewhere needs the flag.)
  *
  * UDP may lose a datagram or its reply, and nobody tells you. The tutorial's
  * client calls recvfrom() with no timeout and hangs forever when that
@@ -99,6 +102,12 @@ export async function openUdpClient(
   const port = options.port ?? DEFAULT_PORT;
   const timeoutMs = (options.timeout ?? 1) * 1000;
   const tries = (options.retries ?? 2) + 1;
+  if (typeof Deno.listenDatagram !== "function") {
+    // Without the flag the call below fails with "is not a function".
+    throw new Failure(
+      "UDP needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …",
+    );
+  }
 
   let addresses;
   try {

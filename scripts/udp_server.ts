@@ -2,9 +2,13 @@
  * UDP timestamp server: answers every datagram, to whoever sent it, with
  * `[<time>]` followed by the datagram's bytes unchanged.
  *
- * Run:    deno run --allow-net scripts/udp_server.ts [--port 8081] [--iso]
- * Try it: deno run --allow-net scripts/udp_client.ts hello
+ * Run:    deno run --unstable-net --allow-net scripts/udp_server.ts [--port 8081] [--iso]
+ * Try it: deno run --unstable-net --allow-net scripts/udp_client.ts hello
  *    or:  echo hello | nc -u -W 1 127.0.0.1 8081
+ *
+ * Deno's UDP API (Deno.listenDatagram) is still behind --unstable-net. This
+ * project's deno.json turns it on; a copy of the script elsewhere needs the
+ * flag, and says so in one line if it is missing.
  *
  * The tutorial's server decodes and re-encodes the data (breaking binary
  * payloads), stops for good when an empty datagram arrives, and dies on the
@@ -12,7 +16,12 @@
  * datagram with just the stamp, cuts a reply that would not fit in one UDP
  * datagram, and logs (rate-limited) send errors without stopping.
  */
-import { parseCommandLine, parsePort, runCommand } from "../lib/cli.ts";
+import {
+  Failure,
+  parseCommandLine,
+  parsePort,
+  runCommand,
+} from "../lib/cli.ts";
 import { closeQuietly, formatAddress } from "../lib/net.ts";
 import { runUntilSignal, type ServerHandle } from "../lib/server.ts";
 
@@ -88,6 +97,7 @@ export function formatIso(date: Date): string {
  * after close().
  */
 export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
+  requireUnstableNet();
   const socket = Deno.listenDatagram({
     transport: "udp",
     hostname: options.hostname ?? "127.0.0.1",
@@ -171,6 +181,19 @@ export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * Deno.listenDatagram only exists with --unstable-net (or "unstable": ["net"]
+ * in deno.json). Without it the call would fail with "is not a function" and
+ * a stack trace; say what to do instead.
+ */
+export function requireUnstableNet() {
+  if (typeof Deno.listenDatagram !== "function") {
+    throw new Failure(
+      "UDP needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …",
+    );
+  }
 }
 
 /**

@@ -457,3 +457,77 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     assert.equal(result.stdout, server.listeningLine + "\n");
   });
 }
+
+Deno.test("copied out of this project (no deno.json): the Run lines' --unstable-net is needed, and its absence is one line", async () => {
+  // A developer copies a script plus lib/ into a project of their own,
+  // where nothing turns on Deno's unstable UDP API.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/scripts`);
+    await Deno.mkdir(`${dir}/lib`);
+    for (const name of ["udp_server.ts", "udp_client.ts"]) {
+      await Deno.copyFile(
+        new URL(`../scripts/${name}`, import.meta.url),
+        `${dir}/scripts/${name}`,
+      );
+    }
+    for await (
+      const entry of Deno.readDir(new URL("../lib", import.meta.url))
+    ) {
+      await Deno.copyFile(
+        new URL(`../lib/${entry.name}`, import.meta.url),
+        `${dir}/lib/${entry.name}`,
+      );
+    }
+    const deno = (flags: string[], args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", ...flags, ...args],
+        cwd: dir,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      });
+
+    for (const script of ["udp_server.ts", "udp_client.ts"]) {
+      const result = await deno(["--allow-net"], [
+        `scripts/${script}`,
+        "--port",
+        "0",
+      ]).output();
+      assert.equal(result.code, 1);
+      assert.equal(
+        decoder.decode(result.stderr),
+        `${script}: UDP needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …\n`,
+      );
+    }
+
+    // Exactly the headers' Run lines.
+    const server = deno(["--unstable-net", "--allow-net"], [
+      "scripts/udp_server.ts",
+      "--port",
+      "0",
+    ]).spawn();
+    const lines = server.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    try {
+      const { value } = await lines.read();
+      const port =
+        /^Listening on udp:\/\/127\.0\.0\.1:(\d+)\n/.exec(value!)![1];
+      const client = await deno(["--unstable-net", "--allow-net"], [
+        "scripts/udp_client.ts",
+        "--port",
+        port,
+        "copied",
+      ]).output();
+      assert.equal(client.code, 0, decoder.decode(client.stderr));
+      assert.match(decoder.decode(client.stdout), /^\[.+\]copied\n$/);
+    } finally {
+      server.kill("SIGTERM");
+      assert.equal((await server.status).code, 0);
+      await lines.cancel();
+      await server.stderr.cancel();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
