@@ -90,7 +90,11 @@ export function parseTarget(value: string): Target {
   return { target: value, ...parseHostAndPort(value, "TARGET") };
 }
 
-/** Connects to one target and reports what happened. Never throws. */
+/**
+ * Connects to one target and reports what happened. Throws only when the
+ * script lacks the permission to connect (Deno.errors.NotCapable): that is
+ * a mistake in how it was run, not a fact about the target.
+ */
 export async function checkTarget(
   target: Target,
   options: CheckOptions = {},
@@ -108,6 +112,7 @@ export async function checkTarget(
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error;
     const ms = performance.now() - started;
     return { ...target, ms, firstBytes: null, ...classify(error, timeoutMs) };
   }

@@ -345,3 +345,18 @@ Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: multi_connect\.ts/);
 });
+
+Deno.test("CLI: without --allow-net, one line on stderr and exit 1, not a result per target", async () => {
+  const port = closedPort();
+  const result = await runScript(
+    "multi_connect.ts",
+    [`127.0.0.1:${port}`, `127.0.0.1:${port}`],
+    { allow: ["--no-prompt"] },
+  );
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout, "");
+  assert.equal(
+    result.stderr,
+    `multi_connect.ts: missing permission: Requires net access to "127.0.0.1:${port}", run again with the --allow-net flag\n`,
+  );
+});
