@@ -11,7 +11,9 @@
  * The tutorial sends one message and calls recv(1024) once, hoping the whole
  * reply arrives in one piece. TCP promises no such thing, so this client
  * reads until the server closes (after our half-close), or, when pinging,
- * until exactly as many bytes came back as were sent.
+ * until exactly as many bytes came back as were sent. And it waits with a
+ * limit (--timeout): for the connect, and for each reply to WORDs or a ping,
+ * so a silent server is one line on stderr and exit 1, not a hang.
  */
 import {
   describeError,
@@ -19,6 +21,7 @@ import {
   parseCommandLine,
   parseInteger,
   parsePort,
+  parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";
@@ -30,10 +33,12 @@ Sends WORDs (joined by spaces, plus a newline) to an echo server and prints
 the reply. With no WORDs, streams stdin to the server and the echo to stdout.
 
 Options:
-  --hostname HOST  server address (default 127.0.0.1)
-  --port PORT      server port (default 9999)
-  --count N        ping: N round trips of the message, then min/avg/max time
-  -h, --help       show this help`;
+  --hostname HOST    server address (default 127.0.0.1)
+  --port PORT        server port (default 9999)
+  --count N          ping: N round trips of the message, then min/avg/max time
+  --timeout SECONDS  limit for the connect, and for each reply to WORDs or a
+                     ping (default 5; streaming stdin has no reply limit)
+  -h, --help         show this help`;
 
 export interface PingResult {
   times: number[]; // milliseconds per round trip
@@ -85,24 +90,30 @@ async function echoStdin(conn: Deno.TcpConn) {
   await Promise.all([sending, copy(conn, Deno.stdout)]);
 }
 
-/** TCP ping: `count` round trips of `message`, timing each one. */
+/**
+ * TCP ping: `count` round trips of `message`, timing each one; each must
+ * complete within `timeoutSeconds`.
+ */
 export async function ping(
   conn: Deno.TcpConn,
   message: Uint8Array,
   count: number,
   onReply: (sequence: number, milliseconds: number) => void = () => {},
+  timeoutSeconds = 5,
 ): Promise<PingResult> {
   const reply = new Uint8Array(message.length);
   const times: number[] = [];
   for (let sequence = 1; sequence <= count; sequence++) {
     const started = performance.now();
-    await writeAll(conn, message);
-    let received = 0;
-    while (received < reply.length) {
-      const read = await conn.read(reply.subarray(received));
-      if (read === null) throw new Failure("server closed the connection");
-      received += read;
-    }
+    await withinTimeout(conn, timeoutSeconds, async () => {
+      await writeAll(conn, message);
+      let received = 0;
+      while (received < reply.length) {
+        const read = await conn.read(reply.subarray(received));
+        if (read === null) throw new Failure("server closed the connection");
+        received += read;
+      }
+    });
     const milliseconds = performance.now() - started;
     if (!reply.every((byte, index) => byte === message[index])) {
       throw new Failure(`reply ${sequence} differs from what was sent`);
@@ -129,6 +140,31 @@ function concat(chunks: Uint8Array[]): Uint8Array {
   return result;
 }
 
+/**
+ * Runs `exchange` on `conn` within `seconds`. When time runs out the
+ * connection is closed, which makes the pending read or write fail at once;
+ * that failure is reported as the timeout it really is.
+ */
+async function withinTimeout<T>(
+  conn: Deno.TcpConn,
+  seconds: number,
+  exchange: () => Promise<T>,
+): Promise<T> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    closeQuietly(conn);
+  }, seconds * 1000);
+  try {
+    return await exchange();
+  } catch (error) {
+    if (timedOut) throw new Failure(`no reply: timed out after ${seconds} s`);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 if (import.meta.main) {
   await runCommand("echo_client.ts", async () => {
     const { values, positionals } = parseCommandLine(Deno.args, {
@@ -138,18 +174,28 @@ if (import.meta.main) {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: "9999" },
         count: { type: "string" },
+        timeout: { type: "string", default: "5" },
       },
     });
     const port = parsePort(values.port);
     const count = values.count === undefined
       ? undefined
       : parseInteger(values.count, "--count", 1, 1_000_000);
+    const seconds = parseSeconds(values.timeout, "--timeout");
     const target = `${values.hostname}:${port}`;
     let conn: Deno.TcpConn;
     try {
-      conn = await Deno.connect({ hostname: values.hostname, port });
+      conn = await Deno.connect({
+        hostname: values.hostname,
+        port,
+        signal: AbortSignal.timeout(seconds * 1000),
+      });
     } catch (error) {
-      throw new Failure(`cannot connect to ${target}: ${describeError(error)}`);
+      const reason = error instanceof DOMException &&
+          error.name === "TimeoutError"
+        ? `timed out after ${seconds} s`
+        : describeError(error);
+      throw new Failure(`cannot connect to ${target}: ${reason}`);
     }
     try {
       if (count !== undefined) {
@@ -161,7 +207,7 @@ if (import.meta.main) {
               ms.toFixed(3)
             } ms`,
           );
-        });
+        }, seconds);
         console.log(
           `${count} round trips, min/avg/max = ${result.min.toFixed(3)}/${
             result.avg.toFixed(3)
@@ -169,7 +215,12 @@ if (import.meta.main) {
         );
       } else if (positionals.length > 0) {
         const message = new TextEncoder().encode(positionals.join(" ") + "\n");
-        await writeAll(Deno.stdout, await echoOnce(conn, message));
+        const reply = await withinTimeout(
+          conn,
+          seconds,
+          () => echoOnce(conn, message),
+        );
+        await writeAll(Deno.stdout, reply);
       } else {
         await echoStdin(conn);
       }

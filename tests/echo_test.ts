@@ -9,6 +9,7 @@ import {
   runTool,
   skipBecause,
   startScript,
+  startUnansweredPort,
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -333,3 +334,70 @@ Deno.test({
 if (!(await hasCommand("python3"))) {
   skipBecause("python3 not installed: echo Python interop test ignored");
 }
+
+/** A server that accepts and reads but never answers nor closes. */
+function startSilentServer() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      held.push(conn);
+      // Drain what arrives, so only the missing reply can stall the client.
+      (async () => {
+        const buffer = new Uint8Array(4096);
+        while (await conn.read(buffer).catch(() => null) !== null) {
+          // discard
+        }
+      })();
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of held) conn.close();
+      await serving;
+    },
+  };
+}
+
+Deno.test("echo_client.ts: a silent server is a timeout (WORDs and --count), one line, exit 1", async () => {
+  await using silent = startSilentServer();
+  for (const args of [["hello"], ["--count", "3"]]) {
+    const started = performance.now();
+    const result = await runScript("echo_client.ts", [
+      "--port",
+      String(silent.port),
+      "--timeout",
+      "0.3",
+      ...args,
+    ], { timeoutMs: 10_000 });
+    assert.equal(result.code, 1, `${args}: ${result.stderr}`);
+    assert.equal(
+      result.stderr,
+      "echo_client.ts: no reply: timed out after 0.3 s\n",
+    );
+    assert.equal(result.stdout, "");
+    assert.ok(performance.now() - started < 5000, "the limit was not kept");
+  }
+});
+
+Deno.test("echo_client.ts: a connect that never completes times out", async () => {
+  const unanswered = await startUnansweredPort();
+  try {
+    const result = await runScript("echo_client.ts", [
+      "--port",
+      String(unanswered.addr.port),
+      "--timeout",
+      "0.3",
+      "hello",
+    ], { timeoutMs: 10_000 });
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(
+      result.stderr,
+      `echo_client.ts: cannot connect to 127.0.0.1:${unanswered.addr.port}: timed out after 0.3 s\n`,
+    );
+  } finally {
+    unanswered.close();
+  }
+});
