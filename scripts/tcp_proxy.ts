@@ -13,6 +13,12 @@
  * instead of tearing the whole connection down; an unreachable target closes
  * the client's connection after --connect-timeout instead of leaving it
  * hanging; and every connection ends with one log line of byte counts.
+ *
+ * One limit to know: when one side resets (RST), the proxy can only close
+ * the other side, which sends an ordinary FIN. Deno cannot send a reset on
+ * purpose (no SO_LINGER), so a protocol that marks the end of its data by
+ * closing cannot tell a cut-off transfer from a complete one through this
+ * proxy. The log line says "connection reset" when that happened.
  */
 import {
   describeError,
@@ -118,6 +124,7 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
       : () => {};
     // A reset (or any failure) in one direction ends both: the other side
     // would otherwise wait forever for bytes that can no longer be relayed.
+    // (It sees a plain close, not a reset: see the note at the top.)
     const fail = (error: unknown) => {
       if (ending === "closed") {
         ending = shutdown.aborted
