@@ -187,29 +187,36 @@ const udp: Mode = {
       ours: true,
       script: "scripts/udp_server.ts",
       command: () => deno(script("udp_server.ts"))(),
-      vs: "deno-udp",
+      vs: "deno-udp-loop",
       target: 0.95,
     },
     {
+      id: "deno-udp-loop",
+      label: "Deno receive(buffer)/send loop, no stamp",
+      command: () =>
+        deno(baseline("deno_udp_loop.ts"), ["--allow-net", "--unstable-net"])(),
+      vs: "deno-udp-loop",
+    },
+    {
       id: "deno-udp",
-      label: "Deno listenDatagram loop",
+      label: "Deno for-await listenDatagram loop",
       command: () =>
         deno(baseline("deno_udp.ts"), ["--allow-net", "--unstable-net"])(),
-      vs: "deno-udp",
+      vs: "deno-udp-loop",
     },
     {
       id: "node",
       label: "Node dgram",
       tools: ["node"],
       command: node("node_udp.mjs"),
-      vs: "deno-udp",
+      vs: "deno-udp-loop",
     },
     {
       id: "python",
       label: "Python asyncio",
       tools: ["python3"],
       command: python("python_udp.py"),
-      vs: "deno-udp",
+      vs: "deno-udp-loop",
     },
   ],
   metrics: [
