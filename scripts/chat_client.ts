@@ -101,12 +101,16 @@ if (import.meta.main) {
       },
     });
     const port = parsePort(values.port);
+    // An IPv6 address in brackets, as in URLs: "[::1]:8888", not "::1:8888".
+    const target = values.hostname.includes(":")
+      ? `[${values.hostname}]:${port}`
+      : `${values.hostname}:${port}`;
     let conn: Deno.TcpConn;
     try {
       conn = await Deno.connect({ hostname: values.hostname, port });
     } catch (error) {
       throw new Failure(
-        `cannot connect to ${values.hostname}:${port}: ${describeError(error)}`,
+        `cannot connect to ${target}: ${describeError(error)}`,
       );
     }
     try {

@@ -182,7 +182,10 @@ if (import.meta.main) {
       ? undefined
       : parseInteger(values.count, "--count", 1, 1_000_000);
     const seconds = parseSeconds(values.timeout, "--timeout");
-    const target = `${values.hostname}:${port}`;
+    // An IPv6 address in brackets, as in URLs: "[::1]:9999", not "::1:9999".
+    const target = values.hostname.includes(":")
+      ? `[${values.hostname}]:${port}`
+      : `${values.hostname}:${port}`;
     let conn: Deno.TcpConn;
     try {
       conn = await Deno.connect({

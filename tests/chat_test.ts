@@ -667,6 +667,19 @@ Deno.test("chat_client.ts exits 0 when the server shuts down, 1 when refused", a
     `chat_client.ts: cannot connect to 127.0.0.1:${port}: connection refused\n`,
   );
   assert.equal(refused.stdout, "");
+
+  // An IPv6 address is shown in brackets, so the port stands apart.
+  const refused6 = await runScript("chat_client.ts", [
+    "--hostname",
+    "::1",
+    "--port",
+    String(port),
+  ]);
+  assert.equal(refused6.code, 1);
+  assert.equal(
+    refused6.stderr,
+    `chat_client.ts: cannot connect to [::1]:${port}: connection refused\n`,
+  );
 });
 
 const haveNc = await hasCommand("nc");

@@ -279,6 +279,19 @@ Deno.test("echo_client.ts reports a refused connection in one line, exit 1", asy
     result.stderr,
     `echo_client.ts: cannot connect to 127.0.0.1:${port}: connection refused\n`,
   );
+  // An IPv6 address is shown in brackets, so the port stands apart.
+  const refused6 = await runScript("echo_client.ts", [
+    "--hostname",
+    "::1",
+    "--port",
+    String(port),
+    "hi",
+  ]);
+  assert.equal(refused6.code, 1);
+  assert.equal(
+    refused6.stderr,
+    `echo_client.ts: cannot connect to [::1]:${port}: connection refused\n`,
+  );
 });
 
 Deno.test({
