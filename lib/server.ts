@@ -56,6 +56,10 @@ export function serveTcp(
         ) {
           return;
         }
+        // A client that connected and reset before we got to it: not our
+        // problem, and no reason to pause (100 such clients must not stall
+        // the real ones).
+        if (isDisconnect(error)) continue;
         // EMFILE and friends: say so, back off briefly, keep serving.
         console.error(`accept failed: ${(error as Error).message}`);
         await new Promise((resolve) => setTimeout(resolve, 50));

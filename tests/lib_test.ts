@@ -10,6 +10,8 @@ import {
   UsageError,
 } from "../lib/cli.ts";
 import { formatAddress, writeAll } from "../lib/net.ts";
+import { serveTcp } from "../lib/server.ts";
+import { hasCommand, readAll, runTool, skipBecause } from "./helpers.ts";
 
 /** A reader that hands out the given pieces one read() at a time. */
 function piecesReader(...pieces: (string | Uint8Array)[]): Reader {
@@ -143,3 +145,50 @@ Deno.test("writeAll loops over partial writes", async () => {
     "partial writes",
   );
 });
+
+const RESETTING_CLIENTS = `
+import socket, struct, sys
+for _ in range(100):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.close()  # linger 0: the kernel sends RST, maybe before we accept
+`;
+
+Deno.test({
+  name: "serveTcp: clients that reset before accept() do not stall the others",
+  ignore: !(await hasCommand("python3")),
+  async fn() {
+    const errors: string[] = [];
+    const originalError = console.error;
+    console.error = (...args: unknown[]) => errors.push(args.join(" "));
+    try {
+      await using server = serveTcp(
+        { hostname: "127.0.0.1", port: 0 },
+        async (conn) => {
+          await writeAll(conn, new TextEncoder().encode("hi\n"));
+        },
+      );
+      const resets = await runTool("python3", [
+        "-c",
+        RESETTING_CLIENTS,
+        String(server.addr.port),
+      ]);
+      assert.equal(resets.code, 0, resets.stderr);
+      const started = performance.now();
+      const conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: server.addr.port,
+      });
+      assert.equal(new TextDecoder().decode(await readAll(conn)), "hi\n");
+      conn.close();
+      assert.ok(performance.now() - started < 500, "a real client was stalled");
+    } finally {
+      console.error = originalError;
+    }
+    assert.deepEqual(errors.filter((line) => line.includes("accept")), []);
+  },
+});
+if (!(await hasCommand("python3"))) {
+  skipBecause("python3 not installed: reset-before-accept test ignored");
+}
