@@ -40,6 +40,20 @@ export function parseCommandLine<
     // parseArgs messages are long and mention its own API; keep the first
     // sentence, which names the offending option.
     const message = error instanceof Error ? error.message : String(error);
+    const ambiguous = /Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(
+      message,
+    );
+    if (ambiguous) {
+      // `--timeout -1`: parseArgs will not take a value that looks like an
+      // option unless it is attached with "=".
+      throw new UsageError(
+        `option '${
+          ambiguous[1]
+        }' needs a value; for one starting with '-', write ${
+          ambiguous[1]
+        }=VALUE`,
+      );
+    }
     throw new UsageError(
       message.split("\n")[0].split(". ")[0].replace(/\.$/, ""),
     );
