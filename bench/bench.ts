@@ -30,7 +30,7 @@ import {
   startServer,
   stopAllNow,
 } from "./harness.ts";
-import { type Mode, MODES } from "./modes.ts";
+import { type Metric, type Mode, MODES } from "./modes.ts";
 import {
   buildRows,
   formatTable,
@@ -147,7 +147,7 @@ async function main(): Promise<number> {
       const results = await runMode(
         mode,
         servers,
-        metrics.map((m) => m.id),
+        metrics,
         environment,
         notes,
       );
@@ -184,14 +184,11 @@ async function main(): Promise<number> {
 async function runMode(
   mode: Mode,
   servers: ServerSpec[],
-  metricIds: string[],
+  metrics: Metric[],
   environment: Environment,
   notes: string[],
 ): Promise<Map<string, Result>> {
   const results = new Map<string, Result>();
-  const metrics = mode.metrics.filter((metric) =>
-    metricIds.includes(metric.id)
-  );
   const resultFor = (server: ServerSpec, metric: string) => {
     const key = `${server.id}/${metric}`;
     let result = results.get(key);

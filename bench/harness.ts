@@ -181,7 +181,7 @@ export async function startServer(
     dir: environment.scratch,
     prefix: `${spec.id}-`,
   });
-  const chosenPort = spec.silent ? await freePort() : 0;
+  const chosenPort = spec.silent ? freePort() : 0;
   const argv = [
     ...environment.serverPrefix,
     ...spec.command({ port: chosenPort, dir }),
@@ -311,12 +311,10 @@ async function drain(
 }
 
 /** A port that was free a moment ago (for tools that cannot use port 0). */
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
   listener.close();
-  // Let the kernel finish releasing it before a tool binds it.
-  await Promise.resolve();
   return port;
 }
 
@@ -405,14 +403,27 @@ export async function runLoad(
     args.push(`--${name}`);
     if (value !== true) args.push(String(value));
   }
-  const before = await cpuSeconds(server.pid);
-  const started = performance.now();
+  // The server's CPU share is taken over the measured window: the load
+  // client prints "measuring" when its warm-up ends and its report when the
+  // window closes (connecting 100 chat clients can take seconds and must not
+  // count). Upload prints no marker: there the whole run is the window.
+  let windowStart: Promise<[number, number | undefined]> | undefined;
+  let windowEnd: Promise<[number, number | undefined]> | undefined;
+  const sample = async (): Promise<[number, number | undefined]> => [
+    performance.now(),
+    await cpuSeconds(server.pid),
+  ];
+  const processStart = await sample();
   const output = await runBounded(
     [...environment.loadPrefix, ...environment.loadClient, ...args],
     (environment.warmup + environment.seconds) * 1000 + 60_000,
+    (line) => {
+      if (line === "measuring") windowStart ??= sample();
+      else if (line.startsWith("{")) windowEnd ??= sample();
+    },
   );
-  const wall = (performance.now() - started) / 1000;
-  const after = await cpuSeconds(server.pid);
+  const [startedAt, before] = await (windowStart ?? processStart);
+  const [endedAt, after] = await (windowEnd ?? sample());
   const last = output.stdout.trim().split("\n").pop() ?? "";
   if (output.code !== 0 || !last.startsWith("{")) {
     throw new Error(
@@ -425,15 +436,19 @@ export async function runLoad(
   return {
     report,
     serverCpu: before !== undefined && after !== undefined
-      ? (after - before) / wall
+      ? (after - before) / ((endedAt - startedAt) / 1000)
       : undefined,
   };
 }
 
-/** Runs a command to completion, killing it after `limitMs`. */
+/**
+ * Runs a command to completion, killing it after `limitMs`; `onLine` sees
+ * each line of its stdout as it arrives.
+ */
 export async function runBounded(
   argv: string[],
   limitMs: number,
+  onLine?: (line: string) => void,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
@@ -451,14 +466,22 @@ export async function runBounded(
     }
   }, limitMs);
   try {
-    const output = await child.output();
+    let stdout = "";
+    let scanned = 0;
+    const [, stderr, status] = await Promise.all([
+      drain(child.stdout, (text) => {
+        stdout += text;
+        let newline;
+        while ((newline = stdout.indexOf("\n", scanned)) >= 0) {
+          onLine?.(stdout.slice(scanned, newline));
+          scanned = newline + 1;
+        }
+      }),
+      new Response(child.stderr).text(),
+      child.status,
+    ]);
     liveProcesses.delete(child.pid);
-    const decoder = new TextDecoder();
-    return {
-      code: output.code,
-      stdout: decoder.decode(output.stdout),
-      stderr: decoder.decode(output.stderr),
-    };
+    return { code: status.code, stdout, stderr };
   } finally {
     clearTimeout(timer);
   }

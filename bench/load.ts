@@ -75,6 +75,7 @@ function begin(): Promise<void> {
     histogram.fill(0);
     cpuStart = process.cpuUsage();
     measureStart = performance.now();
+    console.log("measuring"); // bench.ts starts its clock on this line
   }, warmupMs);
   return new Promise((resolve) =>
     setTimeout(resolve, warmupMs + durationMs + 5)

@@ -15,7 +15,8 @@
  * and sends the next one only when one comes back, so the figure measures
  * the server, not how much we can queue in kernel buffers.
  *
- * Output: one JSON line on stdout, e.g.
+ * Output: "measuring" on stdout when the warm-up ends, then one JSON line
+ * when the window closes, e.g.
  *   {"ops":123,"bytes":456,"seconds":2.0,"cpu":0.4,"p50_us":12,"p99_us":40,"errors":0}
  * where ops/bytes count what happened in the measured window (after warm-up),
  * and cpu is this process's user+system CPU seconds in that window: if cpu is
@@ -140,6 +141,9 @@ static int tick(void) {
     memset(histogram, 0, BUCKETS * sizeof *histogram);
     cpu_start = cpu_seconds();
     t_measure = t;
+    /* Tells bench.ts to start its own clock (server CPU) now. */
+    printf("measuring\n");
+    fflush(stdout);
   }
   return t < t_end;
 }
@@ -151,6 +155,7 @@ static void report(void) {
          (unsigned long long)ops, (unsigned long long)bytes, seconds,
          cpu_seconds() - cpu_start, percentile_us(0.50), percentile_us(0.99),
          (unsigned long long)errors);
+  fflush(stdout);
 }
 
 /* ---- rr: TCP round trips of --size bytes, --depth in flight per conn ---- */
