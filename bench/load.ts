@@ -204,13 +204,11 @@ async function udp() {
 }
 
 async function chat() {
-  const all = await connectAll();
+  const all: Deno.TcpConn[] = [];
   const pending = new Uint16Array(conns * depth);
   const sequences = new Uint32Array(conns);
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
-  // Everyone has a welcome line (or 1 s has passed) before the first message.
-  const readers = all.map(() => ({ buffer: new Uint8Array(65536), length: 0 }));
   let started = false;
   const send = (sender: number) => {
     const stamp = `${performance.timeOrigin + performance.now()}`;
@@ -236,44 +234,42 @@ async function chat() {
       send(sender);
     }
   };
-  let welcomed = 0;
-  let allWelcomed!: () => void;
-  const ready = new Promise<void>((resolve) => allWelcomed = resolve);
-  all.forEach((conn, index) => {
-    const reader = readers[index];
-    let greeted = false;
+  /** Reads lines for ever; `greeted` resolves at the first one. */
+  const readLines = (conn: Deno.TcpConn, greeted: () => void) => {
+    const buffer = new Uint8Array(65536);
+    let length = 0;
     (async () => {
       while (true) {
-        if (reader.length === reader.buffer.length) reader.length = 0;
-        const count = await conn.read(reader.buffer.subarray(reader.length));
+        if (length === buffer.length) length = 0; // absurd line: drop
+        const count = await conn.read(buffer.subarray(length));
         if (count === null) serverClosed();
         if (started) bytes += count;
-        reader.length += count;
+        length += count;
         let start = 0;
         let newline;
-        while (
-          (newline = reader.buffer.subarray(start, reader.length).indexOf(
-            10,
-          )) >= 0
-        ) {
-          if (!greeted) {
-            greeted = true;
-            if (++welcomed === conns) allWelcomed();
-          }
-          onLine(
-            decoder.decode(reader.buffer.subarray(start, start + newline)),
-          );
+        while ((newline = buffer.subarray(start, length).indexOf(10)) >= 0) {
+          greeted();
+          onLine(decoder.decode(buffer.subarray(start, start + newline)));
           start += newline + 1;
         }
-        reader.buffer.copyWithin(0, start, reader.length);
-        reader.length -= start;
+        buffer.copyWithin(0, start, length);
+        length -= start;
       }
     })().catch(serverClosed);
-  });
-  await Promise.race([
-    ready,
-    new Promise((resolve) => setTimeout(resolve, 1000)),
-  ]);
+  };
+  // Join one client at a time and wait (at most 1 s) for its first line, as
+  // loadgen.c does: all at once would overflow a small listen backlog.
+  for (let index = 0; index < conns; index++) {
+    const conn = await Deno.connect({ hostname, port });
+    conn.setNoDelay(true);
+    all.push(conn);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 1000);
+      readLines(conn, resolve);
+    });
+    clearTimeout(timer);
+  }
   started = true;
   const done = begin();
   for (let sender = 0; sender < conns; sender++) {

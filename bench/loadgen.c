@@ -430,22 +430,21 @@ static int run_chat(void) {
   clients = calloc(conns, sizeof *clients);
   pending_deliveries = calloc((size_t)conns * depth, sizeof *pending_deliveries);
   chat_epoll = epoll_create1(0);
+  /* Join one client at a time and wait (at most 1 s) for its first line: a
+   * welcome, or ncat's "<announce> already connected". Connecting all at
+   * once overflows a small listen backlog (ncat's), and the dropped SYNs
+   * then cost a 1 s retransmit each. */
+  struct epoll_event events[256];
   for (int i = 0; i < conns; i++) {
     clients[i].fd = tcp_connect();
     set_nonblocking(clients[i].fd);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &clients[i]};
     epoll_ctl(chat_epoll, EPOLL_CTL_ADD, clients[i].fd, &ev);
-  }
-  /* Everyone in the room (has its welcome line, or has waited 1 s: ncat
-   * --chat sends none) before the first message. */
-  struct epoll_event events[256];
-  double deadline = now() + 1.0;
-  int welcomed = 0;
-  while (welcomed < conns && now() < deadline) {
-    int n = epoll_wait(chat_epoll, events, 256, 10);
-    for (int e = 0; e < n; e++) chat_read(events[e].data.ptr);
-    welcomed = 0;
-    for (int i = 0; i < conns; i++) welcomed += clients[i].welcomed;
+    double deadline = now() + 1.0;
+    while (!clients[i].welcomed && now() < deadline) {
+      int n = epoll_wait(chat_epoll, events, 256, 10);
+      for (int e = 0; e < n; e++) chat_read(events[e].data.ptr);
+    }
   }
   begin();
   for (int i = 0; i < conns; i++)
