@@ -435,6 +435,63 @@ Deno.test("a silent client is dropped after --idle-timeout, leaving nothing", as
   });
 });
 
+Deno.test("a header trickled one byte at a time is dropped after --idle-timeout", async () => {
+  await withServer({ idleTimeout: 0.5 }, async ({ port, dir, waitForLog }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const started = Date.now();
+    // One byte every 100 ms never leaves the connection idle for 0.5 s; the
+    // trickle stops by itself after 4 s so the test cannot hang.
+    let sent = 0;
+    const trickle = setInterval(() => {
+      if (++sent > 40) return clearInterval(trickle);
+      conn.write(encoder.encode("U")).catch(() => clearInterval(trickle));
+    }, 100);
+    try {
+      const ended = await conn.read(new Uint8Array(100)).catch(() => null);
+      assert.equal(ended, null);
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed < 2000, `dropped after ${elapsed} ms`);
+      assert.match(
+        await waitForLog(/dropped$/),
+        /no complete header within 0\.5 s, dropped$/,
+      );
+      assert.deepEqual(await listDir(dir), []);
+    } finally {
+      clearInterval(trickle);
+      conn.close();
+    }
+  });
+});
+
+Deno.test("close() mid-upload: logged as shutdown, no temporary file left", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upload_test_" });
+  const logs: string[] = [];
+  const server = await startUploadServer({
+    dir,
+    port: 0,
+    log: (line) => logs.push(line),
+  });
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  try {
+    await writeAll(conn, concat("UPLOAD 1000000 cut.bin\n", randomBytes(1000)));
+    await waitUntil(
+      async () => (await listDir(dir)).some((n) => n.startsWith(".upload-")),
+      "temporary file",
+    );
+    await server.close();
+    assert.equal(logs.length, 1);
+    assert.match(logs[0], /"cut\.bin" 1000 bytes .*: server shutting down$/);
+    assert.deepEqual(await listDir(dir), []);
+  } finally {
+    conn.close();
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("storage failure gives 500 and the server keeps serving", async () => {
   // Tests run as root, and chmod does not stop root. Removing the directory
   // under the running server is a storage failure that does: the temporary
