@@ -734,6 +734,77 @@ time.sleep(30)
   }
 });
 
+Deno.test({
+  name:
+    "subprocess server: 50 stalled uploads hold little memory; SIGTERM mid-upload exits 0 and leaves nothing",
+  ignore: Deno.build.os !== "linux", // the server's RSS from /proc
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "upload_test_" });
+    const server = await startScript("upload_server.ts", [
+      "--dir",
+      dir,
+      "--port",
+      "0",
+    ], serverArgs(dir));
+    const conns: Deno.TcpConn[] = [];
+    let stopped = false;
+    try {
+      // Deno wants --allow-all to read /proc/<pid> itself; cat does not.
+      const rss = async () => {
+        const { stdout } = await new Deno.Command("cat", {
+          args: [`/proc/${server.child.pid}/status`],
+        }).output();
+        const status = decoder.decode(stdout);
+        return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+      };
+      const before = await rss();
+      // Each client sends more than the server's buffers hold, then stalls.
+      const uploads = 50;
+      const sent = 2.5 * 1024 * 1024;
+      const bytes = concat("UPLOAD 100000000 stalled.bin\n", randomBytes(sent));
+      for (let i = 0; i < uploads; i++) {
+        conns.push(
+          await Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+        );
+      }
+      await Promise.all(conns.map((conn) => writeAll(conn, bytes)));
+      // Everything sent has been through the server's buffers once it is in
+      // the temporary files.
+      await waitUntil(async () => {
+        let total = 0;
+        for (const name of await listDir(dir)) {
+          total += (await Deno.stat(`${dir}/${name}`)).size;
+        }
+        return total === uploads * sent;
+      }, "all bytes in temporary files");
+      const grown = await rss() - before;
+      assert.ok(
+        grown < uploads * 1024 * 1024,
+        `RSS grew ${(grown / 1048576).toFixed(1)} MiB for ${uploads} uploads`,
+      );
+
+      const started = Date.now();
+      const output = await server.stop("SIGTERM");
+      stopped = true;
+      assert.equal(output.code, 0, output.stderr);
+      assert.ok(Date.now() - started < 2000);
+      assert.deepEqual(await listDir(dir), []);
+      assert.equal(
+        output.stderr.match(
+          /"stalled\.bin" \d+ bytes .*: server shutting down\n/g,
+        )
+          ?.length,
+        uploads,
+        output.stderr,
+      );
+    } finally {
+      if (!stopped) await server.stop("SIGKILL");
+      for (const conn of conns) conn.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("server CLI: missing --dir and bad values exit 2; --dir that is a file exits 1", async () => {
   const noDir = await runScript("upload_server.ts", [], {
     allow: ["--allow-net"],
