@@ -46,7 +46,8 @@ const HEADER_LIMIT = 4096;
 /**
  * Each upload reads into two reused buffers of this size (see copyBody), so
  * a client that sends a few MiB and then stalls holds 512 KiB here, not
- * more. Measured: as fast as 1 MiB buffers; 64 KiB costs about 10% more CPU.
+ * more. Measured: within a few percent of 1 MiB buffers; 64 KiB costs
+ * about 10% more CPU.
  */
 const BUFFER_SIZE = 256 * 1024;
 /** How long we keep reading (and discarding) after answering; see linger(). */
@@ -318,12 +319,12 @@ async function handleUpload(
  * next is read from the socket and hashed. Memory stays at two buffers for
  * any file size.
  *
- * Where the time goes (256 MiB, CPU seconds): SHA-256 0.14, writing the
- * file 0.07, reading the socket 0.05, and flushing to disk about 70 ms of
- * waiting at the end. `nc -l > file` does only the reading and writing, so
- * it stays ahead; `nc | tee file | openssl sha256` plus a flush, which does
- * our work in C, is no faster than this loop. Hashing in a Worker was
- * measured too: more CPU in total, no faster when the server has one CPU.
+ * Where the time goes for 256 MiB: SHA-256 0.14 CPU seconds, writing the
+ * file 0.07, reading the socket 0.05, then about 70 ms waiting for the
+ * flush to disk. `nc -l > file` only reads and writes (0.16 CPU seconds, no
+ * flush), so it stays well ahead; `nc | tee file | openssl sha256`, which
+ * does our work in C, is no faster than this loop. Hashing in a Worker was
+ * tried: more CPU in total, no faster on one CPU, within noise on two.
  */
 async function copyBody(
   reader: Reader,
