@@ -144,6 +144,15 @@ async function main(): Promise<number> {
         !metricFilter || metricFilter.includes(metric.id)
       );
       if (servers.length === 0 || metrics.length === 0) continue;
+      try {
+        await mode.prepare?.(environment, servers);
+      } catch (error) {
+        const line = `${mode.name}: preparing failed — ${
+          (error as Error).message
+        }`;
+        console.error(line);
+        notes.push(line);
+      }
       const results = await runMode(
         mode,
         servers,

@@ -18,8 +18,11 @@ export interface ServerSpec {
   script?: string;
   /** Outside tools it needs (node, python3, ncat…): skipped when missing. */
   tools?: string[];
-  /** argv; `port` is 0 unless the server prints no Listening line. */
-  command(context: { port: number; dir: string }): string[];
+  /**
+   * argv; `port` is 0 unless the server prints no Listening line, `dir` is
+   * a fresh directory for this run, `scratch` the suite's directory.
+   */
+  command(context: { port: number; dir: string; scratch: string }): string[];
   /** It prints no Listening line: we pick a port and watch /proc/net. */
   silent?: boolean;
   /** Which baseline (id) its figures are divided by, and the target. */
@@ -184,7 +187,7 @@ export async function startServer(
   const chosenPort = spec.silent ? freePort() : 0;
   const argv = [
     ...environment.serverPrefix,
-    ...spec.command({ port: chosenPort, dir }),
+    ...spec.command({ port: chosenPort, dir, scratch: environment.scratch }),
   ];
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),

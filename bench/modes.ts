@@ -12,6 +12,7 @@ import {
   type RunningServer,
   type Sample,
   type ServerSpec,
+  startServer,
 } from "./harness.ts";
 
 export interface Extra {
@@ -36,6 +37,8 @@ export interface Metric {
 
 export interface Mode {
   name: string;
+  /** Runs once before the mode's rounds (with the servers that will run). */
+  prepare?(environment: Environment, servers: ServerSpec[]): Promise<void>;
   /** Our scripts the mode cannot run without. */
   requires?: string[];
   /** Tools the mode cannot run without. */
@@ -522,24 +525,44 @@ const wrkMetric: Metric = {
   },
 };
 
+const httpServer: ServerSpec = {
+  id: "ours",
+  label: "http_server.ts",
+  ours: true,
+  script: "scripts/http_server.ts",
+  command: ({ dir }) =>
+    deno(script("http_server.ts"), [
+      "--allow-net",
+      `--allow-read=${dir}`,
+      `--allow-write=${dir}`,
+    ])(["--dir", dir]),
+  vs: "deno-serve",
+  target: 0.95,
+};
+
+/** Where the http mode keeps http_server.ts's "/" page for deno-page. */
+const pagePath = (scratch: string) => `${scratch}/http_server_page.html`;
+let pageType = "text/html";
+
 const http: Mode = {
   name: "http",
   tools: ["wrk"],
+  async prepare(environment, servers) {
+    if (!servers.some((server) => server.id === "deno-page")) return;
+    const running = await startServer(httpServer, environment);
+    try {
+      const response = await fetch(`http://127.0.0.1:${running.port}/`);
+      pageType = response.headers.get("content-type") ?? pageType;
+      await Deno.writeTextFile(
+        pagePath(environment.scratch),
+        await response.text(),
+      );
+    } finally {
+      await running.stop();
+    }
+  },
   servers: [
-    {
-      id: "ours",
-      label: "http_server.ts",
-      ours: true,
-      script: "scripts/http_server.ts",
-      command: ({ dir }) =>
-        deno(script("http_server.ts"), [
-          "--allow-net",
-          `--allow-read=${dir}`,
-          `--allow-write=${dir}`,
-        ])(["--dir", dir]),
-      vs: "deno-serve",
-      target: 0.95,
-    },
+    httpServer,
     {
       id: "ours-raw",
       label: "http_raw_server.ts",
@@ -553,6 +576,19 @@ const http: Mode = {
       id: "deno-serve",
       label: "Deno.serve hello",
       command: () => deno(baseline("deno_http.ts"))(),
+      vs: "deno-serve",
+    },
+    {
+      id: "deno-page",
+      label: "Deno.serve, http_server.ts's page",
+      script: "scripts/http_server.ts",
+      command: ({ scratch }) => {
+        const page = pagePath(scratch);
+        return deno(baseline("deno_http_page.ts"), [
+          "--allow-net",
+          `--allow-read=${page}`,
+        ])(["--page", page, "--type", pageType]);
+      },
       vs: "deno-serve",
     },
     {
