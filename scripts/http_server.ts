@@ -13,16 +13,19 @@
  * client that disconnects halfway leaves a truncated file under the real
  * name. Here every echoed string is HTML-escaped; bodies are limited
  * (--max-size → 413, checked up front from Content-Length and counted while
- * streaming); uploads stream to disk through lib/file_store.ts, which
+ * streaming) and a body that stalls for --body-timeout seconds gets 408;
+ * uploads stream to disk through lib/file_store.ts, which
  * checks the name, writes a temporary file and gives it its name only when
  * complete and flushed (409 if the name is taken). Wrong methods get 405
  * with Allow, and SIGINT/SIGTERM finish the requests in flight and exit 0.
  */
+import { createHash } from "node:crypto";
 import {
   Failure,
   parseCommandLine,
   parseInteger,
   parsePort,
+  parseSeconds,
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
@@ -38,6 +41,7 @@ import { runUntilSignal, type ServerHandle } from "../lib/server.ts";
 
 export const DEFAULT_PORT = 8000;
 export const DEFAULT_MAX_SIZE = 10 * 1024 * 1024;
+export const DEFAULT_BODY_TIMEOUT_SECONDS = 30;
 /** A multipart body may exceed the file it carries by this much. */
 const FORM_OVERHEAD_BYTES = 64 * 1024;
 /** Largest urlencoded form (the register form holds two short fields). */
@@ -56,6 +60,9 @@ Options:
   --dir DIR          where uploaded files go (created if missing)
   --max-size BYTES   largest file accepted, larger gets 413 (default ${DEFAULT_MAX_SIZE})
   --overwrite        replace existing files (default: refuse with 409)
+  --body-timeout SECONDS
+                     give up on a request body that sends nothing for this
+                     long, with 408 (default ${DEFAULT_BODY_TIMEOUT_SECONDS})
   --hostname HOST    address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT        port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
   -h, --help         show this help`;
@@ -68,16 +75,42 @@ export interface HttpServerOptions {
   /** Largest uploaded file in bytes (default 10 MiB). */
   maxSize?: number;
   overwrite?: boolean;
+  /** Seconds a request body may send nothing before 408 (default 30). */
+  bodyTimeout?: number;
 }
 
 // ---------------------------------------------------------------------------
-// Pages. The hello page is built once: the hot path only wraps it in a
-// Response. Everything else is small HTML with every variable escaped.
+// Pages: small HTML with every variable escaped, and a few lines of CSS so a
+// learner opening them in a browser sees a readable page.
 
+const STYLE =
+  "body{font:1.05rem/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#222}" +
+  "nav{margin-bottom:1.5rem;color:#666}h1{font-size:1.6rem;overflow-wrap:anywhere}" +
+  "label{display:block;margin:.6rem 0}input,button{font:inherit}" +
+  "code{background:#f2f2f2;padding:0 .2rem;overflow-wrap:anywhere}";
+
+export function page(title: string, content: string): string {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<nav><a href="/">Home</a> · <a href="/register">Register</a> · <a href="/upload">Upload</a></nav>
+${content}
+</body>
+</html>
+`;
+}
+
+// The hello page is built once: the hot path only wraps it in a Response.
 const HELLO_PAGE = page(
   "Hello",
   `<h1>Hello world!</h1>
-<p><a href="/register">Register</a> · <a href="/upload">Upload a file</a></p>`,
+<p>The tutorial's Flask app, served by Deno.serve.</p>`,
 );
 const HELLO_HEADERS = { "content-type": "text/html; charset=utf-8" };
 
@@ -88,27 +121,21 @@ const REGISTER_FORM = page(
 <p><label>User name <input name="username" required autocomplete="username"></label></p>
 <p><label>Password <input name="password" type="password" autocomplete="new-password"></label></p>
 <p><button>Register</button></p>
-</form>`,
+</form>
+<p>A demo: nothing is stored, the answer only shows the name back.</p>`,
 );
 
-const UPLOAD_FORM = page(
-  "Upload",
-  `<h1>Upload a file</h1>
+function uploadForm(maxSize: number): string {
+  return page(
+    "Upload",
+    `<h1>Upload a file</h1>
 <form method="post" action="/upload" enctype="multipart/form-data">
 <p><input type="file" name="file" required></p>
 <p><button>Upload</button></p>
-</form>`,
-);
-
-function page(title: string, content: string): string {
-  return `<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>${title}</title></head>
-<body>
-${content}
-</body>
-</html>
-`;
+</form>
+<p>Up to ${maxSize} bytes. An existing name is refused unless the server
+runs with --overwrite.</p>`,
+  );
 }
 
 const HTML_ESCAPES: Record<string, string> = {
@@ -126,11 +153,14 @@ export function escapeHtml(text: string): string {
 
 // Pages that show what a user sent also tell the browser not to guess the
 // type and not to run anything: a second wall should escaping ever fail.
+// Only our own <style> block is allowed, named by its hash.
+export const CONTENT_SECURITY_POLICY = `default-src 'none'; style-src 'sha256-${
+  createHash("sha256").update(STYLE).digest("base64")
+}'; form-action 'self'; frame-ancestors 'none'`;
 const PAGE_HEADERS = {
   "content-type": "text/html; charset=utf-8",
   "x-content-type-options": "nosniff",
-  "content-security-policy":
-    "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+  "content-security-policy": CONTENT_SECURITY_POLICY,
 };
 
 function htmlResponse(
@@ -160,6 +190,7 @@ function errorResponse(
 
 const STATUS_TEXT: Record<number, string> = {
   400: "Bad Request",
+  408: "Request Timeout",
   404: "Not Found",
   405: "Method Not Allowed",
   409: "Conflict",
@@ -196,9 +227,12 @@ export async function startHttpServer(
     dir: options.dir,
     maxSize: options.maxSize ?? DEFAULT_MAX_SIZE,
     overwrite: options.overwrite ?? false,
+    bodyTimeoutMs: (options.bodyTimeout ?? DEFAULT_BODY_TIMEOUT_SECONDS) * 1000,
     // Uploads still running at shutdown are cancelled (and leave nothing).
     shutdown: new AbortController(),
   };
+
+  const uploadPage = uploadForm(settings.maxSize);
 
   function handle(request: Request): Response | Promise<Response> {
     const path = pathOf(request.url);
@@ -213,12 +247,14 @@ export async function startHttpServer(
       if (method === "GET" || method === "HEAD") {
         return htmlResponse(200, REGISTER_FORM);
       }
-      if (method === "POST") return answerErrors(register(request));
+      if (method === "POST") {
+        return answerErrors(register(request, settings.bodyTimeoutMs));
+      }
       return methodNotAllowed("GET, HEAD, POST");
     }
     if (path === "/upload") {
       if (method === "GET" || method === "HEAD") {
-        return htmlResponse(200, UPLOAD_FORM);
+        return htmlResponse(200, uploadPage);
       }
       if (method === "POST") return answerErrors(upload(request, settings));
       return methodNotAllowed("GET, HEAD, POST");
@@ -304,14 +340,17 @@ function methodNotAllowed(allow: string): Response {
 // ---------------------------------------------------------------------------
 // /register: an urlencoded form; the answer shows the name, escaped.
 
-async function register(request: Request): Promise<Response> {
+async function register(
+  request: Request,
+  timeoutMs: number,
+): Promise<Response> {
   if (mediaType(request) !== "application/x-www-form-urlencoded") {
     throw new HttpError(
       415,
       "Send the form as application/x-www-form-urlencoded.",
     );
   }
-  const body = await readBody(request, MAX_FORM_BYTES);
+  const body = await readBody(request, MAX_FORM_BYTES, timeoutMs);
   const form = new URLSearchParams(new TextDecoder().decode(body));
   const username = form.get("username")?.trim() ?? "";
   if (username === "") throw new HttpError(400, "The user name is missing.");
@@ -320,7 +359,9 @@ async function register(request: Request): Promise<Response> {
     200,
     page(
       "Registered",
-      `<h1>Welcome, ${escapeHtml(username)}!</h1>\n<p>You are registered.</p>`,
+      `<h1>Welcome, ${escapeHtml(username)}!</h1>
+<p>This is a demo: nothing was stored. The name is shown back escaped
+(markup appears as text, it never runs); the password is ignored.</p>`,
     ),
   );
 }
@@ -343,17 +384,29 @@ function checkDeclaredLength(request: Request, limit: number) {
  * Reads a whole (small) body, at most `limit` bytes: checked against
  * Content-Length first, then counted, because a chunked body has no length.
  */
-async function readBody(request: Request, limit: number): Promise<Uint8Array> {
+async function readBody(
+  request: Request,
+  limit: number,
+  timeoutMs: number,
+): Promise<Uint8Array> {
   checkDeclaredLength(request, limit);
   if (!request.body) return new Uint8Array();
+  const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for await (const chunk of request.body) {
-    total += chunk.length;
-    if (total > limit) {
-      throw new HttpError(413, `The body is larger than ${limit} bytes.`);
+  try {
+    while (true) {
+      const { value, done } = await readChunk(reader, timeoutMs);
+      if (done) break;
+      total += value.length;
+      if (total > limit) {
+        throw new HttpError(413, `The body is larger than ${limit} bytes.`);
+      }
+      chunks.push(value);
     }
-    chunks.push(chunk);
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
   }
   const body = new Uint8Array(total);
   let at = 0;
@@ -364,6 +417,34 @@ async function readBody(request: Request, limit: number): Promise<Uint8Array> {
   return body;
 }
 
+/**
+ * One read from a request body, bounded in time: a client that stalls (or
+ * vanished without closing) would otherwise hold its connection, and for an
+ * upload a temporary file, for ever.
+ */
+async function readChunk(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  timeoutMs: number,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        new HttpError(408, `No data for ${timeoutMs / 1000} s; giving up.`),
+      );
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([reader.read(), stalled]);
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    // The client went away: a 400 nobody will see.
+    throw new HttpError(400, "The upload was interrupted.");
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // /upload: a multipart/form-data body, streamed part by part to the store,
 // never held in memory whole.
@@ -372,6 +453,7 @@ interface UploadSettings {
   dir: string;
   maxSize: number;
   overwrite: boolean;
+  bodyTimeoutMs: number;
   shutdown: AbortController;
 }
 
@@ -402,7 +484,7 @@ async function upload(
   let bodyConsumed = false;
   try {
     while (!parser.finished) {
-      const { value, done } = await readChunk(reader);
+      const { value, done } = await readChunk(reader, settings.bodyTimeoutMs);
       if (done) {
         bodyConsumed = true;
         throw new HttpError(400, "The form data ended early.");
@@ -434,7 +516,7 @@ async function upload(
     // What follows the last delimiter (usually "\r\n") is read and dropped,
     // so the connection can carry the next request.
     while (true) {
-      const { value, done } = await readChunk(reader);
+      const { value, done } = await readChunk(reader, settings.bodyTimeoutMs);
       if (done) {
         bodyConsumed = true;
         break;
@@ -470,17 +552,6 @@ sha256 <code>${stored.sha256}</code>.</p>`,
     // Not committed (error, early end, shutdown): the temporary file goes.
     await file?.abort();
     if (!bodyConsumed) await cancel();
-  }
-}
-
-/** A read from the body; a client that went away is a 400 nobody will see. */
-async function readChunk(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-): Promise<ReadableStreamReadResult<Uint8Array>> {
-  try {
-    return await reader.read();
-  } catch {
-    throw new HttpError(400, "The upload was interrupted.");
   }
 }
 
@@ -599,12 +670,14 @@ export class MultipartParser {
         }
         case "headers": {
           const at = indexOfBytes(buffer, HEADER_END);
-          if (at < 0) {
-            if (buffer.length > MAX_PART_HEADER_BYTES) {
-              throw new HttpError(400, "A multipart part header is too large.");
-            }
-            break;
+          // Too large whether it came in one chunk or is still arriving.
+          if (
+            at > MAX_PART_HEADER_BYTES ||
+            buffer.length > MAX_PART_HEADER_BYTES && at < 0
+          ) {
+            throw new HttpError(400, "A multipart part header is too large.");
           }
+          if (at < 0) break;
           events.push(
             parsePartHeaders(new TextDecoder().decode(buffer.subarray(2, at))),
           );
@@ -676,6 +749,10 @@ if (import.meta.main) {
         dir: { type: "string" },
         "max-size": { type: "string", default: String(DEFAULT_MAX_SIZE) },
         overwrite: { type: "boolean", default: false },
+        "body-timeout": {
+          type: "string",
+          default: String(DEFAULT_BODY_TIMEOUT_SECONDS),
+        },
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
       },
@@ -689,6 +766,7 @@ if (import.meta.main) {
       port: parsePort(values.port),
       maxSize: parseInteger(values["max-size"], "--max-size"),
       overwrite: values.overwrite,
+      bodyTimeout: parseSeconds(values["body-timeout"], "--body-timeout"),
     });
     return runUntilSignal(server, "http");
   });

@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
+  CONTENT_SECURITY_POLICY,
   escapeHtml,
   type MultipartEvent,
   MultipartParser,
+  page,
   startHttpServer,
 } from "../scripts/http_server.ts";
 import {
   hasCommand,
   readAll,
+  readUntil,
   runScript,
   runTool,
   skipBecause,
@@ -18,30 +21,20 @@ import {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-const HELLO_PAGE = `<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Hello</title></head>
-<body>
-<h1>Hello world!</h1>
-<p><a href="/register">Register</a> · <a href="/upload">Upload a file</a></p>
-</body>
-</html>
-`;
+// Every page shares page()'s layout; its exact bytes are checked once below
+// ("every page: …"), the tests here check what goes inside it.
+const HELLO_PAGE = page(
+  "Hello",
+  `<h1>Hello world!</h1>
+<p>The tutorial's Flask app, served by Deno.serve.</p>`,
+);
 
 const SAFE_HEADERS = "content-type: text/html; charset=utf-8\r\n" +
   "x-content-type-options: nosniff\r\n" +
-  "content-security-policy: default-src 'none'; form-action 'self'; frame-ancestors 'none'\r\n";
+  `content-security-policy: ${CONTENT_SECURITY_POLICY}\r\n`;
 
 function errorPage(title: string, message: string): string {
-  return `<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>${title}</title></head>
-<body>
-<h1>${title}</h1>
-<p>${message}</p>
-</body>
-</html>
-`;
+  return page(title, `<h1>${title}</h1>\n<p>${message}</p>`);
 }
 
 function sha256(bytes: Uint8Array): string {
@@ -69,9 +62,9 @@ async function rawExchange(port: number, request: string): Promise<string> {
 }
 
 /** Starts an in-process server on a fresh temporary directory. */
-async function startTestServer(maxSize?: number) {
+async function startTestServer(maxSize?: number, bodyTimeout?: number) {
   const dir = await Deno.makeTempDir({ prefix: "http_server_test_" });
-  const server = await startHttpServer({ dir, port: 0, maxSize });
+  const server = await startHttpServer({ dir, port: 0, maxSize, bodyTimeout });
   return {
     dir,
     base: `http://127.0.0.1:${server.addr.port}`,
@@ -89,6 +82,36 @@ function uploadForm(name: string, bytes: Uint8Array<ArrayBuffer>): FormData {
   form.append("file", new File([bytes], name));
   return form;
 }
+
+Deno.test("every page: one layout, readable, and the CSP allows exactly its own style", async () => {
+  const html = page("T", "<p>x</p>");
+  const style = /<style>(.*)<\/style>/.exec(html)![1];
+  assert.equal(
+    html,
+    `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>T</title>
+<style>${style}</style>
+</head>
+<body>
+<nav><a href="/">Home</a> · <a href="/register">Register</a> · <a href="/upload">Upload</a></nav>
+<p>x</p>
+</body>
+</html>
+`,
+  );
+  const hash = createHash("sha256").update(style).digest("base64");
+  assert.equal(
+    CONTENT_SECURITY_POLICY,
+    `default-src 'none'; style-src 'sha256-${hash}'; form-action 'self'; frame-ancestors 'none'`,
+  );
+  await using server = await startTestServer(1024);
+  const form = await (await fetch(`${server.base}/upload`)).text();
+  assert.ok(form.includes("<p>Up to 1024 bytes."), form);
+});
 
 Deno.test("GET /, HEAD / and a 404: exact status, headers and body", async () => {
   await using server = await startTestServer();
@@ -117,7 +140,9 @@ Deno.test("GET /, HEAD / and a 404: exact status, headers and body", async () =>
       "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     ),
     "HTTP/1.1 404 Not Found\r\n" + SAFE_HEADERS +
-      `content-length: ${missing.length}\r\ndate: <date>\r\nconnection: close\r\n\r\n` +
+      `content-length: ${
+        encoder.encode(missing).length
+      }\r\ndate: <date>\r\nconnection: close\r\n\r\n` +
       missing,
   );
 });
@@ -358,6 +383,57 @@ Deno.test("/upload: a client that vanishes mid-upload leaves nothing behind", as
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   assert.deepEqual(await listDir(server.dir), []);
+});
+
+Deno.test("a stalled body gets 408 after --body-timeout; the upload leaves nothing", async () => {
+  await using server = await startTestServer(undefined, 0.3);
+  const stall = async (path: string, head: string, start: string) => {
+    using conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await conn.write(encoder.encode(
+      `POST ${path} HTTP/1.1\r\nHost: x\r\n${head}Content-Length: 1000\r\n\r\n${start}`,
+    ));
+    // The server answers by itself, though the body never came; the timer
+    // is only an upper bound, so a server that never answers fails the test.
+    const bound = setTimeout(() => conn.close(), 5000);
+    try {
+      return await readUntil(conn, "</html>\n");
+    } finally {
+      clearTimeout(bound);
+    }
+  };
+  const upload = await stall(
+    "/upload",
+    "Content-Type: multipart/form-data; boundary=B\r\n",
+    '--B\r\nContent-Disposition: form-data; name="file"; filename="slow.bin"\r\n\r\nxxxx',
+  );
+  assert.match(upload, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+  assert.ok(upload.includes("<p>No data for 0.3 s; giving up.</p>"), upload);
+  assert.deepEqual(await listDir(server.dir), []);
+
+  const register = await stall(
+    "/register",
+    "Content-Type: application/x-www-form-urlencoded\r\n",
+    "username=a",
+  );
+  assert.match(register, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+});
+
+Deno.test("the multipart parser refuses a part header over 8 KiB, even in one chunk", () => {
+  const body = encoder.encode(
+    '--B\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n' +
+      `X-Padding: ${"a".repeat(9000)}\r\n\r\ndata\r\n--B--\r\n`,
+  );
+  for (const size of [body.length, 1000]) {
+    const parser = new MultipartParser("B");
+    assert.throws(() => {
+      for (let at = 0; at < body.length; at += size) {
+        parser.feed(body.slice(at, at + size));
+      }
+    }, /part header is too large/);
+  }
 });
 
 Deno.test("the multipart parser finds boundaries split across chunks of any size", () => {
