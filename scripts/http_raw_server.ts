@@ -68,8 +68,16 @@ export interface HttpRawServerOptions {
 
 const HELLO_PAGE = `<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>Hello</title></head>
-<body><h1>Hello world!</h1></body>
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Hello</title>
+<style>body{font:1.05rem/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#222}</style>
+</head>
+<body>
+<h1>Hello world!</h1>
+<p>Served by http_raw_server.ts: HTTP/1.1 parsed by hand from a TCP socket.</p>
+</body>
 </html>
 `;
 const HTML = "text/html; charset=utf-8";

@@ -14,8 +14,16 @@ const decoder = new TextDecoder();
 
 const HELLO_PAGE = `<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>Hello</title></head>
-<body><h1>Hello world!</h1></body>
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Hello</title>
+<style>body{font:1.05rem/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#222}</style>
+</head>
+<body>
+<h1>Hello world!</h1>
+<p>Served by http_raw_server.ts: HTTP/1.1 parsed by hand from a TCP socket.</p>
+</body>
 </html>
 `;
 
@@ -520,11 +528,12 @@ print(r.status, r.getheader("Content-Length"), len(r.read()))
     assert.equal(result.code, 0, result.stderr);
     const lines = decoder.decode(result.stdout).trim().split("\n");
     const port = lines[0].split(" ").at(-1);
+    const size = encoder.encode(HELLO_PAGE).length;
     assert.deepEqual(lines, [
-      `200 text/html; charset=utf-8 132 ${port}`,
+      `200 text/html; charset=utf-8 ${size} ${port}`,
       `404 text/plain; charset=utf-8 10 ${port}`,
-      `200 text/html; charset=utf-8 132 ${port}`,
-      "200 132 0",
+      `200 text/html; charset=utf-8 ${size} ${port}`,
+      `200 ${size} 0`,
     ]);
   },
 });
