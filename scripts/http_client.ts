@@ -10,16 +10,14 @@
  *    or:  deno run --allow-net scripts/http_client.ts -i --data username=ada http://127.0.0.1:8000/register
  *         (the form POST, against scripts/http_server.ts)
  *
- * --links uses npm:htmlparser2, loaded only when asked for; everything else
- * is plain Deno.
- *
- * The tutorial sends "GET / HTTP/1.1" over a bare socket, calls recv() until
- * it returns nothing, and splits the text at the first "\r\n\r\n". That only
- * works while the server closes the connection after one response, sends no
- * chunked body, and the whole page fits in memory and decodes as text. This
- * client reads the head line by line with a size limit, frames the body the
- * way RFC 9112 says (chunked, Content-Length, or connection close; none at
- * all for HEAD, 204 and 304), streams it as bytes, and bounds every wait.
+ * The tutorial sends "GET / HTTP/1.1" over a bare socket, recv()s until
+ * nothing comes and splits at the first "\r\n\r\n": that works only while
+ * the server closes after one response, never sends a chunked body, and the
+ * page fits in memory as text. Here the head is read line by line within a
+ * size limit, the body is framed as RFC 9112 says (chunked, Content-Length,
+ * or connection close; none for HEAD, 204 and 304) and streamed as bytes,
+ * and every wait is bounded. Only --links needs a package (npm:htmlparser2,
+ * loaded when asked for).
  */
 import {
   describeError,
@@ -69,15 +67,12 @@ const LF = 0x0a;
 /** A response that breaks HTTP/1.1 (or a redirect chain gone wrong): exit 1. */
 export class HttpError extends Failure {}
 
-// ---------------------------------------------------------------------------
-// Reading: lines and raw bytes from one buffer
-// ---------------------------------------------------------------------------
+// --- Reading: lines and raw bytes from one buffer --------------------------
 
 /**
- * A buffered reader that hands out both CRLF-terminated lines (the head,
- * chunk sizes, trailers) and raw body bytes, in any order. lib/lines.ts's
- * LineReader only does lines; chunked bodies alternate between the two, so
- * the few lines of buffering live here.
+ * A buffered reader that hands out both lines (the head, chunk sizes,
+ * trailers) and raw body bytes: a chunked body alternates between the two,
+ * which lib/lines.ts's LineReader (lines only) cannot do.
  */
 export class HttpReader implements Reader {
   #source: Reader;
@@ -91,10 +86,9 @@ export class HttpReader implements Reader {
   }
 
   /**
-   * The next line without its "\r\n" (a bare "\n" is accepted), with each
-   * byte as one character (headers are bytes, not UTF-8). Null at end of
-   * input before any byte of a line. Throws HttpError with `tooLong` when
-   * the line exceeds `limit` bytes: memory stays bounded.
+   * The next line without "\r\n" (or a bare "\n"), one character per byte
+   * (headers are bytes, not UTF-8); null at end of input. Throws HttpError
+   * `tooLong` past `limit` bytes, so memory stays bounded.
    */
   async readLine(limit: number, tooLong: string): Promise<string | null> {
     let scanned = 0; // bytes from #start known to hold no "\n"
@@ -165,9 +159,7 @@ function encodeLatin1(text: string): Uint8Array {
   return Uint8Array.from(text, (character) => character.charCodeAt(0) & 0xff);
 }
 
-// ---------------------------------------------------------------------------
-// The response head
-// ---------------------------------------------------------------------------
+// --- The response head -----------------------------------------------------
 
 export type HeaderList = [name: string, value: string][];
 
@@ -178,7 +170,7 @@ export interface ResponseHead {
   statusLine: string;
   /** Headers in the order received, names as sent (compare case-blind). */
   headers: HeaderList;
-  /** The head exactly as received, one entry per line, without CRLF. */
+  /** The head exactly as received, one entry per line (what -i prints). */
   lines: string[];
 }
 
@@ -194,16 +186,8 @@ export async function readResponseHead(
   reader: HttpReader,
   maxBytes = MAX_HEAD_BYTES,
 ): Promise<ResponseHead> {
-  let budget = maxBytes;
   const tooLarge = `response head larger than ${maxBytes} bytes`;
-  const nextLine = async () => {
-    const line = await reader.readLine(budget, tooLarge);
-    if (line !== null) budget -= line.length + 2;
-    if (budget < 0) throw new HttpError(tooLarge);
-    return line;
-  };
-
-  const statusLine = await nextLine();
+  const statusLine = await reader.readLine(maxBytes, tooLarge);
   if (statusLine === null) {
     throw new HttpError("server closed the connection without answering");
   }
@@ -212,28 +196,13 @@ export async function readResponseHead(
     throw new HttpError(`malformed status line: '${printable(statusLine)}'`);
   }
   const lines = [statusLine];
-  const headers: HeaderList = [];
-  while (true) {
-    const line = await nextLine();
-    if (line === null) {
-      throw new HttpError("connection closed in the middle of the headers");
-    }
-    if (line === "") break;
-    lines.push(line);
-    if (line[0] === " " || line[0] === "\t") {
-      // Obsolete line folding: RFC 9112 lets a client replace it by a space.
-      if (headers.length === 0) {
-        throw new HttpError("malformed header: continuation line first");
-      }
-      headers[headers.length - 1][1] += " " + line.trim();
-      continue;
-    }
-    const header = HEADER_LINE.exec(line);
-    if (!header) {
-      throw new HttpError(`malformed header line: '${printable(line)}'`);
-    }
-    headers.push([header[1], header[2]]);
-  }
+  const headers = await readFields(
+    reader,
+    maxBytes - statusLine.length - 2,
+    "header",
+    tooLarge,
+    lines,
+  );
   return {
     version: status[1],
     status: Number(status[2]),
@@ -242,6 +211,43 @@ export async function readResponseHead(
     headers,
     lines,
   };
+}
+
+/**
+ * Header (or trailer) fields up to the empty line, within `budget` bytes;
+ * each line as received is also appended to `lines`.
+ */
+async function readFields(
+  reader: HttpReader,
+  budget: number,
+  kind: "header" | "trailer",
+  tooLarge: string,
+  lines: string[] = [],
+): Promise<HeaderList> {
+  const fields: HeaderList = [];
+  while (true) {
+    const line = await reader.readLine(budget, tooLarge);
+    if (line === null) {
+      throw new HttpError(`connection closed in the middle of the ${kind}s`);
+    }
+    budget -= line.length + 2;
+    if (budget < 0) throw new HttpError(tooLarge);
+    if (line === "") return fields;
+    lines.push(line);
+    if (line[0] === " " || line[0] === "\t") {
+      // Obsolete line folding: RFC 9112 lets a client replace it by a space.
+      if (fields.length === 0) {
+        throw new HttpError(`malformed ${kind}: continuation line first`);
+      }
+      fields[fields.length - 1][1] += " " + line.trim();
+      continue;
+    }
+    const field = HEADER_LINE.exec(line);
+    if (!field) {
+      throw new HttpError(`malformed ${kind} line: '${printable(line)}'`);
+    }
+    fields.push([field[1], field[2]]);
+  }
 }
 
 /** Every value of a header, comma lists split, in order. */
@@ -254,7 +260,7 @@ export function headerValues(headers: HeaderList, name: string): string[] {
     .filter((value) => value !== "");
 }
 
-/** A header's single value (the first one), or undefined. */
+/** A header's first value, or undefined. */
 export function headerValue(
   headers: HeaderList,
   name: string,
@@ -264,9 +270,8 @@ export function headerValue(
 }
 
 /**
- * Text from the network, made safe to print on a terminal: control
- * characters (an escape sequence could rewrite the screen) are shown as
- * \xNN, and long text is cut.
+ * Text from the network made safe for a terminal: control characters (an
+ * escape sequence could rewrite the screen) shown as \xNN, long text cut.
  */
 export function printable(text: string): string {
   const shown = text.length > 200 ? text.slice(0, 200) + "…" : text;
@@ -280,9 +285,7 @@ export function printable(text: string): string {
   return safe;
 }
 
-// ---------------------------------------------------------------------------
-// Body framing (RFC 9112 section 6.3)
-// ---------------------------------------------------------------------------
+// --- Body framing (RFC 9112 section 6.3) -----------------------------------
 
 /** A response body: read() gives bytes, then null at its end. */
 export interface BodyReader extends Reader {
@@ -290,44 +293,30 @@ export interface BodyReader extends Reader {
   readonly trailers: HeaderList;
 }
 
-/** No body at all (HEAD, 1xx, 204, 304). */
-class EmptyBody implements BodyReader {
-  readonly trailers: HeaderList = [];
-  read(): Promise<number | null> {
-    return Promise.resolve(null);
-  }
-}
-
-/** Exactly `length` bytes; the connection ending sooner is an error. */
-export class FixedLengthBody implements BodyReader {
+/**
+ * A body of `length` bytes (the connection ending sooner is an error), or,
+ * with length null, everything until the server closes (HTTP/1.0 style).
+ */
+class PlainBody implements BodyReader {
   readonly trailers: HeaderList = [];
   #remaining: number;
-  constructor(private reader: Reader, readonly length: number) {
-    this.#remaining = length;
+  constructor(private reader: Reader, readonly length: number | null) {
+    this.#remaining = length ?? Infinity;
   }
   async read(into: Uint8Array): Promise<number | null> {
     if (this.#remaining === 0) return null;
     const count = await this.reader.read(
       into.subarray(0, Math.min(into.length, this.#remaining)),
     );
-    if (count === null) {
+    if (count === null && this.length !== null) {
       throw new HttpError(
         `connection closed after ${
           this.length - this.#remaining
         } of ${this.length} body bytes`,
       );
     }
-    this.#remaining -= count;
+    if (count !== null) this.#remaining -= count;
     return count;
-  }
-}
-
-/** Everything until the server closes: HTTP/1.0 style, no length known. */
-class CloseDelimitedBody implements BodyReader {
-  readonly trailers: HeaderList = [];
-  constructor(private reader: Reader) {}
-  read(into: Uint8Array): Promise<number | null> {
-    return this.reader.read(into);
   }
 }
 
@@ -338,7 +327,7 @@ class CloseDelimitedBody implements BodyReader {
  * kept in `trailers`, within the same size limit as the head.
  */
 export class ChunkedBody implements BodyReader {
-  readonly trailers: HeaderList = [];
+  trailers: HeaderList = [];
   #remaining = 0; // data bytes left in the current chunk
   #inChunk = false; // a chunk's data (and its CRLF) are still to come
   #done = false;
@@ -347,9 +336,7 @@ export class ChunkedBody implements BodyReader {
 
   async read(into: Uint8Array): Promise<number | null> {
     if (into.length === 0) return 0;
-    while (!this.#done && this.#remaining === 0) {
-      await this.#nextChunk();
-    }
+    while (!this.#done && this.#remaining === 0) await this.#nextChunk();
     if (this.#done) return null;
     const count = await this.reader.read(
       into.subarray(0, Math.min(into.length, this.#remaining)),
@@ -362,12 +349,9 @@ export class ChunkedBody implements BodyReader {
   }
 
   async #nextChunk() {
-    if (this.#inChunk) {
-      // The data of the previous chunk is followed by CRLF, nothing else.
-      const end = await this.#line("chunk");
-      if (end !== "") {
-        throw new HttpError("chunk data longer than its declared size");
-      }
+    // The data of the previous chunk is followed by CRLF, nothing else.
+    if (this.#inChunk && await this.#line("chunk") !== "") {
+      throw new HttpError("chunk data longer than its declared size");
     }
     const line = await this.#line("chunk size");
     const size = /^([0-9A-Fa-f]{1,13})[ \t]*(;.*)?$/.exec(line);
@@ -377,28 +361,13 @@ export class ChunkedBody implements BodyReader {
     this.#remaining = parseInt(size[1], 16);
     this.#inChunk = true;
     if (this.#remaining === 0) {
-      await this.#readTrailers();
-      this.#done = true;
-    }
-  }
-
-  async #readTrailers() {
-    let budget = MAX_HEAD_BYTES;
-    while (true) {
-      const line = await this.reader.readLine(
-        budget,
+      this.trailers = await readFields(
+        this.reader,
+        MAX_HEAD_BYTES,
+        "trailer",
         `trailers larger than ${MAX_HEAD_BYTES} bytes`,
       );
-      if (line === null) {
-        throw new HttpError("connection closed in the middle of the trailers");
-      }
-      if (line === "") return;
-      budget -= line.length + 2;
-      const field = HEADER_LINE.exec(line);
-      if (!field) {
-        throw new HttpError(`malformed trailer: '${printable(line)}'`);
-      }
-      this.trailers.push([field[1], field[2]]);
+      this.#done = true;
     }
   }
 
@@ -424,38 +393,33 @@ export function bodyReaderFor(
     method === "HEAD" || head.status < 200 || head.status === 204 ||
     head.status === 304
   ) {
-    return new EmptyBody();
+    return new PlainBody(reader, 0);
   }
   const codings = headerValues(head.headers, "transfer-encoding");
   if (codings.length > 0) {
-    // Transfer-Encoding overrides Content-Length (a message with both may be
-    // a smuggling attempt; we close the connection afterwards anyway). If
-    // chunked is not the last coding, only the connection's end marks the
-    // end of the body.
+    // Transfer-Encoding overrides Content-Length (both at once may be a
+    // smuggling attempt; we close the connection afterwards anyway). If
+    // chunked is not the last coding, only the close ends the body.
     return codings.at(-1)!.toLowerCase() === "chunked"
       ? new ChunkedBody(reader)
-      : new CloseDelimitedBody(reader);
+      : new PlainBody(reader, null);
   }
   const lengths = headerValues(head.headers, "content-length");
-  if (lengths.length > 0) {
-    // Repeated values are allowed only if they all agree.
-    const length = Number(lengths[0]);
-    if (
-      !lengths.every((value) => /^\d+$/.test(value) && value === lengths[0]) ||
-      !Number.isSafeInteger(length)
-    ) {
-      throw new HttpError(
-        `invalid Content-Length: '${printable(lengths.join(", "))}'`,
-      );
-    }
-    return new FixedLengthBody(reader, length);
+  if (lengths.length === 0) return new PlainBody(reader, null);
+  // Repeated values are allowed only if they all agree.
+  const length = Number(lengths[0]);
+  if (
+    !lengths.every((value) => /^\d+$/.test(value) && value === lengths[0]) ||
+    !Number.isSafeInteger(length)
+  ) {
+    throw new HttpError(
+      `invalid Content-Length: '${printable(lengths.join(", "))}'`,
+    );
   }
-  return new CloseDelimitedBody(reader);
+  return new PlainBody(reader, length);
 }
 
-// ---------------------------------------------------------------------------
-// Connections: TCP, TLS, proxies, and a time limit on every wait
-// ---------------------------------------------------------------------------
+// --- Connections: TCP, TLS, proxies, and a time limit on every wait --------
 
 /**
  * A connection whose every read and write gives up after `timeoutMs` (the
@@ -636,9 +600,7 @@ async function openConnection(
   return startTls(tcp, target, options, timeoutMs);
 }
 
-// ---------------------------------------------------------------------------
-// Requests and redirects
-// ---------------------------------------------------------------------------
+// --- Requests and redirects ------------------------------------------------
 
 export interface FetchOptions {
   /** Request method (default GET). */
@@ -855,9 +817,7 @@ function checkProxy(value: string): URL {
   return proxy;
 }
 
-// ---------------------------------------------------------------------------
-// Links
-// ---------------------------------------------------------------------------
+// --- Links -----------------------------------------------------------------
 
 /** Which attribute of which element holds a link. */
 const LINK_ATTRIBUTES: Record<string, string> = {
@@ -938,9 +898,7 @@ function charsetOf(headers: HeaderList): string | undefined {
   return /;\s*charset="?([^";\s]+)"?/i.exec(type)?.[1];
 }
 
-// ---------------------------------------------------------------------------
-// Command line
-// ---------------------------------------------------------------------------
+// --- Command line ----------------------------------------------------------
 
 /** The form fields of --data NAME=VALUE, urlencoded like an HTML form. */
 export function encodeForm(fields: string[]): Uint8Array {
