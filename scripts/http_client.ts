@@ -603,36 +603,25 @@ async function openConnection(
 // --- Requests and redirects ------------------------------------------------
 
 export interface FetchOptions {
-  /** Request method (default GET). */
-  method?: string;
-  /** Request body, sent with Content-Length. */
-  body?: Uint8Array;
-  /** Content-Type of the body. */
+  method?: string; // default GET
+  body?: Uint8Array; // sent with Content-Length
   contentType?: string;
-  /** Redirects to follow; 0 (the default) returns a 3xx response as is. */
-  maxRedirects?: number;
-  /** An http:// proxy URL. */
-  proxy?: string | URL;
-  /** PEM CA certificates trusted in addition to the system's. */
-  caCerts?: string[];
-  /** Limit for connecting and for each wait for data (default 30 s). */
-  timeoutSeconds?: number;
-  /** Limit for the status line plus headers (default 64 KiB). */
-  maxHeadBytes?: number;
+  maxRedirects?: number; // 0 (default): a 3xx is returned as is
+  proxy?: string | URL; // http://host:port
+  caCerts?: string[]; // PEM, trusted besides the system's CAs
+  timeoutSeconds?: number; // for connecting and each wait (default 30)
+  maxHeadBytes?: number; // status line plus headers (default 64 KiB)
   /** Called with every final response head, redirects included. */
   onResponseHead?: (head: ResponseHead, url: URL) => void | Promise<void>;
 }
 
 export interface HttpResponse {
-  /** The URL that gave this response (after redirects). */
-  url: URL;
+  url: URL; // the one that answered, after redirects
   head: ResponseHead;
   status: number;
   headers: HeaderList;
-  /** The body, framed: read() returns null at its end. Stream it. */
-  body: BodyReader;
-  /** Closes the connection (safe to call more than once). */
-  close(): void;
+  body: BodyReader; // framed: read() returns null at its end
+  close(): void; // closes the connection; safe to call twice
   [Symbol.dispose](): void;
 }
 
@@ -682,16 +671,11 @@ async function requestOnce(
         viaProxy,
       }),
     );
-    // Head and body in one write when the body is small: one packet.
-    if (body && body.length <= 64 * 1024) {
-      const message = new Uint8Array(head.length + body.length);
-      message.set(head);
-      message.set(body, head.length);
-      await writeAll(connection, message);
-    } else {
-      await writeAll(connection, head);
-      if (body) await writeAll(connection, body);
-    }
+    // Head and body in one write: one packet for a small form.
+    const message = new Uint8Array(head.length + (body?.length ?? 0));
+    message.set(head);
+    if (body) message.set(body, head.length);
+    await writeAll(connection, message);
 
     const reader = new HttpReader(connection);
     // 1xx answers (100 Continue, 103 Early Hints) are interim: skip them,
@@ -758,10 +742,8 @@ export async function fetchWithSocket(
     if (redirects === maxRedirects) {
       throw new HttpError(`too many redirects (more than ${maxRedirects})`);
     }
-    let next: URL;
-    try {
-      next = new URL(location, current); // relative Locations are normal
-    } catch {
+    const next = URL.parse(location, current); // relative is normal
+    if (!next) {
       throw new HttpError(
         `redirect to an invalid URL: '${printable(location)}'`,
       );
@@ -784,12 +766,8 @@ export async function fetchWithSocket(
 
 /** Parses and vets a URL to fetch; a bad one is a UsageError (exit 2). */
 export function checkUrl(url: string | URL): URL {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new UsageError(`not a valid URL: '${url}'`);
-  }
+  const parsed = URL.parse(url);
+  if (!parsed) throw new UsageError(`not a valid URL: '${url}'`);
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
     throw new UsageError(
       `unsupported scheme '${parsed.protocol}' (use http:// or https://)`,
@@ -799,17 +777,8 @@ export function checkUrl(url: string | URL): URL {
 }
 
 function checkProxy(value: string): URL {
-  let proxy: URL;
-  try {
-    proxy = new URL(value);
-  } catch {
-    throw new UsageError(
-      `--proxy must look like http://host:port, got '${value}'`,
-    );
-  }
-  if (
-    proxy.protocol !== "http:" || (proxy.pathname !== "/" || proxy.search)
-  ) {
+  const proxy = URL.parse(value);
+  if (proxy?.protocol !== "http:" || proxy.pathname !== "/" || proxy.search) {
     throw new UsageError(
       `--proxy must look like http://host:port, got '${value}'`,
     );
@@ -819,21 +788,11 @@ function checkProxy(value: string): URL {
 
 // --- Links -----------------------------------------------------------------
 
-/** Which attribute of which element holds a link. */
-const LINK_ATTRIBUTES: Record<string, string> = {
-  a: "href",
-  area: "href",
-  link: "href",
-  img: "src",
-  script: "src",
-  iframe: "src",
-  frame: "src",
-  embed: "src",
-  source: "src",
-  track: "src",
-  audio: "src",
-  video: "src",
-};
+// Elements whose href or src attribute is a link.
+const HREF_TAGS = new Set(["a", "area", "link"]);
+const SRC_TAGS = new Set(
+  "img script iframe frame embed source track audio video".split(" "),
+);
 
 /**
  * Collects the links of an HTML document fed to it piece by piece, with
@@ -851,7 +810,7 @@ export async function createLinkCollector(
   try {
     decoder = new TextDecoder(charset);
   } catch {
-    decoder = new TextDecoder("utf-8");
+    decoder = new TextDecoder("utf-8"); // an unknown charset label
   }
   const found: string[] = [];
   let base: string | undefined;
@@ -861,10 +820,12 @@ export async function createLinkCollector(
       if (name === "base" && base === undefined && "href" in attributes) {
         base = attributes.href;
       }
-      const attribute = LINK_ATTRIBUTES[name];
-      if (attribute && attributes[attribute] !== undefined) {
-        found.push(attributes[attribute]);
-      }
+      const link = HREF_TAGS.has(name)
+        ? attributes.href
+        : SRC_TAGS.has(name)
+        ? attributes.src
+        : undefined;
+      if (link !== undefined) found.push(link);
     },
   }, { decodeEntities: true, lowerCaseTags: true });
 
@@ -876,19 +837,10 @@ export async function createLinkCollector(
     end(): string[] {
       parser.write(decoder.decode());
       parser.end();
-      let baseUrl = documentUrl;
-      try {
-        if (base !== undefined) baseUrl = new URL(base, documentUrl);
-      } catch {
-        // An unusable <base> is ignored, as browsers do.
-      }
-      return found.flatMap((link) => {
-        try {
-          return [new URL(link, baseUrl).href];
-        } catch {
-          return []; // not a URL at all: nothing to print
-        }
-      });
+      // An unusable <base> is ignored, as browsers do; so is a link that
+      // is not a URL at all.
+      const baseUrl = URL.parse(base ?? "", documentUrl) ?? documentUrl;
+      return found.flatMap((link) => URL.parse(link, baseUrl)?.href ?? []);
     },
   };
 }
