@@ -65,6 +65,10 @@ export function serveTcp(
         await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
       }
+      // Our servers write whole messages (a line, a batch, a response), so
+      // Nagle's algorithm only holds small writes back waiting for an ACK
+      // that the peer delays by up to 40 ms: switch it off.
+      conn.setNoDelay(true);
       connections.add(conn);
       const task = runHandler(conn);
       handlers.add(task);
