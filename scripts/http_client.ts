@@ -894,7 +894,7 @@ async function main(args: string[]): Promise<number> {
       proxy: { type: "string" },
       links: { type: "boolean" },
       cacert: { type: "string" },
-      timeout: { type: "string" },
+      timeout: { type: "string", default: String(DEFAULT_TIMEOUT_SECONDS) },
     },
   });
   if (positionals.length !== 1) {
@@ -909,9 +909,7 @@ async function main(args: string[]): Promise<number> {
   const proxy = values.proxy === undefined
     ? undefined
     : checkProxy(values.proxy);
-  const timeoutSeconds = values.timeout === undefined
-    ? DEFAULT_TIMEOUT_SECONDS
-    : parseSeconds(values.timeout, "--timeout");
+  const timeoutSeconds = parseSeconds(values.timeout, "--timeout");
   const body = values.data ? encodeForm(values.data) : undefined;
   let caCerts: string[] | undefined;
   if (values.cacert !== undefined) {
