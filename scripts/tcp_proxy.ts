@@ -105,6 +105,9 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
       log(`${clientName}: cannot reach ${targetName}: ${reason}`);
       return;
     }
+    // Forward small writes at once, as serveTcp does for the client side:
+    // Nagle's algorithm on this leg would add up to 40 ms per exchange.
+    upstream.setNoDelay(true);
 
     // serveTcp closes the client connections on shutdown; the upstream side
     // is ours to close. Closing either socket ends the copy loops reading it.
