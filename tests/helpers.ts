@@ -330,3 +330,19 @@ export async function runTool(
 export function skipBecause(reason: string) {
   console.log(`SKIPPED: ${reason}`);
 }
+
+/**
+ * Runs `wrk -t1 -c100 -d2s` against `url` and checks it saw no socket
+ * errors and no non-2xx answers; returns requests/s.
+ */
+export async function runWrk(url: string): Promise<number> {
+  const result = await runTool("wrk", ["-t1", "-c100", "-d2s", url]);
+  const report = new TextDecoder().decode(result.stdout);
+  if (result.code !== 0) throw new Error(`wrk failed: ${result.stderr}`);
+  if (/Socket errors|Non-2xx/.test(report)) {
+    throw new Error(`wrk saw errors:\n${report}`);
+  }
+  const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(report)?.[1]);
+  if (!(rate > 1000)) throw new Error(`wrk: too few requests/s:\n${report}`);
+  return rate;
+}
