@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { startEchoServer } from "../scripts/echo_server.ts";
 import { echoOnce, ping } from "../scripts/echo_client.ts";
 import {
+  closedPort,
   hasCommand,
   randomBytes,
   readAll,
@@ -266,9 +267,7 @@ Deno.test("bad options exit 2 with one line and no stack trace", async () => {
 });
 
 Deno.test("echo_client.ts reports a refused connection in one line, exit 1", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close(); // nothing listens there now
+  const port = closedPort(); // nothing listens there
   const result = await runScript("echo_client.ts", [
     "--port",
     String(port),

@@ -17,7 +17,13 @@ import {
 } from "../scripts/http_client.ts";
 import type { Reader } from "../lib/lines.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";
-import { hasCommand, runScript, runTool, skipBecause } from "./helpers.ts";
+import {
+  closedPort,
+  hasCommand,
+  runScript,
+  runTool,
+  skipBecause,
+} from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -322,14 +328,6 @@ const respond: Responder = async (request, conn) => {
 
 function startRawServer() {
   return serveRaw(Deno.listen({ hostname: "127.0.0.1", port: 0 }), respond);
-}
-
-/** A port with nothing listening on it (bound, then released). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 // ---------------------------------------------------------------------------
@@ -780,7 +778,7 @@ Deno.test("CLI: -o saves exact binary bytes and prints nothing", async () => {
     const refused = await runScript(SCRIPT, [
       "-o",
       `${dir}/none.bin`,
-      `http://127.0.0.1:${freePort()}/`,
+      `http://127.0.0.1:${closedPort()}/`,
     ], {
       allow: ["--allow-net", `--allow-write=${dir}`],
     });
@@ -851,7 +849,7 @@ Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
 
 Deno.test("CLI: refused connection and a silent server: one line, exit 1", async () => {
   await using server = startRawServer();
-  const port = freePort();
+  const port = closedPort();
   const [refused, silent] = await Promise.all([
     runScript(SCRIPT, [`http://127.0.0.1:${port}/`]),
     runScript(SCRIPT, [
@@ -970,7 +968,7 @@ Deno.test("CLI: --proxy sends the absolute-form request line for http", async ()
     // The proxy refused: one line, exit 1.
     const refused = await runScript(SCRIPT, [
       "--proxy",
-      `http://127.0.0.1:${freePort()}`,
+      `http://127.0.0.1:${closedPort()}`,
       `${origin}/length`,
     ]);
     assert.equal(refused.code, 1);

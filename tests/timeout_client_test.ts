@@ -6,18 +6,10 @@ import assert from "node:assert/strict";
 import { request } from "../scripts/timeout_client.ts";
 import { startEchoServer } from "../scripts/echo_server.ts";
 import { Failure } from "../lib/cli.ts";
-import { hasCommand, runScript, skipBecause } from "./helpers.ts";
+import { closedPort, hasCommand, runScript, skipBecause } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A port with nothing listening on it (bound, then released). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
 
 /**
  * A TCP server that handles exactly one client with `behave`, then stops.
@@ -198,7 +190,7 @@ Deno.test({
 if (!python) skipBecause("python3 not installed");
 
 Deno.test("subprocess: connection refused → one line, exit 1", async () => {
-  const port = freePort();
+  const port = closedPort();
   const result = await runScript("timeout_client.ts", ["--port", String(port)]);
   assert.equal(result.code, 1);
   assert.equal(result.stdout, "");

@@ -11,6 +11,7 @@ import {
 import { startUploadServer } from "../scripts/upload_server.ts";
 import { uploadFile } from "../scripts/upload_client.ts";
 import {
+  closedPort,
   concat,
   hasCommand,
   randomBytes,
@@ -919,10 +920,7 @@ Deno.test("upload_client.ts: exit 0 on a verified 200, 1 on 409, refused and mis
         "upload_client.ts: cannot upload as '../x': file name must not contain '/' or '\\'\n",
       );
 
-      // A port nobody listens on: take a free one and close it again.
-      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-      const freePort = listener.addr.port;
-      listener.close();
+      const freePort = closedPort(); // nobody listens there
       const refused = await runScript("upload_client.ts", [
         "--port",
         String(freePort),
