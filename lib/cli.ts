@@ -1,13 +1,17 @@
 // Command-line handling shared by every script: options via node:util's
-// parseArgs, --help, and the SPEC's exit codes (0 ok, 1 runtime failure,
-// 2 bad usage) with one readable line instead of a stack trace.
+// parseArgs, --help, value checks, and the exit codes every script keeps
+// (0 ok, 1 runtime failure, 2 bad usage) with one readable line instead of a
+// stack trace. What counts as an expected failure, and its wording, is
+// lib/errors.ts's table.
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import {
+  describeError,
+  Failure,
+  isExpectedError,
+  UsageError,
+} from "./errors.ts";
 
-/** A mistake in how the script was called: reported in one line, exit 2. */
-export class UsageError extends Error {}
-
-/** An expected runtime failure (refused, timed out…): one line, exit 1. */
-export class Failure extends Error {}
+export { Failure, UsageError };
 
 export interface CommandLine<Options extends ParseArgsOptionsConfig> {
   /** Usage text printed by --help: the first line is the synopsis. */
@@ -46,12 +50,9 @@ export function parseCommandLine<
     if (ambiguous) {
       // `--timeout -1`: parseArgs will not take a value that looks like an
       // option unless it is attached with "=".
+      const option = ambiguous[1];
       throw new UsageError(
-        `option '${
-          ambiguous[1]
-        }' needs a value; for one starting with '-', write ${
-          ambiguous[1]
-        }=VALUE`,
+        `option '${option}' needs a value; for one starting with '-', write ${option}=VALUE`,
       );
     }
     throw new UsageError(
@@ -89,18 +90,26 @@ export function parsePort(value: string, name = "--port"): number {
   return parseInteger(value, name, 0, 65535);
 }
 
-/** Parses a positive number of seconds (fractions allowed), or throws. */
-export function parseSeconds(value: string, name: string): number {
+/**
+ * Parses a number of seconds above 0 (fractions allowed), up to a day; with
+ * `allowZero`, 0 is accepted too (meaning "no limit", as the help says).
+ */
+export function parseSeconds(
+  value: string,
+  name: string,
+  allowZero = false,
+): number {
   const seconds = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
-  if (!(seconds > 0) || seconds > 86_400) {
+  if (!(seconds > 0 || (allowZero && seconds === 0)) || seconds > 86_400) {
+    const floor = allowZero ? "0 or more" : "above 0";
     throw new UsageError(
-      `${name} must be a number of seconds above 0 (up to 86400), got '${value}'`,
+      `${name} must be a number of seconds ${floor} (up to 86400), got '${value}'`,
     );
   }
   return seconds;
 }
 
-/** Splits `host:port` (or `[v6]:port`) as used by multi_connect and tcp_proxy. */
+/** Splits `host:port` (or `[v6]:port`), as targets are written. */
 export function parseHostAndPort(value: string, name: string) {
   const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d+)$/.exec(value.trim());
   if (!match) {
@@ -110,44 +119,6 @@ export function parseHostAndPort(value: string, name: string) {
     hostname: match[1] ?? match[2],
     port: parsePort(match[3], name),
   };
-}
-
-/** Turns an error from Deno's network or file APIs into one human line. */
-export function describeError(error: unknown): string {
-  if (error instanceof Deno.errors.ConnectionRefused) {
-    return "connection refused";
-  }
-  if (error instanceof Deno.errors.TimedOut) return "timed out";
-  if (error instanceof Deno.errors.AddrInUse) return "address already in use";
-  if (error instanceof Deno.errors.AddrNotAvailable) {
-    return "address not available on this machine";
-  }
-  if (error instanceof Deno.errors.ConnectionReset) return "connection reset";
-  if (error instanceof Deno.errors.BrokenPipe) {
-    return "connection closed by peer";
-  }
-  if (error instanceof Deno.errors.NetworkUnreachable) {
-    return "network unreachable";
-  }
-  if (error instanceof Deno.errors.NotCapable) {
-    return `missing permission: ${firstLine(error)}`;
-  }
-  if (error instanceof Deno.errors.PermissionDenied) {
-    return `permission denied: ${firstLine(error)}`;
-  }
-  if (error instanceof Deno.errors.NotFound) return firstLine(error);
-  if (error instanceof Error) {
-    // DNS failures arrive as a generic error whose text names the lookup.
-    if (/lookup|resolve|name or service|no address/i.test(error.message)) {
-      return `name not resolved: ${firstLine(error)}`;
-    }
-    return firstLine(error);
-  }
-  return String(error);
-}
-
-function firstLine(error: Error): string {
-  return error.message.split("\n")[0];
 }
 
 /**
@@ -169,36 +140,10 @@ export async function runCommand(
       console.error(`Try '${scriptName} --help' for more information.`);
       Deno.exit(2);
     }
-    if (error instanceof Failure) {
-      console.error(`${scriptName}: ${error.message}`);
-      Deno.exit(1);
-    }
-    if (error instanceof Deno.errors.NotCapable || isExpectedError(error)) {
+    if (isExpectedError(error)) {
       console.error(`${scriptName}: ${describeError(error)}`);
       Deno.exit(1);
     }
     throw error;
   }
-}
-
-/** Errors that come from the outside world rather than from a bug. */
-export function isExpectedError(error: unknown): boolean {
-  return [
-    Deno.errors.ConnectionRefused,
-    Deno.errors.ConnectionReset,
-    Deno.errors.ConnectionAborted,
-    Deno.errors.TimedOut,
-    Deno.errors.AddrInUse,
-    Deno.errors.AddrNotAvailable,
-    Deno.errors.BrokenPipe,
-    Deno.errors.NetworkUnreachable,
-    Deno.errors.NotFound,
-    Deno.errors.PermissionDenied,
-    Deno.errors.NotConnected,
-    Deno.errors.UnexpectedEof,
-  ].some((kind) => error instanceof kind) ||
-    (error instanceof Error &&
-      /failed to lookup|name or service not known|dns error/i.test(
-        error.message,
-      ));
 }

@@ -14,12 +14,12 @@
  * deliver what it has queued for us, and we exit once it closes.
  */
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parsePort,
   runCommand,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import {
   closeQuietly,
   isDisconnect,

@@ -74,7 +74,7 @@ const encoder = new TextEncoder();
 /** One connected client: its name and its own queue of outgoing bytes. */
 class Client {
   name: string;
-  #conn: Deno.TcpConn;
+  #conn: Deno.Conn;
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
   #maxQueue: number;
@@ -84,7 +84,7 @@ class Client {
   /** Resolves when the writer task has stopped. */
   readonly written: Promise<void>;
 
-  constructor(conn: Deno.TcpConn, name: string, maxQueue: number) {
+  constructor(conn: Deno.Conn, name: string, maxQueue: number) {
     this.#conn = conn;
     this.name = name;
     this.#maxQueue = maxQueue;
@@ -220,7 +220,7 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
     return false;
   }
 
-  function join(conn: Deno.TcpConn): Client {
+  function join(conn: Deno.Conn): Client {
     // Skip numbers someone took with /nick (say, "guest7").
     let name = `guest${++guestNumber}`;
     while (names.has(name)) name = `guest${++guestNumber}`;
@@ -309,7 +309,7 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
     }
   }
 
-  async function serveClient(conn: Deno.TcpConn) {
+  async function serveClient(conn: Deno.Conn) {
     const client = join(conn);
     const lines = new LineReader(conn, maxLine);
     // Non-fatal decoding: invalid UTF-8 becomes U+FFFD instead of an error.
@@ -354,7 +354,7 @@ export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
    * still sends for a moment: closing with unread input would make the
    * kernel send a reset, which can destroy those last lines in transit.
    */
-  async function finish(conn: Deno.TcpConn, client: Client) {
+  async function finish(conn: Deno.Conn, client: Client) {
     let timer;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(() => {

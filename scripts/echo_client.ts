@@ -16,7 +16,6 @@
  * so a silent server is one line on stderr and exit 1, not a hang.
  */
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parseInteger,
@@ -24,6 +23,7 @@ import {
   parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";
 import type { Reader } from "../lib/lines.ts";
 

@@ -38,7 +38,7 @@ export function startEchoServer(options: EchoServerOptions = {}): ServerHandle {
   }, echo);
 }
 
-async function echo(conn: Deno.TcpConn) {
+async function echo(conn: Deno.Conn) {
   // One buffer per connection, reused for every read: no allocation per
   // message. The await on writeAll is the back-pressure: a client that stops
   // reading stops us reading from it, and nobody else is affected.

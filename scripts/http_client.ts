@@ -20,13 +20,13 @@
  * loaded when asked for).
  */
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parseSeconds,
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";
 import type { Reader } from "../lib/lines.ts";
 

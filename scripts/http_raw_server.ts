@@ -446,7 +446,7 @@ function latin1(buffer: Uint8Array, from: number, to: number): string {
 
 /** A connection's deadline: the moment it is closed unless it progresses. */
 interface Deadline {
-  conn: Deno.TcpConn;
+  conn: Deno.Conn;
   at: number;
 }
 
@@ -467,7 +467,7 @@ export function startHttpRawServer(
     }
   }, Math.min(1000, Math.max(20, idleMs / 5)));
 
-  async function serveConnection(conn: Deno.TcpConn) {
+  async function serveConnection(conn: Deno.Conn) {
     const deadline: Deadline = { conn, at: Date.now() + idleMs };
     deadlines.add(deadline);
     try {
@@ -479,7 +479,7 @@ export function startHttpRawServer(
     }
   }
 
-  async function exchange(conn: Deno.TcpConn, deadline: Deadline) {
+  async function exchange(conn: Deno.Conn, deadline: Deadline) {
     const input = new Uint8Array(Math.max(16 * 1024, maxHeadBytes * 2));
     const output = new Uint8Array(16 * 1024);
     let start = 0; // first unparsed byte in input
@@ -580,7 +580,7 @@ export function startHttpRawServer(
    * read and discard until the client closes (bounded in time and bytes).
    */
   async function lingeringClose(
-    conn: Deno.TcpConn,
+    conn: Deno.Conn,
     buffer: Uint8Array,
     deadline: Deadline,
   ) {

@@ -15,13 +15,13 @@
  * and the results still come out in the order given.
  */
 import {
-  describeError,
   parseCommandLine,
   parseHostAndPort,
   parseSeconds,
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";
 
 /** How many bytes of the server's first data are kept and shown. */

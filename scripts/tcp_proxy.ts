@@ -21,7 +21,6 @@
  * proxy. The log line says "connection reset" when that happened.
  */
 import {
-  describeError,
   parseCommandLine,
   parseHostAndPort,
   parsePort,
@@ -29,6 +28,7 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { closeQuietly, formatAddress, writeAll } from "../lib/net.ts";
 import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
 
@@ -165,8 +165,8 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
  * buffer per direction.
  */
 async function copyThenHalfClose(
-  from: Deno.TcpConn,
-  to: Deno.TcpConn,
+  from: Deno.Conn,
+  to: Deno.Conn,
   counted: (bytes: number) => void,
 ) {
   const buffer = new Uint8Array(64 * 1024);

@@ -20,13 +20,13 @@
  * followed by a newline if it lacks one.
  */
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parsePort,
   parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";
 
 export const DEFAULT_PORT = 9999; // the echo server's

@@ -22,7 +22,6 @@
  */
 import { lookup } from "node:dns/promises";
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parseInteger,
@@ -30,6 +29,7 @@ import {
   parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";
 import { LineReader, LineTooLongError } from "../lib/lines.ts";
 

@@ -13,7 +13,6 @@
  */
 import { createHash } from "node:crypto";
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parsePort,
@@ -21,6 +20,7 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { fileNameProblem } from "../lib/file_store.ts";
 import { LineReader } from "../lib/lines.ts";
 import { closeQuietly, isDisconnect, writeAll } from "../lib/net.ts";

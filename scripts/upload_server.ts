@@ -19,7 +19,6 @@
  * so the client can verify it.
  */
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parseInteger,
@@ -28,6 +27,7 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import {
   createUpload,
   FileExistsError,
@@ -135,7 +135,7 @@ interface Settings {
 class IdleTimeoutReader implements Reader {
   /** Why we dropped the client, once we have. */
   dropped: string | null = null;
-  constructor(private conn: Deno.TcpConn, private idleMs: number) {}
+  constructor(private conn: Deno.Conn, private idleMs: number) {}
 
   async read(buffer: Uint8Array): Promise<number | null> {
     const timer = setTimeout(
@@ -157,7 +157,7 @@ class IdleTimeoutReader implements Reader {
 }
 
 async function handleUpload(
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   settings: Settings,
   shutdown: AbortSignal,
 ) {

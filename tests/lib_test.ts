@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { LineReader, LineTooLongError, type Reader } from "../lib/lines.ts";
 import {
-  describeError,
   parseCommandLine,
   parseHostAndPort,
   parseInteger,
@@ -9,6 +8,7 @@ import {
   parseSeconds,
   UsageError,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { formatAddress, writeAll } from "../lib/net.ts";
 import { serveTcp } from "../lib/server.ts";
 import { hasCommand, readAll, runTool, skipBecause } from "./helpers.ts";
