@@ -1,0 +1,200 @@
+// Deadlines: every wait on a peer ends. Three shapes cover every script:
+//
+// - withDeadline: "this exchange must finish within N ms". A socket read has
+//   no timeout of its own, so when time is up we close the socket, which
+//   makes the pending read or write fail at once, and report the failure as
+//   the timeout it really is. (Python's settimeout, done by hand.) Used by the
+//   clients (echo, timeout, upload, http, multi_connect) and lib/dial.ts.
+// - raceTimeout: "the result of this promise, or TIMED_OUT". For waits that
+//   own no socket: a UDP receive that must survive the timeout, a flush.
+// - Sweeper: one timer for thousands of connections. A timer per read costs
+//   more than the read itself; instead each connection has an entry whose
+//   deadline moves when it makes progress, and one interval closes the
+//   connections whose deadline passed. Used by the servers' idle timeouts
+//   (echo, chat, proxy, upload, http_raw_server).
+import { Failure } from "./errors.ts";
+
+/** Resolves after `ms`; early (without error) when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done);
+  });
+}
+
+export const TIMED_OUT: unique symbol = Symbol("timed out");
+
+/** The value of `promise`, or TIMED_OUT once `ms` pass; the timer is cleared. */
+export async function raceTimeout<T>(
+  promise: Promise<T>,
+  ms: number,
+): Promise<T | typeof TIMED_OUT> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs `work` within `ms`. When time runs out, `resource` is closed (its
+ * pending operations fail) and a Failure of kind "timeout" with `message` is
+ * thrown instead of whatever error the closing caused.
+ */
+export async function withDeadline<T>(
+  resource: { close(): void },
+  ms: number,
+  work: () => Promise<T>,
+  message: string,
+): Promise<T> {
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    try {
+      resource.close();
+    } catch {
+      // Already closed.
+    }
+  }, ms);
+  try {
+    const result = await work();
+    if (expired) throw new Failure(message, "timeout");
+    return result;
+  } catch (error) {
+    if (expired) throw new Failure(message, "timeout");
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** "2 s", "0.5 s": a duration in milliseconds as people write it. */
+export function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}
+
+/** Something whose byte counter moves while its connection is busy. */
+export interface Progress {
+  bytes: number;
+}
+
+/**
+ * One entry of a Sweeper. Set `at` (a Date.now() time) to move the deadline
+ * yourself, or give the entry a Progress whose counter the Sweeper watches.
+ */
+export class Timed {
+  seen = -1;
+  constructor(
+    public at: number,
+    readonly span: number,
+    readonly expire: () => void,
+    readonly progress: Progress | null,
+  ) {}
+}
+
+/**
+ * One interval timer for many deadlines. It runs only while there are
+ * entries, so an idle server (and a test) has no timer pending.
+ */
+export class Sweeper {
+  #entries = new Set<Timed>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /** `periodMs`: how often deadlines are checked (their precision). */
+  constructor(readonly periodMs: number) {}
+
+  /** Calls `expire` once `ms` have passed; move `entry.at` to postpone. */
+  add(ms: number, expire: () => void): Timed {
+    return this.#add(new Timed(Date.now() + ms, ms, expire, null));
+  }
+
+  /**
+   * Calls `expire` once `progress.bytes` has not moved for `ms` (give or
+   * take one period): an idle timeout that costs the busy path nothing but
+   * the counter it already keeps.
+   */
+  idle(progress: Progress, ms: number, expire: () => void): Timed {
+    return this.#add(new Timed(Date.now() + ms, ms, expire, progress));
+  }
+
+  remove(entry: Timed) {
+    this.#entries.delete(entry);
+    if (this.#entries.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #add(entry: Timed): Timed {
+    entry.seen = entry.progress?.bytes ?? -1;
+    this.#entries.add(entry);
+    this.#timer ??= setInterval(() => this.#sweep(), this.periodMs);
+    return entry;
+  }
+
+  #sweep() {
+    const now = Date.now();
+    for (const entry of this.#entries) {
+      if (entry.progress !== null && entry.progress.bytes !== entry.seen) {
+        entry.seen = entry.progress.bytes;
+        entry.at = now + entry.span;
+      } else if (now >= entry.at) {
+        this.remove(entry);
+        entry.expire();
+      }
+    }
+  }
+}
+
+/**
+ * A connection whose every read and write must finish within `ms`: for
+ * clients, where each wait on the server is bounded (http_client,
+ * upload_client). On expiry the connection is closed and the operation
+ * fails with "<peer>: timed out after N s <what it was doing>".
+ */
+export class TimedConn {
+  constructor(
+    readonly conn: Deno.Conn,
+    readonly ms: number,
+    readonly peer: string,
+  ) {}
+
+  read(into: Uint8Array): Promise<number | null> {
+    return this.#bounded(this.conn.read(into), "waiting for data");
+  }
+
+  write(bytes: Uint8Array): Promise<number> {
+    return this.#bounded(this.conn.write(bytes), "sending");
+  }
+
+  closeWrite(): Promise<void> {
+    return this.conn.closeWrite();
+  }
+
+  close() {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  #bounded<T>(operation: Promise<T>, what: string): Promise<T> {
+    return withDeadline(
+      this.conn,
+      this.ms,
+      () => operation,
+      `${this.peer}: timed out after ${seconds(this.ms)} ${what}`,
+    );
+  }
+}

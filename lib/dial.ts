@@ -1,0 +1,166 @@
+// Connecting, the one way every client here does it: TCP with a deadline
+// that covers the name lookup, the handshake and, with TLS, the TLS
+// handshake, and one wording for every failure:
+//
+//   cannot connect to 127.0.0.1:9999: connection refused
+//   cannot connect to [::1]:8443: certificate not trusted (unknown issuer)
+//   cannot connect to example.test:80: timed out after 5 s
+//
+// Used by echo_client, chat_client, timeout_client, upload_client,
+// multi_connect, http_client and tcp_proxy (towards its target). Without a
+// deadline, a host that silently drops our packets keeps us waiting for the
+// kernel's own timeout: minutes, not seconds.
+import { raceTimeout, seconds, TIMED_OUT, withDeadline } from "./deadline.ts";
+import { classifyError, type ErrorKind, Failure } from "./errors.ts";
+import { closeQuietly, formatHostPort } from "./io.ts";
+import type { ClientTls } from "./tls.ts";
+
+export interface DialOptions {
+  hostname: string;
+  port: number;
+  /** The whole connect, TLS handshake included, must finish within this. */
+  timeoutMs: number;
+  /** Speak TLS on top (the certificate must name `serverName ?? hostname`). */
+  tls?: ClientTls;
+  /** Gives up early when aborted (a server shutting down, say). */
+  signal?: AbortSignal;
+}
+
+/** A failed connect: `kind` says why ("refused", "timeout", "dns", "tls"…). */
+export class DialError extends Failure {
+  constructor(
+    readonly target: string,
+    readonly reason: string,
+    kind: ErrorKind,
+  ) {
+    super(`cannot connect to ${target}: ${reason}`, kind);
+  }
+}
+
+export type Connection = Deno.TcpConn | Deno.TlsConn;
+
+/** Connects within `timeoutMs`, or throws DialError. */
+export async function dial(options: DialOptions): Promise<Connection> {
+  const { hostname, port, timeoutMs, tls } = options;
+  const target = formatHostPort(hostname, port);
+  if (tls?.cert !== undefined) {
+    return await dialWithClientCertificate(options, target);
+  }
+  const started = performance.now();
+  const timeout = AbortSignal.timeout(timeoutMs);
+  let tcp: Deno.TcpConn;
+  try {
+    tcp = await Deno.connect({
+      hostname,
+      port,
+      signal: options.signal
+        ? AbortSignal.any([timeout, options.signal])
+        : timeout,
+    });
+  } catch (error) {
+    throw dialError(error, target, timeout.aborted, timeoutMs);
+  }
+  // Clients send whole messages too: no waiting for delayed ACKs (Nagle).
+  tcp.setNoDelay(true);
+  if (!tls) return tcp;
+  const left = Math.max(1, timeoutMs - (performance.now() - started));
+  return await startTlsWithin(
+    tcp,
+    { ...tls, serverName: tls.serverName ?? hostname },
+    left,
+    target,
+  );
+}
+
+function dialError(
+  error: unknown,
+  target: string,
+  timedOut: boolean,
+  timeoutMs: number,
+) {
+  if (error instanceof Deno.errors.NotCapable) return error; // a usage problem
+  if (timedOut) {
+    return new DialError(
+      target,
+      `timed out after ${seconds(timeoutMs)}`,
+      "timeout",
+    );
+  }
+  const { kind, text } = classifyError(error);
+  return new DialError(target, text, kind);
+}
+
+/**
+ * Deno.startTls cannot present a client certificate; Deno.connectTls can,
+ * but takes no AbortSignal: so it races a timer, and a connection that
+ * arrives after the deadline is closed on arrival.
+ */
+async function dialWithClientCertificate(
+  options: DialOptions,
+  target: string,
+): Promise<Deno.TlsConn> {
+  const { hostname, port, timeoutMs, tls } = options;
+  const pending = Deno.connectTls({
+    hostname: tls!.serverName ?? hostname,
+    port,
+    caCerts: tls!.caCerts,
+    alpnProtocols: tls!.alpnProtocols,
+    cert: tls!.cert!,
+    key: tls!.key!,
+  });
+  let conn: Deno.TlsConn | typeof TIMED_OUT;
+  try {
+    conn = await raceTimeout(
+      pending.then(async (conn) => {
+        try {
+          await conn.handshake();
+          return conn;
+        } catch (error) {
+          closeQuietly(conn);
+          throw error;
+        }
+      }),
+      timeoutMs,
+    );
+  } catch (error) {
+    throw dialError(error, target, false, timeoutMs);
+  }
+  if (conn === TIMED_OUT) {
+    pending.then(closeQuietly, () => {});
+    throw dialError(undefined, target, true, timeoutMs);
+  }
+  return conn;
+}
+
+/**
+ * Speaks TLS over an open connection (after a proxy's CONNECT, or from
+ * dial()) and completes the handshake within `timeoutMs`, so that a
+ * certificate problem is reported as such, naming the target. (No client
+ * certificate on this path: see dialWithClientCertificate.)
+ */
+export async function startTlsWithin(
+  tcp: Deno.TcpConn,
+  tls: ClientTls,
+  timeoutMs: number,
+  target: string,
+): Promise<Deno.TlsConn> {
+  let conn: Deno.TlsConn | undefined;
+  try {
+    conn = await Deno.startTls(tcp, {
+      hostname: tls.serverName,
+      caCerts: tls.caCerts,
+      alpnProtocols: tls.alpnProtocols,
+    });
+    await withDeadline(
+      conn,
+      timeoutMs,
+      () => conn!.handshake(),
+      `TLS handshake timed out after ${seconds(timeoutMs)}`,
+    );
+  } catch (error) {
+    closeQuietly(conn ?? tcp);
+    const { kind, text } = classifyError(error);
+    throw new DialError(target, text, kind);
+  }
+  return conn;
+}

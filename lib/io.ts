@@ -1,0 +1,135 @@
+// Moving bytes: writing all of them, copying a stream to another, closing
+// without losing the last answer, and printing addresses. Every TCP script
+// uses writeAll; copy() is the loop behind echo_server, echo_client,
+// chat_client and tcp_proxy (and the echo benchmark measures it, so it stays
+// a plain loop with no callback per chunk); lingeringClose() ends the
+// connections of upload_server, chat_server and http_raw_server.
+
+/** Anything with Deno.Conn's read (sockets, stdin, files). */
+export interface Reader {
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
+/** Anything with Deno.Conn's write (sockets, stdout, files). */
+export interface Writer {
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/**
+ * Writes every byte. Python's sendall: a single write() may accept only part
+ * of the buffer when the socket's send buffer is full, so loop until done.
+ */
+export async function writeAll(writer: Writer, bytes: Uint8Array) {
+  let written = 0;
+  while (written < bytes.byteLength) {
+    written += await writer.write(bytes.subarray(written));
+  }
+}
+
+// A read waits with its buffer in hand, so an idle connection would hold a
+// large buffer for nothing. copy() waits with a small one and borrows a large
+// one from this pool only while data keeps filling the small one.
+const SMALL_BUFFER = 2 * 1024;
+const LARGE_BUFFER = 64 * 1024;
+const POOL_LIMIT = 64;
+const pool: Uint8Array[] = [];
+
+function borrow(): Uint8Array {
+  return pool.pop() ?? new Uint8Array(LARGE_BUFFER);
+}
+
+function giveBack(buffer: Uint8Array) {
+  if (pool.length < POOL_LIMIT) pool.push(buffer);
+}
+
+/** A running count of bytes copied; lib/deadline.ts's Sweeper watches it. */
+export interface Traffic {
+  bytes: number;
+}
+
+/**
+ * Copies `from` to `to` until `from` ends; returns the byte count and adds
+ * it to `traffic` as it goes. The await on each write is back-pressure: a
+ * peer that stops reading stops us reading, and memory stays one buffer.
+ */
+export async function copy(
+  from: Reader,
+  to: Writer,
+  traffic: Traffic = { bytes: 0 },
+): Promise<number> {
+  const small = new Uint8Array(SMALL_BUFFER);
+  let large: Uint8Array | null = null;
+  let total = 0;
+  try {
+    while (true) {
+      const buffer = large ?? small;
+      const count = await from.read(buffer);
+      if (count === null) return total;
+      await writeAll(to, buffer.subarray(0, count));
+      total += count;
+      traffic.bytes += count;
+      if (count === buffer.length) {
+        large ??= borrow(); // a stream: read in large pieces
+      } else if (large !== null) {
+        giveBack(large); // drained: wait for more with the small one
+        large = null;
+      }
+    }
+  } finally {
+    if (large !== null) giveBack(large);
+  }
+}
+
+/** Closes a connection or listener that may already be closed. */
+export function closeQuietly(resource: { close(): void }) {
+  try {
+    resource.close();
+  } catch {
+    // Already closed (BadResource): nothing left to release.
+  }
+}
+
+/**
+ * Closes a connection without destroying our last answer. Closing a socket
+ * while the peer's bytes are still unread makes the kernel send a reset,
+ * and the peer may then drop our answer unread. So: shut our sending side
+ * (the peer sees the end), read and discard until the peer closes too, at
+ * most `ms` and `maxBytes`, then close.
+ */
+export async function lingeringClose(
+  conn: Deno.Conn,
+  ms = 2000,
+  maxBytes = 1024 * 1024,
+): Promise<void> {
+  const timer = setTimeout(() => closeQuietly(conn), ms);
+  try {
+    await conn.closeWrite();
+    const scratch = new Uint8Array(SMALL_BUFFER);
+    let left = maxBytes;
+    while (left > 0) {
+      const count = await conn.read(scratch);
+      if (count === null) break;
+      left -= count;
+    }
+  } catch {
+    // Reset by the peer, or closed by the timer: either way, done.
+  } finally {
+    clearTimeout(timer);
+    closeQuietly(conn);
+  }
+}
+
+/** `host:port`, with an IPv6 host in brackets: `[::1]:9999`. */
+export function formatHostPort(hostname: string, port: number): string {
+  return hostname.includes(":")
+    ? `[${hostname}]:${port}`
+    : `${hostname}:${port}`;
+}
+
+/** A socket address the same way; other transports by their name. */
+export function formatAddress(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") {
+    return addr.transport;
+  }
+  return formatHostPort(addr.hostname, addr.port);
+}

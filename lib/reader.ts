@@ -1,0 +1,182 @@
+// One buffered reader for every protocol here that mixes lines and bytes.
+// TCP is a byte stream: one read() can return half a line or three lines, so
+// we keep what was read in a buffer and cut lines out of it at "\n". The line
+// limit is what keeps a client that sends an endless line from eating all our
+// memory. Users: chat_server (lines), upload_server and upload_client (a
+// header line, then raw body bytes), udp_client (stdin lines), http_client
+// (status line, headers, chunk sizes and raw body bytes in turn), and
+// http_raw_server, which scans the buffer itself for the end of a request
+// head (bytes/start/end/consume/fill).
+import type { Reader } from "./io.ts";
+
+/** Thrown by readLine() when no "\n" arrives within the limit. */
+export class LineTooLongError extends Error {
+  constructor(readonly limit: number) {
+    super(`line longer than ${limit} bytes`);
+  }
+}
+
+const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+
+export interface BufferedReaderOptions {
+  /** Longest line readLine() accepts, without its line ending (4096). */
+  maxLine?: number;
+  /** Starting buffer size (1024); it grows up to what a line needs. */
+  initialSize?: number;
+}
+
+export class BufferedReader implements Reader {
+  #source: Reader;
+  #buffer: Uint8Array;
+  #start = 0; // first unread byte
+  #end = 0; // one past the last buffered byte
+  #scanned = 0; // bytes from #start already known to hold no newline
+  #ended = false;
+  #insideLongLine = false; // a too-long line's tail is still unread
+  readonly maxLine: number;
+  /** False when the last line readLine() returned had no "\n" (input ended). */
+  lastLineTerminated = true;
+
+  constructor(source: Reader, options: BufferedReaderOptions = {}) {
+    this.#source = source;
+    this.maxLine = options.maxLine ?? 4096;
+    // A connection that waits holds only this; long lines grow it.
+    this.#buffer = new Uint8Array(
+      Math.min(options.initialSize ?? 1024, this.maxLine + 2),
+    );
+  }
+
+  /**
+   * The next line without "\n" or "\r\n", as a fresh copy; null at end of
+   * input (a last line without "\n" is still returned). Throws
+   * LineTooLongError past `limit` bytes: call skipLine() to drop the rest
+   * of that line and go on, or give up on the peer.
+   */
+  async readLine(limit = this.maxLine): Promise<Uint8Array | null> {
+    while (true) {
+      const from = this.#start + this.#scanned;
+      const newline = this.#buffer.subarray(from, this.#end).indexOf(NEWLINE);
+      if (newline >= 0) {
+        this.lastLineTerminated = true;
+        return this.#take(from + newline, from + newline + 1, limit);
+      }
+      this.#scanned = this.#end - this.#start;
+      if (this.#ended) {
+        if (this.#end === this.#start) return null;
+        this.lastLineTerminated = false;
+        return this.#take(this.#end, this.#end, limit);
+      }
+      if (this.#scanned > limit + 1) {
+        this.#insideLongLine = true;
+        throw new LineTooLongError(limit);
+      }
+      await this.fill(limit + 2);
+    }
+  }
+
+  /**
+   * After LineTooLongError, discards the rest of that line; false at end of
+   * input. Memory stays bounded however long the line goes on.
+   */
+  async skipLine(): Promise<boolean> {
+    if (!this.#insideLongLine) return true;
+    this.#insideLongLine = false;
+    while (true) {
+      const newline = this.#buffer.subarray(this.#start, this.#end)
+        .indexOf(NEWLINE);
+      if (newline >= 0) {
+        this.consume(newline + 1);
+        return true;
+      }
+      this.#start = this.#end = this.#scanned = 0;
+      if (this.#ended) return false;
+      await this.fill();
+    }
+  }
+
+  /** Raw bytes: what is buffered first, then straight from the source. */
+  read(into: Uint8Array): Promise<number | null> {
+    if (this.#start < this.#end) {
+      const count = Math.min(into.length, this.#end - this.#start);
+      into.set(this.#buffer.subarray(this.#start, this.#start + count));
+      this.consume(count);
+      return Promise.resolve(count);
+    }
+    if (this.#ended) return Promise.resolve(null);
+    return this.#source.read(into);
+  }
+
+  /** Bytes already read past the last line (the start of a body, say). */
+  takeBuffered(): Uint8Array {
+    const rest = this.#buffer.slice(this.#start, this.#end);
+    this.#start = this.#end = this.#scanned = 0;
+    return rest;
+  }
+
+  // For parsers that scan the buffer in place (http_raw_server): the unread
+  // bytes are bytes[start, end).
+
+  get bytes(): Uint8Array {
+    return this.#buffer;
+  }
+  get start(): number {
+    return this.#start;
+  }
+  get end(): number {
+    return this.#end;
+  }
+  /** How many bytes were read from the source but not yet handed out. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Marks `count` buffered bytes as read. */
+  consume(count: number) {
+    this.#start += count;
+    this.#scanned = 0;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+  }
+
+  /**
+   * Reads more from the source into the buffer, first moving the unread
+   * bytes to the front and growing the buffer (up to `capacity` bytes) if it
+   * is full. False at end of input. Throws LineTooLongError when the buffer
+   * is full at `capacity`.
+   */
+  async fill(capacity = this.maxLine + 2): Promise<boolean> {
+    if (this.#ended) return false;
+    if (this.#start > 0) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    if (this.#end === this.#buffer.length) {
+      if (this.#buffer.length >= capacity) {
+        throw new LineTooLongError(capacity - 2);
+      }
+      const larger = new Uint8Array(
+        Math.min(capacity, this.#buffer.length * 4),
+      );
+      larger.set(this.#buffer.subarray(0, this.#end));
+      this.#buffer = larger;
+    }
+    const count = await this.#source.read(this.#buffer.subarray(this.#end));
+    if (count === null) {
+      this.#ended = true;
+      return false;
+    }
+    this.#end += count;
+    return true;
+  }
+
+  #take(lineEnd: number, next: number, limit: number): Uint8Array {
+    let end = lineEnd;
+    if (end > this.#start && this.#buffer[end - 1] === CARRIAGE_RETURN) end--;
+    const line = this.#buffer.slice(this.#start, end);
+    this.consume(next - this.#start);
+    // The whole line is here but too long: it is dropped, then reported.
+    if (line.length > limit) throw new LineTooLongError(limit);
+    return line;
+  }
+}

@@ -1,0 +1,81 @@
+// Showing a peer's bytes to a person, safely. Text from the network may hold
+// escape sequences (`\x1b[2J` clears the screen, `\x1b]0;…` retitles the
+// window) or bidi and zero-width characters that make one name look like
+// another (`invoice\u202etxt.exe` reads as "invoiceexe.txt"). Whatever a
+// peer sent, and we print or log, goes through one of these:
+//
+// - printable(): for messages and logs (all clients' error lines, the
+//   servers' logs of names, upload_client's reply, http_client's headers).
+// - escapeBytes(): a banner of raw bytes as a quoted ASCII string
+//   (multi_connect).
+// - replaceControls(): for text passed on to other people's terminals
+//   (chat lines), where escapes would be noise: unsafe characters become
+//   U+FFFD, the rest, emoji included, stays as typed.
+
+// C0 and C1 controls, DEL, and the invisible format characters (bidi
+// overrides and isolates, zero-width space/joiners, BOM…).
+const UNSAFE = /[\p{Cc}\p{Cf}]/u;
+const UNSAFE_ALL = /[\p{Cc}\p{Cf}]/gu;
+
+function escapeCharacter(character: string): string {
+  const code = character.codePointAt(0)!;
+  return code <= 0xff
+    ? `\\x${code.toString(16).padStart(2, "0")}`
+    : `\\u{${code.toString(16)}}`;
+}
+
+/**
+ * `text` with every control and format character shown as an escape
+ * (`\x1b`, `\u{202e}`), cut to `max` characters with "…".
+ */
+export function printable(text: string, max = 200): string {
+  const shown = text.length > max ? text.slice(0, max) + "…" : text;
+  return UNSAFE.test(shown)
+    ? shown.replace(UNSAFE_ALL, escapeCharacter)
+    : shown;
+}
+
+/** Bytes as UTF-8 text (invalid bytes as U+FFFD), then printable(). */
+export function printableBytes(bytes: Uint8Array, max = 200): string {
+  return printable(new TextDecoder().decode(bytes), max);
+}
+
+const NAMED: Record<number, string> = {
+  0x0a: "\\n",
+  0x0d: "\\r",
+  0x09: "\\t",
+  0x5c: "\\\\",
+  0x22: '\\"',
+};
+
+/**
+ * Bytes as a quoted ASCII string: printable ASCII as is, \n \r \t \\ \" as
+ * escapes, every other byte as \xNN. Binary or hostile, it prints as one
+ * harmless line.
+ */
+export function escapeBytes(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes) {
+    if (NAMED[byte]) text += NAMED[byte];
+    else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
+    else text += `\\x${byte.toString(16).padStart(2, "0")}`;
+  }
+  return `"${text}"`;
+}
+
+// For relayed text: tab survives, and so do the zero-width joiners that
+// hold emoji sequences together (U+200C, U+200D); other controls and
+// format characters do not.
+const UNSAFE_IN_TEXT =
+  // deno-lint-ignore no-control-regex
+  /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
+
+/** `text` with controls and bidi/invisible characters replaced by U+FFFD. */
+export function replaceControls(text: string): string {
+  return text.replace(UNSAFE_IN_TEXT, "\uFFFD");
+}
+
+/** Whether `text` holds any character printable() would escape. */
+export function hasUnsafeCharacters(text: string): boolean {
+  return UNSAFE.test(text);
+}
