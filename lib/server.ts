@@ -1,13 +1,15 @@
-// The life cycle every TCP server here shares: listen, accept many clients at
-// once (one task each, so a slow client never blocks the others), remember
-// open connections, and on close or SIGINT/SIGTERM stop accepting, close what
-// is open and exit 0.
-import { closeQuietly, formatAddress, isDisconnect } from "./net.ts";
-
-export interface ListenOptions {
-  hostname: string;
-  port: number;
-}
+// The life cycle every server here shares. serveTcp (echo, chat, upload,
+// http_raw_server, tcp_proxy, rpc, dns over TCP): listen, plain or TLS;
+// accept many clients at once, one task each, so a slow client never blocks
+// the others; refuse clients beyond a cap, in all and per address, so one
+// host cannot take every descriptor; remember open connections; on close()
+// stop accepting and close what is open. serverHandle gives the servers that
+// are not serveTcp (UDP, Deno.serve, QUIC) the same handle, and
+// runUntilSignal turns any handle into a command: the `Listening on` line,
+// then exit 0 on SIGINT/SIGTERM.
+import { withDeadline } from "./deadline.ts";
+import { describeError, isDisconnect } from "./errors.ts";
+import { closeQuietly, formatAddress } from "./io.ts";
 
 /** What the start functions of the servers return. */
 export interface ServerHandle {
@@ -18,36 +20,100 @@ export interface ServerHandle {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-export type ConnectionHandler = (
-  conn: Deno.TcpConn,
-  shutdown: AbortSignal,
-) => Promise<void>;
-
-export interface TcpServerOptions extends ListenOptions {
-  /** Called once when close() begins, before connections are closed. */
-  onShutdown?: () => Promise<void> | void;
+/**
+ * A ServerHandle for a server that is not serveTcp: `running` settles when
+ * it stops by itself, `stop` makes it stop. close() runs `stop` once.
+ */
+export function serverHandle(
+  addr: Deno.NetAddr,
+  running: Promise<unknown>,
+  stop: () => Promise<void> | void,
+): ServerHandle {
+  let closing: Promise<void> | undefined;
+  const close = () => closing ??= Promise.resolve().then(stop);
+  const finished = running.then(close, close);
+  return { addr, finished, close, [Symbol.asyncDispose]: close };
 }
 
 /**
- * Listens on TCP and runs `handle` for each client, concurrently. The handler
- * owns its connection; errors from a vanished peer are expected and ignored,
- * anything else is logged to stderr without stopping the server.
+ * A log that writes at most one line per `periodMs` and says how many it
+ * held back: a flood of bad clients must not become a flood of log lines.
+ */
+export function rateLimitedLog(
+  log: (line: string) => void = (line) => console.error(line),
+  periodMs = 1000,
+): (line: string) => void {
+  let last = -Infinity;
+  let heldBack = 0;
+  return (line) => {
+    const now = performance.now();
+    if (now - last < periodMs) {
+      heldBack++;
+      return;
+    }
+    last = now;
+    log(heldBack > 0 ? `${line} (and ${heldBack} more not shown)` : line);
+    heldBack = 0;
+  };
+}
+
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+export const DEFAULT_MAX_PER_ADDRESS = 2_000;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** PEM certificate chain and key: with them serveTcp speaks TLS. */
+export interface ServerTls {
+  cert: string;
+  key: string;
+  alpnProtocols?: string[];
+}
+
+export interface TcpServerOptions {
+  hostname: string;
+  port: number;
+  tls?: ServerTls;
+  /** Open connections at most; more are closed at once (10,000). */
+  maxConnections?: number;
+  /** Open connections from one address at most (2,000). */
+  maxPerAddress?: number;
+  /** Called once when close() begins, before connections are closed. */
+  onShutdown?: () => Promise<void> | void;
+  /** Where refusals and failures are logged (default: stderr). */
+  log?: (line: string) => void;
+}
+
+export type ConnectionHandler = (
+  conn: Deno.Conn,
+  shutdown: AbortSignal,
+) => Promise<void>;
+
+/**
+ * Listens on TCP (TLS with `options.tls`) and runs `handle` for each client,
+ * concurrently. The handler owns its connection; errors from a vanished peer
+ * are expected and ignored, anything else is logged without stopping the
+ * server. A TLS handshake happens before `handle` is called, bounded in time.
  */
 export function serveTcp(
   options: TcpServerOptions,
   handle: ConnectionHandler,
 ): ServerHandle {
-  const listener = Deno.listen({
-    hostname: options.hostname,
-    port: options.port,
-  });
+  const { hostname, port, tls } = options;
+  const listener: Deno.Listener = tls
+    ? Deno.listenTls({ hostname, port, ...tls })
+    : Deno.listen({ hostname, port });
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const maxPerAddress = options.maxPerAddress ?? DEFAULT_MAX_PER_ADDRESS;
+  const log = options.log ?? ((line: string) => console.error(line));
+  const refusalLog = rateLimitedLog(log);
+  const failureLog = rateLimitedLog(log);
   const shutdown = new AbortController();
-  const connections = new Set<Deno.TcpConn>();
+  const connections = new Set<Deno.Conn>();
+  const perAddress = new Map<string, number>();
   const handlers = new Set<Promise<void>>();
 
   async function acceptLoop() {
     while (true) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch (error) {
@@ -60,35 +126,68 @@ export function serveTcp(
         // problem, and no reason to pause (100 such clients must not stall
         // the real ones).
         if (isDisconnect(error)) continue;
-        // EMFILE and friends: say so, back off briefly, keep serving.
-        console.error(`accept failed: ${(error as Error).message}`);
+        // Out of descriptors (EMFILE) and the like: say so, back off
+        // briefly, keep serving: connections that close free descriptors.
+        failureLog(`accept failed: ${describeError(error)}`);
         await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+      const fromAddress = perAddress.get(address) ?? 0;
+      if (connections.size >= maxConnections || fromAddress >= maxPerAddress) {
+        closeQuietly(conn);
+        refusalLog(
+          connections.size >= maxConnections
+            ? `refused ${address}: ${maxConnections} connections open (--max-connections)`
+            : `refused ${address}: ${maxPerAddress} connections from it (--max-per-address)`,
+        );
         continue;
       }
       // Our servers write whole messages (a line, a batch, a response), so
       // Nagle's algorithm only holds small writes back waiting for an ACK
-      // that the peer delays by up to 40 ms: switch it off.
-      conn.setNoDelay(true);
+      // that the peer delays by up to 40 ms: switch it off. (Deno offers
+      // no switch on a TLS connection.)
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       connections.add(conn);
-      const task = runHandler(conn);
+      perAddress.set(address, fromAddress + 1);
+      const task = runHandler(conn, address);
       handlers.add(task);
       task.finally(() => handlers.delete(task));
     }
   }
 
-  async function runHandler(conn: Deno.TcpConn) {
+  async function runHandler(conn: Deno.Conn, address: string) {
+    const peer = formatAddress(conn.remoteAddr);
     try {
+      if (tls) {
+        try {
+          await withDeadline(
+            conn,
+            HANDSHAKE_TIMEOUT_MS,
+            () => (conn as Deno.TlsConn).handshake(),
+            "handshake timed out",
+          );
+        } catch (error) {
+          // A plain-text client, an untrusted certificate, a stall: it costs
+          // this connection, and at most one log line a second.
+          if (!shutdown.signal.aborted) {
+            failureLog(
+              `TLS handshake with ${peer} failed: ${describeError(error)}`,
+            );
+          }
+          return;
+        }
+      }
       await handle(conn, shutdown.signal);
     } catch (error) {
       if (!isDisconnect(error)) {
-        console.error(
-          `connection ${formatAddress(conn.remoteAddr)}: ${
-            (error as Error)?.stack ?? error
-          }`,
-        );
+        failureLog(`connection ${peer}: ${(error as Error)?.stack ?? error}`);
       }
     } finally {
       connections.delete(conn);
+      const left = perAddress.get(address)! - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
       closeQuietly(conn);
     }
   }
@@ -108,31 +207,31 @@ export function serveTcp(
     return closing;
   }
 
-  let resolveFinished!: () => void;
-  const finished = new Promise<void>((resolve) => resolveFinished = resolve);
-  accepting.then(() => close()).then(resolveFinished);
-
+  const finished = accepting.then(close);
   return {
-    addr: listener.addr,
+    addr: listener.addr as Deno.NetAddr,
     finished,
     close,
     [Symbol.asyncDispose]: close,
   };
 }
 
+export type Scheme = "tcp" | "udp" | "http" | "tls" | "https" | "quic";
+
 /**
  * Runs a started server as a command: prints the `Listening on` line that
- * tools and tests wait for, then stops on SIGINT/SIGTERM and exits 0. A
- * registered signal listener keeps the process alive, so both are removed
- * once shutdown starts; a 2 s deadline guards against a stuck close.
+ * tools and tests wait for, then on SIGINT or SIGTERM closes it and exits 0
+ * within 2 s, however many signals arrive meanwhile.
  */
 export async function runUntilSignal(
   server: { addr: Deno.Addr; close(): Promise<void>; finished: Promise<void> },
-  scheme: "tcp" | "udp" | "http",
+  scheme: Scheme,
 ): Promise<number> {
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  let stopping = false;
   const stop = () => {
-    for (const signal of signals) Deno.removeSignalListener(signal, stop);
+    if (stopping) return; // a second Ctrl-C must not kill us mid-close
+    stopping = true;
     const deadline = setTimeout(() => Deno.exit(0), 2000);
     server.close().finally(() => clearTimeout(deadline));
   };
@@ -141,12 +240,7 @@ export async function runUntilSignal(
   for (const signal of signals) Deno.addSignalListener(signal, stop);
   console.log(`Listening on ${scheme}://${formatAddress(server.addr)}`);
   await server.finished;
-  for (const signal of signals) {
-    try {
-      Deno.removeSignalListener(signal, stop);
-    } catch {
-      // Already removed by stop().
-    }
-  }
+  // A registered listener keeps the process alive; the server is done.
+  for (const signal of signals) Deno.removeSignalListener(signal, stop);
   return 0;
 }
