@@ -1,9 +1,10 @@
 // Storing uploaded files safely, shared by upload_server.ts and
 // http_server.ts. Three rules make an upload safe to accept from strangers:
 //
-// 1. The name is a plain file name: no path separators, no "." or "..", no
-//    control characters, at most 255 bytes. Then it cannot point anywhere
-//    but inside the upload directory.
+// 1. The name is a plain file name: no path separators (nor characters that
+//    look like them), no "." or "..", no control or invisible formatting
+//    characters, not only whitespace, at most 255 bytes. Then it cannot point
+//    anywhere but inside the upload directory, nor pass for another name.
 // 2. Bytes go to a temporary file in the same directory and reach their real
 //    name only once complete and flushed to disk: a reader never sees half a
 //    file, and a client that vanishes leaves nothing behind.
@@ -12,6 +13,7 @@
 //    name race exactly one wins. ("Check it does not exist, then rename"
 //    has a gap between the check and the rename where both can pass.)
 import { createHash, type Hash } from "node:crypto";
+import { writeAll } from "./io.ts";
 
 /** Longest file name Linux, macOS and Windows all accept, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 255;
@@ -72,11 +74,22 @@ export interface Upload {
  */
 export function fileNameProblem(name: string): string | null {
   if (name === "") return "empty file name";
+  if (name.trim() === "") return "file name must not be only whitespace";
   if (name === "." || name === "..") return `file name '${name}' not allowed`;
   if (/[/\\]/.test(name)) return "file name must not contain '/' or '\\'";
+  // Slashes in disguise: "..∕x" (U+2215) reads like a path in a listing.
+  if (/[\u2044\u2215\u29f8\u29f9\uff0f\uff3c]/.test(name)) {
+    return "file name must not contain characters that look like '/' or '\\'";
+  }
   // \p{Cc}: C0 and C1 control characters, newline and DEL included.
   if (/\p{Cc}/u.test(name)) {
     return "file name must not contain control characters";
+  }
+  // \p{Cf}: invisible format characters. A bidi override makes
+  // "invoice\u202etxt.exe" display as "invoiceexe.txt"; zero-width ones make
+  // two different names look the same.
+  if (/\p{Cf}/u.test(name)) {
+    return "file name must not contain invisible formatting characters (bidi, zero-width)";
   }
   if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) {
     return `file name longer than ${MAX_NAME_BYTES} bytes`;
@@ -159,11 +172,8 @@ class TempFileUpload implements Upload {
   async write(bytes: Uint8Array): Promise<void> {
     const file = this.#openFile();
     this.#hash.update(bytes);
-    // Like a socket, a file may accept fewer bytes than asked: loop.
-    let written = 0;
-    while (written < bytes.length) {
-      written += await file.write(bytes.subarray(written));
-    }
+    // Like a socket, a file may accept fewer bytes than asked.
+    await writeAll(file, bytes);
     this.#size += bytes.length;
   }
 

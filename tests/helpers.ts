@@ -346,3 +346,109 @@ export async function runWrk(url: string): Promise<number> {
   if (!(rate > 1000)) throw new Error(`wrk: too few requests/s:\n${report}`);
   return rate;
 }
+
+export interface TestCerts {
+  dir: string;
+  /** PEM files: the CA, the localhost leaf it signed and its key. */
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** A second CA that signed nothing we serve (for "untrusted" tests). */
+  otherCaFile: string;
+  ca: string;
+  cert: string;
+  key: string;
+  otherCa: string;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+async function openssl(dir: string, args: string[]) {
+  const { success, stderr } = await new Deno.Command("openssl", {
+    args,
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!success) {
+    throw new Error(
+      `openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`,
+    );
+  }
+}
+
+/**
+ * A throwaway CA and a `localhost` certificate it signed (ECDSA P-256,
+ * CA:FALSE, names localhost, 127.0.0.1 and ::1, valid 13 days), in a temp
+ * dir removed on dispose. rustls refuses a self-signed certificate that is
+ * its own CA, hence the two steps. Needs `openssl` (check hasCommand first).
+ */
+export async function makeTestCerts(): Promise<TestCerts> {
+  const dir = await Deno.makeTempDir({ prefix: "certs-" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  for (const name of ["ca", "other-ca"]) {
+    await openssl(dir, [
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "30",
+      "-subj",
+      `/CN=Test ${name}`,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+  }
+  await openssl(dir, [
+    "req",
+    ...ec,
+    "-keyout",
+    "localhost.key",
+    "-out",
+    "localhost.csr",
+    "-subj",
+    "/CN=localhost",
+  ]);
+  await Deno.writeTextFile(
+    `${dir}/leaf.ext`,
+    "basicConstraints=critical,CA:FALSE\n" +
+      "keyUsage=critical,digitalSignature\n" +
+      "extendedKeyUsage=serverAuth,clientAuth\n" +
+      "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n",
+  );
+  await openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    "localhost.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "localhost.pem",
+    "-days",
+    "13",
+    "-extfile",
+    "leaf.ext",
+  ]);
+  const read = (name: string) => Deno.readTextFile(`${dir}/${name}`);
+  return {
+    dir,
+    caFile: `${dir}/ca.pem`,
+    certFile: `${dir}/localhost.pem`,
+    keyFile: `${dir}/localhost.key`,
+    otherCaFile: `${dir}/other-ca.pem`,
+    ca: await read("ca.pem"),
+    cert: await read("localhost.pem"),
+    key: await read("localhost.key"),
+    otherCa: await read("other-ca.pem"),
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}

@@ -136,6 +136,20 @@ Deno.test("fileNameProblem accepts plain names and refuses every unsafe one", ()
     ["a\x00b", "file name must not contain control characters"],
     ["a\x7fb", "file name must not contain control characters"],
     ["a\u0085b", "file name must not contain control characters"],
+    [" ", "file name must not be only whitespace"],
+    ["\t \u3000", "file name must not be only whitespace"],
+    [
+      "invoice\u202etxt.exe",
+      "file name must not contain invisible formatting characters (bidi, zero-width)",
+    ],
+    [
+      "pay\u200bpal.txt",
+      "file name must not contain invisible formatting characters (bidi, zero-width)",
+    ],
+    [
+      "..\u2215x",
+      "file name must not contain characters that look like '/' or '\\'",
+    ],
     ["a".repeat(256), "file name longer than 255 bytes"],
     ["日".repeat(86), "file name longer than 255 bytes"], // 258 bytes
     [
