@@ -27,9 +27,9 @@ export async function writeAll(writer: Writer, bytes: Uint8Array) {
 }
 
 // A read waits with its buffer in hand, so an idle connection would hold a
-// large buffer for nothing. copy() waits with a small one and borrows a large
+// large buffer for nothing. copy() waits with a small one (1 KiB) and borrows a large
 // one from this pool only while data keeps filling the small one.
-const SMALL_BUFFER = 2 * 1024;
+const SMALL_BUFFER = 1024;
 const LARGE_BUFFER = 64 * 1024;
 const POOL_LIMIT = 64;
 const pool: Uint8Array[] = [];

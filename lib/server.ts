@@ -7,6 +7,7 @@
 // are not serveTcp (UDP, Deno.serve, QUIC) the same handle, and
 // runUntilSignal turns any handle into a command: the `Listening on` line,
 // then exit 0 on SIGINT/SIGTERM.
+import { parseInteger } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
 import { closeQuietly, formatAddress } from "./io.ts";
@@ -61,6 +62,42 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_MAX_PER_ADDRESS = 2_000;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** The caps as options: the same names and help in every TCP server. */
+export const LIMIT_OPTIONS = {
+  "max-connections": {
+    type: "string",
+    default: String(DEFAULT_MAX_CONNECTIONS),
+  },
+  "max-per-address": {
+    type: "string",
+    default: String(DEFAULT_MAX_PER_ADDRESS),
+  },
+} as const;
+
+export const LIMIT_HELP =
+  `  --max-connections N  open connections at most; more are closed at once
+                       (default ${DEFAULT_MAX_CONNECTIONS})
+  --max-per-address N  open connections from one client address at most, so
+                       one host cannot lock everyone out (default ${DEFAULT_MAX_PER_ADDRESS})`;
+
+/** The values of LIMIT_OPTIONS, checked, as serveTcp options. */
+export function parseLimits(
+  values: { "max-connections": string; "max-per-address": string },
+) {
+  return {
+    maxConnections: parseInteger(
+      values["max-connections"],
+      "--max-connections",
+      1,
+    ),
+    maxPerAddress: parseInteger(
+      values["max-per-address"],
+      "--max-per-address",
+      1,
+    ),
+  };
+}
+
 /** PEM certificate chain and key: with them serveTcp speaks TLS. */
 export interface ServerTls {
   cert: string;
@@ -72,6 +109,8 @@ export interface TcpServerOptions {
   hostname: string;
   port: number;
   tls?: ServerTls;
+  /** A TLS handshake must be done within this (10 s). */
+  handshakeTimeoutMs?: number;
   /** Open connections at most; more are closed at once (10,000). */
   maxConnections?: number;
   /** Open connections from one address at most (2,000). */
@@ -163,7 +202,7 @@ export function serveTcp(
         try {
           await withDeadline(
             conn,
-            HANDSHAKE_TIMEOUT_MS,
+            options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
             () => (conn as Deno.TlsConn).handshake(),
             "handshake timed out",
           );

@@ -6,14 +6,18 @@
  * Run:    deno run --allow-net scripts/echo_client.ts hello world
  *         deno run --allow-net scripts/echo_client.ts < in.bin > out.bin
  *         deno run --allow-net scripts/echo_client.ts --count 5
+ *         deno run --allow-net --allow-read=certs scripts/echo_client.ts --cacert certs/ca.pem hello
  * Try it: start scripts/echo_server.ts first (or any echo server: ncat -l 9999 -k -c cat)
  *
- * The tutorial sends one message and calls recv(1024) once, hoping the whole
- * reply arrives in one piece. TCP promises no such thing, so this client
- * reads until the server closes (after our half-close), or, when pinging,
- * until exactly as many bytes came back as were sent. And it waits with a
- * limit (--timeout): for the connect, and for each reply to WORDs or a ping,
- * so a silent server is one line on stderr and exit 1, not a hang.
+ * The tutorials' clients (000 §4.2, 002) send once and call recv(1024) once,
+ * as if the reply had to arrive in one piece. TCP promises no such thing: a
+ * reply can come in several reads. So this client half-closes ("nothing
+ * more from me") and reads until the server closes, or, when pinging, until
+ * exactly as many bytes came back as were sent; it sends and receives at
+ * the same time, so a large input cannot deadlock; and every wait has a
+ * limit (--timeout), so a silent server is one line on stderr, not a hang.
+ *
+ * Read first: echoOnce()
  */
 import {
   Failure,
@@ -23,9 +27,21 @@ import {
   parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
-import { describeError } from "../lib/errors.ts";
-import { closeQuietly, writeAll } from "../lib/net.ts";
-import type { Reader } from "../lib/lines.ts";
+import { seconds, withDeadline } from "../lib/deadline.ts";
+import { dial } from "../lib/dial.ts";
+import { isDisconnect } from "../lib/errors.ts";
+import {
+  closeQuietly,
+  copy,
+  formatHostPort,
+  type Traffic,
+  writeAll,
+} from "../lib/io.ts";
+import {
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  loadClientTls,
+} from "../lib/tls.ts";
 
 const USAGE = `Usage: echo_client.ts [options] [WORD...]
 
@@ -38,6 +54,7 @@ Options:
   --count N          ping: N round trips of the message, then min/avg/max time
   --timeout SECONDS  limit for the connect, and for each reply to WORDs or a
                      ping (default 5; streaming stdin has no reply limit)
+${CLIENT_TLS_HELP}
   -h, --help         show this help`;
 
 export interface PingResult {
@@ -47,47 +64,59 @@ export interface PingResult {
   max: number;
 }
 
-/** Sends `message` once and returns everything the server sent back. */
+/**
+ * Sends `message` once and returns everything the server sent back: we
+ * half-close after the message, the server echoes the rest and closes, and
+ * that close is how we know the reply is complete.
+ */
 export async function echoOnce(
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   message: Uint8Array,
 ): Promise<Uint8Array> {
-  await writeAll(conn, message);
-  // Half-close: "that is all I will send". The server echoes the rest and
-  // closes, which is how we know the reply is complete.
-  await conn.closeWrite();
   const chunks: Uint8Array[] = [];
-  await copy(conn, {
-    write(bytes) {
+  const collect = {
+    write(bytes: Uint8Array) {
       chunks.push(bytes.slice());
       return Promise.resolve(bytes.length);
     },
-  });
-  return concat(chunks);
-}
-
-/** Copies a stream of bytes through one reused buffer until end of input. */
-async function copy(
-  from: Reader,
-  to: { write(bytes: Uint8Array): Promise<number> },
-) {
-  const buffer = new Uint8Array(64 * 1024);
-  while (true) {
-    const count = await from.read(buffer);
-    if (count === null) return;
-    await writeAll(to, buffer.subarray(0, count));
-  }
-}
-
-/** Streams stdin to the server and the echo to stdout, both at once. */
-async function echoStdin(conn: Deno.TcpConn) {
+  };
   const sending = (async () => {
-    await copy(Deno.stdin, conn);
+    await writeAll(conn, message);
     await conn.closeWrite();
   })();
-  // Receive while still sending: with a large input, waiting until all is
-  // sent would fill both sides' buffers and deadlock.
-  await Promise.all([sending, copy(conn, Deno.stdout)]);
+  const [, received] = await Promise.all([sending, copy(conn, collect)]);
+  const reply = new Uint8Array(received);
+  let offset = 0;
+  for (const chunk of chunks) {
+    reply.set(chunk, offset);
+    offset += chunk.length;
+  }
+  if (received < message.length) {
+    throw new Failure(
+      `server closed after echoing ${received} of ${message.length} bytes`,
+    );
+  }
+  return reply;
+}
+
+/**
+ * Streams stdin to the server and the echo to stdout, both at once: with a
+ * large input, sending everything before reading would fill both sides'
+ * buffers and deadlock.
+ */
+async function echoStdin(conn: Deno.Conn) {
+  const sent: Traffic = { bytes: 0 }, received: Traffic = { bytes: 0 };
+  const sending = copy(Deno.stdin, conn, sent)
+    .then(() => conn.closeWrite())
+    .catch((error) => {
+      if (!isDisconnect(error)) throw error; // the count below says it
+    });
+  await Promise.all([sending, copy(conn, Deno.stdout, received)]);
+  if (received.bytes < sent.bytes) {
+    throw new Failure(
+      `server closed after echoing ${received.bytes} of ${sent.bytes} bytes`,
+    );
+  }
 }
 
 /**
@@ -95,7 +124,7 @@ async function echoStdin(conn: Deno.TcpConn) {
  * complete within `timeoutSeconds`.
  */
 export async function ping(
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   message: Uint8Array,
   count: number,
   onReply: (sequence: number, milliseconds: number) => void = () => {},
@@ -105,7 +134,7 @@ export async function ping(
   const times: number[] = [];
   for (let sequence = 1; sequence <= count; sequence++) {
     const started = performance.now();
-    await withinTimeout(conn, timeoutSeconds, async () => {
+    await withDeadline(conn, timeoutSeconds * 1000, async () => {
       await writeAll(conn, message);
       let received = 0;
       while (received < reply.length) {
@@ -113,7 +142,7 @@ export async function ping(
         if (read === null) throw new Failure("server closed the connection");
         received += read;
       }
-    });
+    }, `no reply: timed out after ${seconds(timeoutSeconds * 1000)}`);
     const milliseconds = performance.now() - started;
     if (!reply.every((byte, index) => byte === message[index])) {
       throw new Failure(`reply ${sequence} differs from what was sent`);
@@ -130,41 +159,6 @@ export async function ping(
   };
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const result = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    result.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return result;
-}
-
-/**
- * Runs `exchange` on `conn` within `seconds`. When time runs out the
- * connection is closed, which makes the pending read or write fail at once;
- * that failure is reported as the timeout it really is.
- */
-async function withinTimeout<T>(
-  conn: Deno.TcpConn,
-  seconds: number,
-  exchange: () => Promise<T>,
-): Promise<T> {
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    closeQuietly(conn);
-  }, seconds * 1000);
-  try {
-    return await exchange();
-  } catch (error) {
-    if (timedOut) throw new Failure(`no reply: timed out after ${seconds} s`);
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 if (import.meta.main) {
   await runCommand("echo_client.ts", async () => {
     const { values, positionals } = parseCommandLine(Deno.args, {
@@ -175,31 +169,22 @@ if (import.meta.main) {
         port: { type: "string", default: "9999" },
         count: { type: "string" },
         timeout: { type: "string", default: "5" },
+        ...CLIENT_TLS_OPTIONS,
       },
     });
     const port = parsePort(values.port);
     const count = values.count === undefined
       ? undefined
       : parseInteger(values.count, "--count", 1, 1_000_000);
-    const seconds = parseSeconds(values.timeout, "--timeout");
-    // An IPv6 address in brackets, as in URLs: "[::1]:9999", not "::1:9999".
-    const target = values.hostname.includes(":")
-      ? `[${values.hostname}]:${port}`
-      : `${values.hostname}:${port}`;
-    let conn: Deno.TcpConn;
-    try {
-      conn = await Deno.connect({
-        hostname: values.hostname,
-        port,
-        signal: AbortSignal.timeout(seconds * 1000),
-      });
-    } catch (error) {
-      const reason = error instanceof DOMException &&
-          error.name === "TimeoutError"
-        ? `timed out after ${seconds} s`
-        : describeError(error);
-      throw new Failure(`cannot connect to ${target}: ${reason}`);
-    }
+    const timeoutMs = parseSeconds(values.timeout, "--timeout") * 1000;
+    const tls = await loadClientTls(values);
+    const target = formatHostPort(values.hostname, port);
+    const conn = await dial({
+      hostname: values.hostname,
+      port,
+      timeoutMs,
+      tls,
+    });
     try {
       if (count !== undefined) {
         const text = positionals.length > 0 ? positionals.join(" ") : "ping";
@@ -210,18 +195,20 @@ if (import.meta.main) {
               ms.toFixed(3)
             } ms`,
           );
-        }, seconds);
+        }, timeoutMs / 1000);
+        const { min, avg, max } = result;
         console.log(
-          `${count} round trips, min/avg/max = ${result.min.toFixed(3)}/${
-            result.avg.toFixed(3)
-          }/${result.max.toFixed(3)} ms`,
+          `${count} round trips, min/avg/max = ${min.toFixed(3)}/${
+            avg.toFixed(3)
+          }/${max.toFixed(3)} ms`,
         );
       } else if (positionals.length > 0) {
         const message = new TextEncoder().encode(positionals.join(" ") + "\n");
-        const reply = await withinTimeout(
+        const reply = await withDeadline(
           conn,
-          seconds,
+          timeoutMs,
           () => echoOnce(conn, message),
+          `no reply: timed out after ${seconds(timeoutMs)}`,
         );
         await writeAll(Deno.stdout, reply);
       } else {

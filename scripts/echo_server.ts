@@ -1,70 +1,138 @@
 /**
  * TCP echo server (RFC 862): sends back every byte it receives, unchanged,
- * to many clients at once.
+ * to many clients at once; with --cert/--key, over TLS.
  *
  * Run:    deno run --allow-net scripts/echo_server.ts [--port 9999]
+ *         deno run --allow-net --allow-read=certs scripts/echo_server.ts --cert certs/localhost.pem --key certs/localhost.key
  * Try it: nc 127.0.0.1 9999        (type a line, see it come back)
  *    or:  deno run --allow-net scripts/echo_client.ts hello
+ *    or:  openssl s_client -quiet -connect 127.0.0.1:9999   (with TLS)
  *
- * Unlike the tutorial's `conn.recv(1024)` / `conn.sendall(data)` loop, this
- * serves every client concurrently, is binary-safe and streams any size, and
- * handles half-close: when the client shuts down its sending side, we finish
- * echoing what arrived and then close.
+ * The tutorial's loop (001, socket steps 5–6) calls recv(1024), sends the
+ * bytes back with sendall() and serves one client until it leaves. Here each
+ * client is its own task, so one idle client blocks nobody; bytes go back as
+ * they come, any size, binary-safe; when the client half-closes we finish
+ * echoing, then close. A silent client is dropped after --idle-timeout.
+ * Plain sockets show everything to anyone on the path; with TLS only the
+ * two ends read it.
+ *
+ * Read first: echo()
  */
-import { parseCommandLine, parsePort, runCommand } from "../lib/cli.ts";
-import { writeAll } from "../lib/net.ts";
-import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
+import {
+  parseCommandLine,
+  parsePort,
+  parseSeconds,
+  runCommand,
+} from "../lib/cli.ts";
+import { Sweeper } from "../lib/deadline.ts";
+import { closeQuietly, copy, type Traffic } from "../lib/io.ts";
+import {
+  LIMIT_HELP,
+  LIMIT_OPTIONS,
+  parseLimits,
+  runUntilSignal,
+  type ServerHandle,
+  type ServerTls,
+  serveTcp,
+} from "../lib/server.ts";
+import {
+  loadServerTls,
+  SERVER_TLS_HELP,
+  SERVER_TLS_OPTIONS,
+} from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 9999;
+/** Five minutes: long enough for a person typing into nc, short enough
+ * that forgotten connections do not pile up. */
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 300;
 
-const USAGE = `Usage: echo_server.ts [--hostname HOST] [--port PORT]
+const USAGE = `Usage: echo_server.ts [options]
 
-Echoes every byte back to its sender (RFC 862 over TCP).
+Echoes every byte back to its sender (RFC 862 over TCP, or TLS).
 
 Options:
-  --hostname HOST  address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT      port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
-  -h, --help       show this help`;
+  --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
+  --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
+  --idle-timeout SECONDS  close a connection with no bytes either way for this
+                          long (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0 = never)
+${LIMIT_HELP}
+${SERVER_TLS_HELP}
+  -h, --help              show this help`;
 
 export interface EchoServerOptions {
   hostname?: string;
   port?: number;
+  /** Seconds without traffic before a connection is closed (0: never). */
+  idleTimeout?: number;
+  maxConnections?: number;
+  maxPerAddress?: number;
+  tls?: ServerTls;
+  handshakeTimeoutMs?: number;
+  /** Where refusals and failed handshakes are logged (default: stderr). */
+  log?: (line: string) => void;
 }
 
 export function startEchoServer(options: EchoServerOptions = {}): ServerHandle {
+  const idleMs = (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_SECONDS) * 1000;
+  // One timer watches every connection's byte count (see lib/deadline.ts).
+  const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
   return serveTcp({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
-  }, echo);
+    tls: options.tls,
+    handshakeTimeoutMs: options.handshakeTimeoutMs,
+    log: options.log,
+    maxConnections: options.maxConnections,
+    maxPerAddress: options.maxPerAddress,
+  }, async (conn) => {
+    const traffic: Traffic = { bytes: 0 };
+    const idle = idleMs > 0
+      ? sweeper.idle(traffic, idleMs, () => closeQuietly(conn))
+      : undefined;
+    try {
+      await echo(conn, traffic);
+    } finally {
+      if (idle) sweeper.remove(idle);
+    }
+  });
 }
 
-async function echo(conn: Deno.Conn) {
-  // One buffer per connection, reused for every read: no allocation per
-  // message. The await on writeAll is the back-pressure: a client that stops
-  // reading stops us reading from it, and nobody else is affected.
-  const buffer = new Uint8Array(64 * 1024);
-  while (true) {
-    const count = await conn.read(buffer);
-    if (count === null) break; // the client half-closed: nothing more comes
-    await writeAll(conn, buffer.subarray(0, count));
-  }
-  // Everything received has been echoed; tell the client we are done too.
+/**
+ * The whole service: copy the connection to itself. copy() reads whatever
+ * has arrived (a byte, or 64 KiB) and writes all of it back before reading
+ * again, so a client that stops reading stops us reading from it too: it
+ * fills its own buffers, nobody else's. `traffic` counts the bytes for the
+ * idle timeout.
+ */
+async function echo(conn: Deno.Conn, traffic: Traffic) {
+  await copy(conn, conn, traffic);
+  // The client half-closed and everything it sent is back: we are done too.
   await conn.closeWrite();
 }
 
 if (import.meta.main) {
-  await runCommand("echo_server.ts", () => {
+  await runCommand("echo_server.ts", async () => {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
+        "idle-timeout": {
+          type: "string",
+          default: String(DEFAULT_IDLE_TIMEOUT_SECONDS),
+        },
+        ...LIMIT_OPTIONS,
+        ...SERVER_TLS_OPTIONS,
       },
     });
+    const tls = await loadServerTls(values);
     const server = startEchoServer({
       hostname: values.hostname,
       port: parsePort(values.port),
+      idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
+      ...parseLimits(values),
+      tls,
     });
-    return runUntilSignal(server, "tcp");
+    return runUntilSignal(server, tls ? "tls" : "tcp");
   });
 }

@@ -4,6 +4,7 @@ import { echoOnce, ping } from "../scripts/echo_client.ts";
 import {
   closedPort,
   hasCommand,
+  makeTestCerts,
   randomBytes,
   readAll,
   runScript,
@@ -412,4 +413,334 @@ Deno.test("echo_client.ts: a connect that never completes times out", async () =
   } finally {
     unanswered.close();
   }
+});
+
+// ------------------------------------------------------------ limits
+
+/** Resident memory of a process in KiB, as `ps` reports it. */
+async function rssKiB(pid: number): Promise<number> {
+  const { stdout } = await runTool("ps", ["-o", "rss=", "-p", String(pid)]);
+  return Number(new TextDecoder().decode(stdout).trim());
+}
+
+/** Opens `count` connections (in batches, so the backlog never overflows). */
+async function openIdle(port: number, count: number): Promise<Deno.TcpConn[]> {
+  const conns: Deno.TcpConn[] = [];
+  while (conns.length < count) {
+    const batch = Math.min(200, count - conns.length);
+    conns.push(
+      ...await Promise.all(
+        Array.from(
+          { length: batch },
+          () => Deno.connect({ hostname: "127.0.0.1", port }),
+        ),
+      ),
+    );
+  }
+  return conns;
+}
+
+Deno.test("idle timeout: a silent client is closed, a talking one is not", async () => {
+  await using server = startEchoServer({ port: 0, idleTimeout: 0.3 });
+  const port = server.addr.port;
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+  const talking = await Deno.connect({ hostname: "127.0.0.1", port });
+  const started = performance.now();
+  const buffer = new Uint8Array(16);
+  // The talking client sends a byte every 100 ms for 1 s and gets it back.
+  for (let i = 0; i < 10; i++) {
+    await talking.write(encoder.encode("x"));
+    assert.equal(await talking.read(buffer), 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  // The silent one was closed meanwhile: its read ends at once.
+  assert.equal(await silent.read(buffer), null);
+  const waited = performance.now() - started;
+  assert.ok(waited >= 300 && waited < 2000, `closed after ${waited} ms`);
+  silent.close();
+  talking.close();
+});
+
+Deno.test("caps: beyond --max-per-address a client is closed at once, logged at most once a second", async () => {
+  await using server = await startScript("echo_server.ts", [
+    "--port",
+    "0",
+    "--max-per-address",
+    "3",
+  ]);
+  const held = await openIdle(server.port, 3);
+  // 20 more from the same address: each is closed without an echo.
+  const refused = await openIdle(server.port, 20);
+  const buffer = new Uint8Array(16);
+  for (const conn of refused) {
+    await conn.write(encoder.encode("x")).catch(() => {});
+    assert.equal(await conn.read(buffer).catch(() => null), null);
+    conn.close();
+  }
+  // One of the three leaves: a new client is served again.
+  held.pop()!.close();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const echoed = await roundTrip(server.port, encoder.encode("back\n"));
+  assert.equal(new TextDecoder().decode(echoed), "back\n");
+  for (const conn of held) conn.close();
+  const { code, stderr } = await server.stop();
+  assert.equal(code, 0);
+  const lines = stderr.trim().split("\n");
+  assert.ok(lines.length <= 2, stderr); // 20 refusals in well under 2 s
+  assert.match(
+    lines[0],
+    /^refused 127\.0\.0\.1: 3 connections from it \(--max-per-address\)/,
+  );
+});
+
+Deno.test("memory: 2,000 idle connections cost at most 20 KB each", async () => {
+  await using server = await startScript("echo_server.ts", ["--port", "0"]);
+  const pid = server.child.pid;
+  // Warm up once (a round trip) so the baseline includes the loaded code.
+  await roundTrip(server.port, encoder.encode("warm up\n"));
+  const before = await rssKiB(pid);
+  const conns = await openIdle(server.port, 2000);
+  // Every connection echoes one small message, then waits idle.
+  await Promise.all(conns.map(async (conn) => {
+    await conn.write(encoder.encode("hi\n"));
+    assert.equal(await conn.read(new Uint8Array(16)), 3);
+  }));
+  const perConnection = (await rssKiB(pid) - before) * 1024 / 2000;
+  console.log(
+    `idle echo connection: ${Math.round(perConnection)} bytes of RSS`,
+  );
+  for (const conn of conns) conn.close();
+  assert.ok(perConnection <= 20_000, `${perConnection} bytes per connection`);
+});
+
+Deno.test("two SIGTERMs 50 ms apart with clients connected: exit 0 within 2 s", async () => {
+  const server = await startScript("echo_server.ts", ["--port", "0"]);
+  const conns = await openIdle(server.port, 5);
+  const started = performance.now();
+  server.child.kill("SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const { code, signal } = await server.stop("SIGTERM");
+  assert.equal(signal, null);
+  assert.equal(code, 0);
+  assert.ok(performance.now() - started < 2500);
+  for (const conn of conns) conn.close();
+});
+
+Deno.test("echo_client.ts: a server that closes without echoing is an error, exit 1", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // Reads what it is sent, echoes the first two bytes only, then closes.
+  const serving = (async () => {
+    for (let i = 0; i < 2; i++) {
+      const conn = await listener.accept();
+      const buffer = new Uint8Array(64);
+      const count = await conn.read(buffer);
+      await conn.write(buffer.subarray(0, Math.min(2, count ?? 0)));
+      conn.close();
+    }
+  })();
+  for (const args of [["hello"], []]) {
+    const result = await runScript("echo_client.ts", [
+      "--port",
+      String(listener.addr.port),
+      ...args,
+    ], { stdin: args.length ? undefined : "hello\n" });
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(
+      result.stderr,
+      "echo_client.ts: server closed after echoing 2 of 6 bytes\n",
+    );
+    assert.equal(result.stdout, args.length ? "" : "he");
+  }
+  await serving;
+  listener.close();
+});
+
+// ---------------------------------------------------------------- TLS
+
+const haveOpenssl = await hasCommand("openssl");
+if (!haveOpenssl) skipBecause("openssl not installed: echo TLS tests ignored");
+
+Deno.test({
+  name:
+    "TLS: echo_client --cacert, openssl s_client and Python ssl all get their bytes back",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    await using server = await startScript("echo_server.ts", [
+      "--port",
+      "0",
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+    ], { allow });
+    assert.match(
+      server.listeningLine,
+      /^Listening on tls:\/\/127\.0\.0\.1:\d+$/,
+    );
+    const port = String(server.port);
+    const ours = await runScript(
+      "echo_client.ts",
+      ["--port", port, "--cacert", certs.caFile, "hello", "tls"],
+      { allow },
+    );
+    assert.equal(ours.code, 0, ours.stderr);
+    assert.equal(ours.stdout, "hello tls\n");
+    // s_client hangs up as soon as its input ends, so the input lingers a
+    // moment for the echo to come back.
+    const openssl = await runTool("sh", [
+      "-c",
+      `(printf 'from openssl\\n'; sleep 0.5) | openssl s_client -quiet -no_ign_eof -verify_return_error -CAfile "$1" -servername localhost -connect "127.0.0.1:$2"`,
+      "sh",
+      certs.caFile,
+      port,
+    ]);
+    assert.equal(new TextDecoder().decode(openssl.stdout), "from openssl\n");
+    if (await hasCommand("python3")) {
+      const python = await runTool("python3", [
+        "-c",
+        `
+import socket, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[1])
+with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
+    with context.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"from python\\n")
+        data = b""
+        while len(data) < 12 and (chunk := s.recv(1024)):
+            data += chunk
+        sys.stdout.write(data.decode())
+`,
+        certs.caFile,
+        port,
+      ]);
+      assert.equal(python.code, 0, python.stderr);
+      assert.equal(new TextDecoder().decode(python.stdout), "from python\n");
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "TLS: wrong CA, wrong name, no TLS: one line naming the problem, exit 1",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    // 127.0.0.2 is loopback too, but the certificate does not name it.
+    await using server = await startScript("echo_server.ts", [
+      "--hostname",
+      "127.0.0.2",
+      "--port",
+      "0",
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+    ], { allow });
+    const port = String(server.port);
+    const cases: [string[], string][] = [
+      [
+        ["--hostname", "127.0.0.2", "--cacert", certs.otherCaFile],
+        `cannot connect to 127.0.0.2:${port}: certificate not trusted (unknown issuer)`,
+      ],
+      [
+        ["--hostname", "127.0.0.2", "--cacert", certs.caFile],
+        `cannot connect to 127.0.0.2:${port}: certificate is not valid for 127.0.0.2`,
+      ],
+      [
+        ["--hostname", "127.0.0.2", "--tls"],
+        `cannot connect to 127.0.0.2:${port}: certificate not trusted (unknown issuer)`,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runScript("echo_client.ts", [
+        "--port",
+        port,
+        ...args,
+        "hi",
+      ], { allow });
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr, `echo_client.ts: ${message}\n`);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "TLS: plain text and a stalled handshake cost only their own connection",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const logs: string[] = [];
+    await using server = startEchoServer({
+      port: 0,
+      tls: { cert: certs.cert, key: certs.key },
+      handshakeTimeoutMs: 300,
+      log: (line) => logs.push(line),
+    });
+    const port = server.addr.port;
+    // A client that connects and says nothing: the server stops waiting for
+    // its handshake after the bound and says so. (Deno 2.9 cannot close a
+    // socket mid-handshake: its TLS layer keeps it until the client leaves.)
+    const stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+    const started = performance.now();
+    while (!logs.some((line) => line.includes("handshake timed out"))) {
+      assert.ok(performance.now() - started < 3000, `no timeout: ${logs}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(performance.now() - started >= 250);
+    // A plain-text client: closed, nothing echoed.
+    const plain = await Deno.connect({ hostname: "127.0.0.1", port });
+    await plain.write(encoder.encode("GET / HTTP/1.1\r\n\r\n"));
+    const answer = await readAll(plain).catch(() => new Uint8Array());
+    assert.ok(!new TextDecoder().decode(answer).includes("GET"));
+    plain.close();
+    // Meanwhile, and after, TLS clients are served: 200 at once, and on ::1.
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, async (_, index) => {
+        const conn = await Deno.connectTls({
+          hostname: "localhost",
+          port,
+          caCerts: [certs.ca],
+        });
+        try {
+          return new TextDecoder().decode(
+            await echoOnce(conn, encoder.encode(`client ${index}\n`)),
+          );
+        } finally {
+          conn.close();
+        }
+      }),
+    );
+    replies.forEach((reply, index) => assert.equal(reply, `client ${index}\n`));
+    stalled.close();
+    assert.match(
+      logs[0],
+      /^TLS handshake with 127\.0\.0\.1:\d+ failed: handshake timed out$/,
+    );
+  },
+});
+
+Deno.test({
+  name: "TLS over ::1",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using server = startEchoServer({
+      hostname: "::1",
+      port: 0,
+      tls: { cert: certs.cert, key: certs.key },
+    });
+    const conn = await Deno.connectTls({
+      hostname: "::1",
+      port: server.addr.port,
+      caCerts: [certs.ca],
+    });
+    assert.equal(
+      new TextDecoder().decode(await echoOnce(conn, encoder.encode("six\n"))),
+      "six\n",
+    );
+    conn.close();
+  },
 });
