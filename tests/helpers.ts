@@ -451,4 +451,122 @@ export async function makeTestCerts(): Promise<TestCerts> {
     otherCa: await read("other-ca.pem"),
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
+export interface RunningPeer {
+  /** What the ready pattern matched in the child's stdout (e.g. its port). */
+  match: RegExpExecArray;
+  child: Deno.ChildProcess;
+  /** Writes to the child's stdin (started with `input: true`). */
+  write(data: string | Uint8Array): Promise<void>;
+  /** Closes the child's stdin: end of input. */
+  endInput(): Promise<void>;
+  /** Sends `signal` (default SIGTERM) unless it has exited; returns its output. */
+  stop(signal?: Deno.Signal): Promise<Output>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts any program (a script that reads stdin, Python's http.server, a
+ * Python peer…) and resolves once its stdout matches `ready`. With `input`
+ * its stdin is a pipe the test writes to. The rest of stdout and all of
+ * stderr are collected and returned by stop(); the child is killed after
+ * `timeoutMs` (default 20 s) whatever happens.
+ */
+export async function startPeer(
+  command: string,
+  args: string[],
+  ready: RegExp,
+  options: { input?: boolean; timeoutMs?: number } = {},
+): Promise<RunningPeer> {
+  const child = new Deno.Command(command, {
+    args,
+    stdin: options.input ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(
+    () => child.kill("SIGKILL"),
+    options.timeoutMs ?? 20_000,
+  );
+  const stderr = new Response(child.stderr).text();
+  const writer = options.input ? child.stdin.getWriter() : undefined;
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stdout = "";
+  let match: RegExpExecArray | null = null;
+  while (!(match = ready.exec(stdout))) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    stdout += value;
+  }
+  const rest = (async () => {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      stdout += value;
+    }
+  })();
+  let inputEnded: Promise<void> | undefined;
+  const endInput = () =>
+    inputEnded ??= writer?.close().catch(() => {}) ?? Promise.resolve();
+  let stopped: Promise<Output> | undefined;
+  const stop = (signal: Deno.Signal = "SIGTERM") => {
+    stopped ??= (async () => {
+      await endInput();
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+      const status = await child.status;
+      clearTimeout(timer);
+      await rest;
+      return {
+        code: status.code,
+        signal: status.signal,
+        stdout,
+        stderr: await stderr,
+      };
+    })();
+    return stopped;
+  };
+  if (!match) {
+    const output = await stop("SIGKILL");
+    throw new Error(
+      `${command} ${
+        args.join(" ")
+      } never printed ${ready}.\nstdout: ${output.stdout}\nstderr: ${output.stderr}`,
+    );
+  }
+  return {
+    match,
+    child,
+    write: async (data) => {
+      if (!writer) throw new Error("started without input: true");
+      await writer.write(
+        typeof data === "string" ? new TextEncoder().encode(data) : data,
+      );
+    },
+    endInput,
+    stop,
+    [Symbol.asyncDispose]: async () => {
+      await stop();
+    },
+  };
+}
+
+/**
+ * Starts a script in scripts/ whose stdin the test writes to (a server that
+ * reads typed input), once it has printed its "Listening on" line;
+ * `match[1]` is the port.
+ */
+export function startScriptWithInput(
+  name: string,
+  args: string[] = [],
+  allow = ["--allow-net"],
+): Promise<RunningPeer> {
+  return startPeer(
+    Deno.execPath(),
+    ["run", ...allow, scriptPath(name), ...args],
+    /^Listening on \w+:\/\/\S+:(\d+)\n/,
+    { input: true },
+  );
 }
