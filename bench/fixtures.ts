@@ -180,6 +180,11 @@ export function dnsmasqArgs(records: ZoneRecord[], port: number): string[] {
         break;
       }
       case "TXT":
+        // On dnsmasq's command line a comma always starts a new string
+        // (quotes are taken literally), so one string cannot hold one.
+        if (record.value.includes(",")) {
+          throw new Error(`dnsmasq cannot serve the TXT '${record.value}'`);
+        }
         args.push(`--txt-record=${record.name},${record.value}`);
         break;
     }
