@@ -39,6 +39,7 @@ import {
 import { type Metric, type Mode, MODES, type Prepared } from "./modes.ts";
 import {
   buildRows,
+  COLUMN,
   formatTable,
   LOAD_BOUND,
   LOAD_COLUMN,
@@ -221,7 +222,7 @@ async function main(): Promise<number> {
       }% of its CPU, so that figure may be the client's limit, not the server's`,
     );
   }
-  if (rows.some((row) => row[5].endsWith(PER_CPU))) {
+  if (rows.some((row) => row[COLUMN.target].endsWith(PER_CPU))) {
     notes.push(
       `${PER_CPU}: ours and its baseline both had a saturated load client, so the target is judged on the per server CPU-s ratio`,
     );
@@ -277,10 +278,10 @@ async function redrawChart(): Promise<number> {
     throw new UsageError("bench/RESULTS.md has no table written by --write");
   }
   const section = text.slice(start, end);
-  const rows = parseTable(section);
+  const { header, rows } = parseTable(section);
   await Deno.writeTextFile(
     new URL("./chart.svg", import.meta.url),
-    renderChart(barsFromRows(rows), subtitle(section, false)),
+    renderChart(barsFromRows(rows, header), subtitle(section, false)),
   );
   console.error(`Wrote bench/chart.svg from ${rows.length} rows of RESULTS.md`);
   return 0;

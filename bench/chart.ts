@@ -4,12 +4,14 @@
 // table's rows, so the same code charts a live run and a table read back
 // from bench/RESULTS.md (`deno task bench --chart`). Plain SVG: no script,
 // no fonts or images from elsewhere.
-import { PER_CPU, type Row } from "./report.ts";
+import { HEADER, PER_CPU, type Row } from "./report.ts";
 
 export interface Bar {
   mode: string;
   metric: string;
   server: string;
+  /** What the ratio divides by: the baseline's label (or id). */
+  baseline?: string;
   /**
    * Times better than the baseline (> 1: better): the ratio, its inverse
    * for a latency, or the per-CPU-second ratio when judged on that.
@@ -29,20 +31,39 @@ export interface Bar {
 
 const LOWER = " (lower is better)";
 
-/** Bars for our servers' main figures (not the secondary rows). */
-export function barsFromRows(rows: Row[]): Bar[] {
+/**
+ * Bars for our servers' main figures (not the secondary rows). `header`
+ * names the columns (a table written before a column was added still
+ * reads).
+ */
+export function barsFromRows(rows: Row[], header: string[] = HEADER): Bar[] {
+  const at = (row: Row, name: string) => {
+    const index = header.indexOf(name);
+    return index < 0 ? "" : row[index] ?? "";
+  };
+  /** "label [id]" → label, for a server id in the same mode and metric. */
+  const labelOf = (mode: string, metric: string, id: string) => {
+    const row = rows.find((other) =>
+      other[0] === mode && other[1] === metric &&
+      other[2].endsWith(`[${id}]`)
+    );
+    return row ? row[2].replace(/\s*\[[^\]]*\]$/, "") : id;
+  };
   const bars: Bar[] = [];
   for (const row of rows) {
-    const [mode, metric, server, figure, ratioText, targetText] = row;
-    const loadText = row[8] ?? "";
+    const [mode, metric, server, figure] = row;
+    const targetText = at(row, "target");
+    const loadText = at(row, "load CPU");
     if (!/\[ours[^\]]*\]$/.test(server)) continue;
     const failed = figure.startsWith("failed:");
     if (!failed && loadText === "") continue; // a secondary figure
     const lower = metric.endsWith(LOWER);
+    const vs = at(row, "vs");
     const bar: Bar = {
       mode,
       metric: lower ? metric.slice(0, -LOWER.length) : metric,
       server: server.replace(/\s*\[[^\]]*\]$/, ""),
+      baseline: vs ? labelOf(mode, metric, vs) : undefined,
       perCpu: targetText.endsWith(PER_CPU),
       loadBound: loadText.includes("⚠"),
     };
@@ -54,7 +75,9 @@ export function barsFromRows(rows: Row[]): Bar[] {
       if (targetText.includes("✔")) bar.met = true;
       if (targetText.includes("✘")) bar.met = false;
     }
-    const ratio = parseFloat(bar.perCpu ? row[7] : ratioText);
+    const ratio = parseFloat(
+      at(row, bar.perCpu ? "per server CPU-s ratio" : "ratio"),
+    );
     if (failed) bar.failed = figure;
     else if (!(ratio > 0)) bar.failed = "no baseline figure";
     else bar.value = lower ? 1 / ratio : ratio;
@@ -63,18 +86,21 @@ export function barsFromRows(rows: Row[]): Bar[] {
   return bars;
 }
 
-/** The rows of the table between the bench markers of RESULTS.md. */
-export function parseTable(markdown: string): Row[] {
+/** The header and rows of the Markdown table in `markdown`. */
+export function parseTable(
+  markdown: string,
+): { header: string[]; rows: Row[] } {
+  let header: string[] = [];
   const rows: Row[] = [];
   for (const line of markdown.split("\n")) {
     if (!line.startsWith("| ") || /^\|\s*-/.test(line)) continue;
     // Split on "|" not escaped as "\|", then unescape.
     const cells = line.slice(1, line.lastIndexOf("|")).split(/(?<!\\)\|/)
       .map((cell) => cell.trim().replaceAll("\\|", "|"));
-    if (cells[0] === "mode") continue; // the header
-    rows.push(cells);
+    if (cells[0] === "mode") header = cells;
+    else rows.push(cells);
   }
-  return rows;
+  return { header, rows };
 }
 
 const escape = (text: string) =>
@@ -160,6 +186,7 @@ export function renderChart(bars: Bar[], subtitle: string): string {
       `data-mode="${escape(bar.mode)}"`,
       `data-metric="${escape(bar.metric)}"`,
       `data-server="${escape(bar.server)}"`,
+      bar.baseline ? `data-baseline="${escape(bar.baseline)}"` : "",
       bar.value === undefined ? "" : `data-value="${bar.value.toFixed(2)}"`,
       bar.target === undefined ? "" : `data-target="${bar.target.toFixed(2)}"`,
       bar.met === undefined ? "" : `data-met="${bar.met ? "yes" : "no"}"`,
@@ -172,7 +199,7 @@ export function renderChart(bars: Bar[], subtitle: string): string {
       `<text x="${LABELS}" y="${
         f(middle + 10)
       }" text-anchor="end" font-size="10" fill="#555555">${
-        escape(bar.server)
+        escape(bar.baseline ? `${bar.server} ÷ ${bar.baseline}` : bar.server)
       }</text>`,
     );
     if (bar.value === undefined) {
@@ -195,13 +222,21 @@ export function renderChart(bars: Bar[], subtitle: string): string {
             bar.met ? "met" : bar.met === false ? "missed" : "?"
           })`,
       ].join("");
+      const label = escape(`${bar.value.toFixed(2)}×${notes}`);
+      // Right of the bar (or of the 1.0× line); inside a long bar, in
+      // white, when it would run off the chart (about 6.5 px a character).
+      const after = Math.max(x(bar.value), x(1)) + 6;
+      const inside = after + label.length * 6.5 > WIDTH - 10 &&
+        bar.value > 1;
       out.push(
         `<rect x="${f(from)}" y="${f(middle - BAR / 2)}" width="${
           f(width)
         }" height="${BAR}" fill="${colour}"/>`,
-        `<text x="${f(Math.max(x(bar.value), x(1)) + 6)}" y="${
-          f(middle + 4)
-        }">${escape(`${bar.value.toFixed(2)}×${notes}`)}</text>`,
+        inside
+          ? `<text x="${f(x(bar.value) - 6)}" y="${
+            f(middle + 4)
+          }" text-anchor="end" fill="#ffffff">${label}</text>`
+          : `<text x="${f(after)}" y="${f(middle + 4)}">${label}</text>`,
       );
     }
     if (bar.target !== undefined) {

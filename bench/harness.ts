@@ -477,6 +477,8 @@ export interface LoadReport {
   reply?: string;
   /** The server's CPU seconds in the window, read by the load client. */
   server_cpu?: number;
+  /** paced: lines the talker sent in the window. */
+  sent?: number;
 }
 
 /**

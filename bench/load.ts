@@ -102,7 +102,7 @@ function begin(): Promise<void> {
 
 const running = () => performance.now() < end;
 
-function report(extra: Record<string, string> = {}): never {
+function report(extra: Record<string, string | number> = {}): never {
   const cpu = process.cpuUsage(cpuStart);
   console.log(JSON.stringify({
     ops,
@@ -403,6 +403,7 @@ async function burst() {
 /** Client 0 sends --rate lines per second; latency at the others. */
 async function paced() {
   let sequence = 0;
+  let windowStart = 0; // the sequence number when the window opened
   const senders = await joinRoom((_member, line) => {
     const parsed = parseChatLine(line);
     if (!parsed) return;
@@ -411,6 +412,7 @@ async function paced() {
   });
   const done = begin();
   const start = performance.now();
+  setTimeout(() => windowStart = sequence, warmupMs);
   // Timers fire at best every millisecond: send what is due each time.
   const timer = setInterval(() => {
     const due = Math.floor((performance.now() - start) * rate / 1000);
@@ -418,7 +420,7 @@ async function paced() {
   }, 1);
   await done;
   clearInterval(timer);
-  report();
+  report({ sent: sequence - windowStart });
 }
 
 /** JSON-RPC add(id, 1) calls, --depth in flight per connection. */

@@ -17,7 +17,7 @@
  *
  * Common: --host H (IPv4, default 127.0.0.1), --warmup S, --duration S,
  * --pids P1,P2 (the server's processes: their CPU seconds in the window are
- * reported as "server_cpu").
+ * reported as "server_cpu"). paced also reports the lines it "sent".
  * TLS (rr, stream): --tls, --cacert FILE (verify against it), --servername.
  * Chat modes: --ws PATH speaks WebSocket (one text message per line) instead
  * of lines; --port2 P puts every odd client on a second server.
@@ -260,6 +260,7 @@ static double server_cpu_seconds(void) {
 /* ---- the measured window ---- */
 static double t_start, t_measure, t_end, cpu_start, server_cpu_start;
 static uint64_t ops, bytes, errors;
+static int64_t lines_sent = -1; /* paced: lines sent in the window */
 static int measuring = 0;
 
 static void begin(void) {
@@ -272,6 +273,7 @@ static void begin(void) {
 static void start_measuring(void) {
   measuring = 1;
   ops = bytes = errors = 0;
+  if (lines_sent > 0) lines_sent = 0;
   samples = 0;
   memset(histogram, 0, BUCKETS * sizeof *histogram);
   cpu_start = cpu_seconds();
@@ -298,6 +300,7 @@ static void report(void) {
          (unsigned long long)errors);
   if (server_cpu >= 0 && server_cpu_start >= 0)
     printf(",\"server_cpu\":%.4f", server_cpu - server_cpu_start);
+  if (lines_sent >= 0) printf(",\"sent\":%lld", (long long)lines_sent);
   printf("}\n");
   fflush(stdout);
 }
@@ -774,6 +777,7 @@ static int run_burst(void) {
 
 static int run_paced(void) {
   chat_join_all();
+  lines_sent = 0;
   int timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
   if (timer < 0) die("timerfd_create");
   long interval = (long)(1e9 / rate);
@@ -795,6 +799,7 @@ static int run_paced(void) {
         uint64_t due = 0;
         if (read(timer, &due, sizeof due) != sizeof due) continue;
         for (uint64_t i = 0; i < due; i++) chat_send(&clients[0]);
+        lines_sent += due;
         continue;
       }
       if (events[e].events & EPOLLOUT) chat_flush(c);

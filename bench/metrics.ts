@@ -48,6 +48,8 @@ export interface Report {
   p50_us: number;
   p99_us: number;
   errors: number;
+  /** paced: lines the talker sent in the window. */
+  sent?: number;
 }
 
 export interface LoadMetricSpec {

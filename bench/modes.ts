@@ -282,7 +282,7 @@ function burstMetric(
 /**
  * Paced: client 0 sends 2,000 lines/s, one write each; the figure is the
  * p99 of each line's delivery latency at the other 49. A server that falls
- * behind the rate does not count.
+ * behind the rate (a fifth of the deliveries missing) does not count.
  */
 function pacedMetric(
   label: string,
@@ -298,13 +298,15 @@ function pacedMetric(
     lowerIsBetter: true,
     // Twice the usual window: a p99 wants a few thousand lines.
     seconds: (environment) => environment.seconds * 2,
+    // Every line sent must reach the other 49, but for the last few
+    // still in flight when the window closed. (Counted from the lines
+    // actually sent: a load client short of CPU sends fewer.)
     check(report) {
-      const expected = PACED_RATE * (ROOM - 1) * report.seconds;
-      if (report.ops < 0.9 * expected) {
+      const expected = (report.sent ?? PACED_RATE * report.seconds) *
+        (ROOM - 1);
+      if (report.ops < 0.8 * expected) {
         throw new Error(
-          `fell behind: ${report.ops} of about ${
-            Math.round(expected)
-          } deliveries`,
+          `fell behind: ${report.ops} of ${Math.round(expected)} deliveries`,
         );
       }
     },

@@ -13,12 +13,13 @@ export interface Result {
 
 export type Row = string[];
 
-const HEADER = [
+export const HEADER = [
   "mode",
   "metric",
   "server [id]",
   "figure",
   "ratio",
+  "vs",
   "target",
   "spread",
   "per server CPU-s ratio",
@@ -26,8 +27,12 @@ const HEADER = [
   "server CPU",
 ];
 
+/** Where each column is, by its header. */
+export const COLUMN: Record<string, number> = Object.fromEntries(
+  HEADER.map((name, index) => [name, index]),
+);
 /** Column of the load CPU figure (bench.ts looks for the ⚠ there). */
-export const LOAD_COLUMN = 8;
+export const LOAD_COLUMN = COLUMN["load CPU"];
 
 /** The rows of one mode: per metric (and each extra figure), per server. */
 export function buildRows(
@@ -74,6 +79,7 @@ export function buildRows(
           `${server.label} [${server.id}]`,
           `failed: ${result?.errors[0] ?? "no run"}`.replaceAll("|", "/"),
           "",
+          versus(server),
           server.target ? `${targetText(server.target, lower)} ✘` : "",
           "",
           "",
@@ -97,6 +103,7 @@ export function buildRows(
         `${server.label} [${server.id}]`,
         metric.format(top.value),
         ratio === undefined ? "" : `${ratio.toFixed(2)}×`,
+        ratio === undefined ? "" : versus(server),
         server.target
           ? judge(server.target, lower, ratio, perCpu, top, reference)
           : "",
@@ -144,6 +151,7 @@ export function buildRows(
           `${server.label} [${server.id}]`,
           figure,
           ratio,
+          ratio ? versus(server) : "",
           "",
           "",
           "",
@@ -154,6 +162,11 @@ export function buildRows(
     }
   }
   return rows;
+}
+
+/** The baseline a ratio divides by (blank for the baseline itself). */
+function versus(server: ServerSpec): string {
+  return server.vs && server.vs !== server.id ? server.vs : "";
 }
 
 /**

@@ -112,8 +112,9 @@ Deno.test("bench: one tiny echo run prints a table and leaves no server behind",
   assert.match(ours[3], /^[\d,]+$/);
   assert.ok(Number(ours[3].replaceAll(",", "")) > 100, ours[3]);
   assert.match(ours[4], /^\d+\.\d\d×$/);
+  assert.equal(ours[5], "deno-loop");
   assert.equal(loop[4], "1.00×");
-  assert.match(ours[5], /^≥ 0\.95 [✔✘]/);
+  assert.match(ours[6], /^≥ 0\.95 [✔✘]/);
   assert.match(result.stderr, /^Load: /m);
   assert.match(result.stdout, /^Suite time: [\d.]+ s/m);
   await assertAllStopped(result.stderr, 2);
@@ -205,15 +206,16 @@ Deno.test("bench: the chat burst and paced runs and the upload, each against its
   const burst = rowOf(chat, "lines delivered/s, burst", "ours");
   const expert = rowOf(chat, "lines delivered/s, burst", "node-expert");
   assert.ok(burst && expert, result.stdout);
-  assert.match(burst[3], /^[\d,]+$/);
+  assert.match(burst[3], /^[\d,]+$/, burst.join(" | "));
   assert.equal(expert[4], "1.00×");
-  assert.match(burst[5], /^≥ 1\.00 [✔✘]/);
+  assert.equal(burst[5], "node-expert");
+  assert.match(burst[6], /^≥ 1\.00 [✔✘]/);
   // Lower is better for the paced p99: its target reads "≤".
   const paced = rowOf(chat, "p99 delivery ms", "ours");
   assert.ok(paced, result.stdout);
   assert.match(paced[1], /\(lower is better\)$/);
-  assert.match(paced[3], /^\d+\.\d\d$/);
-  assert.match(paced[5], /^≤ 1\.00 [✔✘]$/);
+  assert.match(paced[3], /^\d+\.\d\d$/, paced.join(" | "));
+  assert.match(paced[6], /^≤ 1\.00 [✔✘]$/);
   assert.ok(rowOf(chat, "server CPU-s per million delivered lines", "ours"));
   assert.ok(rowOf(chat, "p50 delivery latency ms", "node-expert"));
   const upload = tableRows(result.stdout, "upload");
@@ -221,7 +223,8 @@ Deno.test("bench: the chat burst and paced runs and the upload, each against its
   const node = rowOf(upload, "upload MB/s", "node-upload");
   assert.ok(ours && node, result.stdout);
   assert.equal(node[4], "1.00×");
-  assert.match(ours[5], /^≥ 1\.00 [✔✘]$/);
+  assert.equal(ours[5], "node-upload");
+  assert.match(ours[6], /^≥ 1\.00 [✔✘]$/);
   assert.ok(rowOf(upload, "server peak RSS MiB", "node-upload"));
   await assertAllStopped(result.stderr, 4);
   // The run drew its chart.
@@ -350,23 +353,30 @@ Deno.test("bench report: ratios, targets (≥ for figures, ≤ for latencies) an
     rows.find((row) =>
       row[1].startsWith(label) && row[2] === "ours server [ours]"
     )!;
-  assert.deepEqual(ours("ops/s").slice(3, 6), ["900.00", "0.90×", "≥ 0.95 ✘"]);
-  assert.deepEqual(ours("p99 ms").slice(1, 6), [
+  assert.deepEqual(ours("ops/s").slice(3, 7), [
+    "900.00",
+    "0.90×",
+    "base",
+    "≥ 0.95 ✘",
+  ]);
+  assert.deepEqual(ours("p99 ms").slice(1, 7), [
     "p99 ms (lower is better)",
     "ours server [ours]",
     "1.00",
     "0.50×",
+    "base",
     "≤ 1.05 ✔",
   ]);
-  assert.deepEqual(ours("lines/s").slice(4, 9), [
+  assert.deepEqual(ours("lines/s").slice(4, 10), [
     "0.50×",
+    "base",
     "≥ 0.95 ✔ per CPU-s",
     "",
     "2.00×",
     "95% ⚠",
   ]);
   assert.equal(ours("calls/s")[3], "failed: boom");
-  assert.equal(ours("calls/s")[5], "≥ 0.95 ✘");
+  assert.equal(ours("calls/s")[6], "≥ 0.95 ✘");
 });
 
 Deno.test("bench chart: well-formed SVG with one bar per metric of ours, the 1.0× line and the targets", async () => {
@@ -383,8 +393,21 @@ Deno.test("bench chart: well-formed SVG with one bar per metric of ours, the 1.0
   );
   assert.equal(bars[2].perCpu, true);
   assert.equal(bars[3].failed, "failed: boom");
+  assert.equal(bars[0].baseline, "base server");
   // The same bars from the Markdown table as written to RESULTS.md.
-  assert.deepEqual(barsFromRows(parseTable(formatTable(rows))), bars);
+  const table = parseTable(formatTable(rows));
+  assert.deepEqual(barsFromRows(table.rows, table.header), bars);
+  // A table from before the "vs" column still reads (without baselines).
+  const old = parseTable(
+    formatTable(rows).split("\n").map((line) =>
+      line.split("|").filter((_, index) => index !== 6).join("|")
+    ).join("\n"),
+  );
+  assert.equal(old.header.includes("vs"), false);
+  assert.deepEqual(
+    barsFromRows(old.rows, old.header),
+    bars.map((bar) => ({ ...bar, baseline: undefined })),
+  );
 
   const svg = renderChart(bars, "a <test> run & more");
   // Self-contained: no scripts, links, images or styles from elsewhere.
@@ -425,6 +448,7 @@ print(json.dumps({"tag": root.tag, "bars": bars, "baseline": baseline,
   assert.equal(chart.baseline.length, 1);
   assert.equal(chart.targets, 4);
   assert.match(chart.texts, /a <test> run & more/);
+  assert.match(chart.texts, /ours server ÷ base server/);
   assert.match(chart.texts, /0\.90× \(target 0\.95× missed\)/);
   assert.match(chart.texts, /2\.00× per CPU-s ⚠ load-bound/);
   assert.match(chart.texts, /failed: boom/);
