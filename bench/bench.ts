@@ -178,6 +178,7 @@ async function main(): Promise<number> {
         !(quick && metric.quick === false)
       );
       if (servers.length === 0 || metrics.length === 0) continue;
+      const modeStarted = performance.now();
       let prepared: Prepared | void = undefined;
       try {
         prepared = await mode.prepare?.(environment, servers);
@@ -208,6 +209,11 @@ async function main(): Promise<number> {
       } finally {
         await prepared?.cleanup?.();
       }
+      console.error(
+        `${mode.name}: ${
+          ((performance.now() - modeStarted) / 1000).toFixed(1)
+        } s`,
+      );
     }
   } finally {
     Deno.removeSignalListener("SIGINT", interrupted);

@@ -636,6 +636,7 @@ const https: Mode = {
       id: "node-https",
       label: "Node https hello",
       tools: ["node"],
+      quick: false,
       command: ({ scratch }) => node("node_https.mjs", tlsFiles(scratch))(),
       vs: "deno-https",
     },
@@ -730,10 +731,10 @@ const web: Mode = {
   ],
   metrics: [
     // One message per frame each way makes this far slower than the TCP
-    // room per line: a fifth of the lines keeps the run short.
+    // room per line: a tenth of the lines keeps the run short.
     burstMetric(
       "messages delivered/s, burst: 1 talker → 49 readers",
-      (environment) => Math.ceil(environment.chatLines / 5),
+      (environment) => Math.ceil(environment.chatLines / 10),
       { ws: "/ws" },
       "delivered messages",
     ),
