@@ -67,6 +67,7 @@ Options:
   --warmup S         unmeasured warm-up seconds per run (default 0.3, quick 0.15)
   --upload-mib N     size of the upload file in MiB (default 256, quick 32)
   --chat-lines N     lines of the chat burst (default 20000)
+  --paced-rate N     lines/s of the paced chat talker (default 2000)
   --js-load          use bench/load.ts even when a C compiler is present
   --no-pin           do not pin servers and load to separate CPUs
   --write            also write the table to bench/RESULTS.md and the chart
@@ -87,6 +88,7 @@ async function main(): Promise<number> {
       warmup: { type: "string" },
       "upload-mib": { type: "string" },
       "chat-lines": { type: "string" },
+      "paced-rate": { type: "string" },
       list: { type: "boolean", default: false },
       chart: { type: "boolean", default: false },
       "js-load": { type: "boolean", default: false },
@@ -127,6 +129,9 @@ async function main(): Promise<number> {
     chatLines: values["chat-lines"]
       ? parseInteger(values["chat-lines"], "--chat-lines", 10, 10_000_000)
       : 20_000,
+    pacedRate: values["paced-rate"]
+      ? parseInteger(values["paced-rate"], "--paced-rate", 1, 1_000_000)
+      : 2000,
     forceJsLoad: values["js-load"],
     pin: !values["no-pin"],
   });

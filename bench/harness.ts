@@ -65,6 +65,8 @@ export interface Settings {
   uploadBytes: number;
   /** Lines the chat burst sends. */
   chatLines: number;
+  /** Lines per second the paced chat talker sends. */
+  pacedRate: number;
   forceJsLoad: boolean;
   pin: boolean;
 }
@@ -159,6 +161,11 @@ export async function prepareEnvironment(
           : "no CPU pinning"
       }`,
       `Runs: best of ${settings.rounds} per server and metric, ${settings.warmup} s warm-up + ${settings.seconds} s measured; order rotates each round`,
+      `Chat: burst of ${
+        settings.chatLines.toLocaleString("en-US")
+      } lines (WebSocket: a tenth); paced at ${
+        settings.pacedRate.toLocaleString("en-US")
+      } lines/s for ${settings.seconds * 2} s`,
     ].join("\n");
 
   return {

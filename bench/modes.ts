@@ -240,8 +240,6 @@ const udp: Mode = {
 
 /** Members of every chat room measured: one talker, the rest reading. */
 const ROOM = 50;
-/** The paced talker's rate, lines per second. */
-const PACED_RATE = 2000;
 
 /**
  * Burst: client 0 sends `lines` lines of 64 B at once; the figure is lines
@@ -280,8 +278,8 @@ function burstMetric(
 }
 
 /**
- * Paced: client 0 sends 2,000 lines/s, one write each; the figure is the
- * p99 of each line's delivery latency at the other 49. A server that falls
+ * Paced: client 0 sends --paced-rate lines/s (2,000), one write each; the
+ * figure is the p99 of each line's delivery latency at the other 49. A server that falls
  * behind the rate (a fifth of the deliveries missing) does not count.
  */
 function pacedMetric(
@@ -292,7 +290,12 @@ function pacedMetric(
     id: "paced",
     label,
     load: "paced",
-    options: { conns: ROOM, size: 64, rate: PACED_RATE, ...options },
+    options: (environment) => ({
+      conns: ROOM,
+      size: 64,
+      rate: environment.pacedRate,
+      ...options,
+    }),
     value: p99Milliseconds,
     format: decimal(2),
     lowerIsBetter: true,
@@ -301,8 +304,8 @@ function pacedMetric(
     // Every line sent must reach the other 49, but for the last few
     // still in flight when the window closed. (Counted from the lines
     // actually sent: a load client short of CPU sends fewer.)
-    check(report) {
-      const expected = (report.sent ?? PACED_RATE * report.seconds) *
+    check(report, environment) {
+      const expected = (report.sent ?? environment.pacedRate * report.seconds) *
         (ROOM - 1);
       if (report.ops < 0.8 * expected) {
         throw new Error(
@@ -368,7 +371,7 @@ const chat: Mode = {
       "lines delivered/s, burst: 1 talker → 49 readers, 64 B",
       (environment) => environment.chatLines,
     ),
-    pacedMetric("p99 delivery ms, 2,000 lines/s → 49 readers"),
+    pacedMetric("p99 delivery ms, paced talker → 49 readers"),
     loadMetric({
       id: "chat100",
       label: "lines delivered/s, 100 clients all talking",
@@ -738,7 +741,7 @@ const web: Mode = {
       { ws: "/ws" },
       "delivered messages",
     ),
-    pacedMetric("p99 delivery ms, 2,000 messages/s → 49 readers", {
+    pacedMetric("p99 delivery ms, paced talker → 49 readers", {
       ws: "/ws",
     }),
   ],
@@ -831,7 +834,7 @@ const redis: Mode = {
       target: undefined,
     },
   ],
-  metrics: [pacedMetric("p99 delivery ms, 2,000 lines/s → 49 readers")],
+  metrics: [pacedMetric("p99 delivery ms, paced talker → 49 readers")],
 };
 
 export const MODES: Mode[] = [
