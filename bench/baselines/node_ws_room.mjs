@@ -45,8 +45,8 @@ function broadcast(text, except) {
   }
 }
 
+// (`ws` turns Nagle off on every socket itself.)
 room.on("connection", (socket) => {
-  socket._socket.setNoDelay(true);
   const name = `guest${++guests}`;
   broadcast(`* ${name} joined`);
   members.add(socket);
