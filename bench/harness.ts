@@ -32,6 +32,17 @@ export interface ServerSpec {
   rawUpload?: boolean;
   /** A shell pipeline: its PID is the shell's, so no memory figure. */
   pipeline?: boolean;
+  /**
+   * How many `Listening on` lines it prints (default 1); the load goes to
+   * the port of the last one (chat_server.ts --web-port: TCP, then HTTP).
+   */
+  listenLines?: number;
+  /** Copies started side by side (default 1): the load spreads over them. */
+  instances?: number;
+  /** Skipped by --quick (false): only in full runs. */
+  quick?: boolean;
+  /** Extra options for the load client against this server. */
+  loadOptions?: Record<string, string | number | boolean>;
 }
 
 /** One measured run. */
@@ -52,6 +63,10 @@ export interface Settings {
   seconds: number;
   warmup: number;
   uploadBytes: number;
+  /** Lines the chat burst sends. */
+  chatLines: number;
+  /** Lines per second the paced chat talker sends. */
+  pacedRate: number;
   forceJsLoad: boolean;
   pin: boolean;
 }
@@ -63,6 +78,8 @@ export interface Environment extends Settings {
   loadPrefix: string[];
   /** argv of the load client (compiled loadgen or bench/load.ts). */
   loadClient: string[];
+  /** The same for TLS runs (bench/load.ts when cc had no OpenSSL). */
+  tlsLoadClient: string[];
   /** Scratch directory (the system's temporary directory). */
   scratch: string;
   describe(): string;
@@ -82,19 +99,39 @@ export async function prepareEnvironment(
   const serverPrefix = pinned ? ["taskset", "-c", String(cpus[0])] : [];
   const loadPrefix = pinned ? ["taskset", "-c", String(cpus[1])] : [];
 
-  let loadClient: string[] | undefined;
+  const jsLoad = [
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    "--allow-read",
+    `${BENCH}load.ts`,
+  ];
+  let loadClient = jsLoad;
+  let tlsLoadClient = jsLoad;
   let loadDescription = "bench/load.ts (JS)";
   if (!settings.forceJsLoad && await hasCommand("cc")) {
     const binary = `${scratch}/loadgen`;
-    const compiled = await new Deno.Command("cc", {
-      args: ["-O2", "-o", binary, `${BENCH}loadgen.c`],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
+    const compile = (args: string[]) =>
+      new Deno.Command("cc", {
+        args: ["-O2", "-o", binary, `${BENCH}loadgen.c`, ...args],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+    // With OpenSSL when its headers are installed (libssl-dev), else plain.
+    let compiled = await compile(["-DWITH_TLS", "-lssl", "-lcrypto"]);
     if (compiled.success) {
-      loadClient = [binary];
-      loadDescription = "bench/loadgen.c (cc -O2, epoll, one thread)";
+      loadClient = tlsLoadClient = [binary];
+      loadDescription =
+        "bench/loadgen.c (cc -O2, epoll, one thread; TLS with OpenSSL)";
     } else {
+      compiled = await compile([]);
+      if (compiled.success) {
+        loadClient = [binary];
+        loadDescription =
+          "bench/loadgen.c (cc -O2, epoll, one thread); TLS load from bench/load.ts (JS: no OpenSSL headers)";
+      }
+    }
+    if (!compiled.success) {
       console.error(
         `cc failed, using bench/load.ts: ${
           new TextDecoder().decode(compiled.stderr).split("\n")[0]
@@ -102,13 +139,6 @@ export async function prepareEnvironment(
       );
     }
   }
-  loadClient ??= [
-    Deno.execPath(),
-    "run",
-    "--allow-net",
-    "--allow-read",
-    `${BENCH}load.ts`,
-  ];
 
   const versions = await Promise.all([
     toolVersion("node", ["--version"]),
@@ -131,6 +161,11 @@ export async function prepareEnvironment(
           : "no CPU pinning"
       }`,
       `Runs: best of ${settings.rounds} per server and metric, ${settings.warmup} s warm-up + ${settings.seconds} s measured; order rotates each round`,
+      `Chat: burst of ${
+        settings.chatLines.toLocaleString("en-US")
+      } lines (WebSocket: a tenth); paced at ${
+        settings.pacedRate.toLocaleString("en-US")
+      } lines/s for ${settings.seconds * 2} s`,
     ].join("\n");
 
   return {
@@ -138,6 +173,7 @@ export async function prepareEnvironment(
     serverPrefix,
     loadPrefix,
     loadClient,
+    tlsLoadClient,
     scratch,
     describe,
     cleanUp: () => Deno.remove(scratch, { recursive: true }).catch(() => {}),
@@ -160,8 +196,14 @@ export function stopAllNow() {
 
 export interface RunningServer {
   spec: ServerSpec;
+  /** The first instance's PID and load port. */
   pid: number;
   port: number;
+  /** Every instance's PID and load port. */
+  pids: number[];
+  ports: number[];
+  /** The scheme of the load port's Listening line (tcp, tls, https…). */
+  scheme?: string;
   /** The directory an upload server writes to. */
   dir: string;
   /** Whether the process is still running. */
@@ -173,8 +215,9 @@ export interface RunningServer {
 const LISTENING = /^Listening on (\w+):\/\/\[?([^\]]*?)\]?:(\d+)\s*$/;
 
 /**
- * Starts a server and resolves once it listens: after its `Listening on`
- * line, or (for tools that print none) once /proc/net shows the port.
+ * Starts a server (all its instances) and resolves once it listens: after
+ * its `Listening on` line(s), or (for tools that print none) once /proc/net
+ * shows the port.
  */
 export async function startServer(
   spec: ServerSpec,
@@ -184,6 +227,35 @@ export async function startServer(
     dir: environment.scratch,
     prefix: `${spec.id}-`,
   });
+  const started: RunningServer[] = [];
+  try {
+    for (let instance = 0; instance < (spec.instances ?? 1); instance++) {
+      started.push(await startOne(spec, environment, dir));
+    }
+  } catch (error) {
+    await Promise.all(started.map((server) => server.stop()));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  if (started.length === 1) return started[0];
+  return {
+    ...started[0],
+    pids: started.map((server) => server.pid),
+    ports: started.map((server) => server.port),
+    alive: () => started.every((server) => server.alive()),
+    async stop() {
+      const outcomes = await Promise.all(started.map((one) => one.stop()));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      return { problem: outcomes.find((outcome) => outcome.problem)?.problem };
+    },
+  };
+}
+
+async function startOne(
+  spec: ServerSpec,
+  environment: Environment,
+  dir: string,
+): Promise<RunningServer> {
   const chosenPort = spec.silent ? freePort() : 0;
   const argv = [
     ...environment.serverPrefix,
@@ -209,13 +281,15 @@ export async function startServer(
   const stderrDone = drain(child.stderr, (text) => {
     stderrTail = (stderrTail + text).slice(-4096);
   });
+  // The first `listenLines` lines of stdout, once they are all there.
+  const wanted = spec.listenLines ?? 1;
   let stdoutText = "";
-  let listening: ((line: string) => void) | undefined;
-  const firstLine = new Promise<string>((resolve) => listening = resolve);
+  let listening: ((lines: string[]) => void) | undefined;
+  const firstLines = new Promise<string[]>((resolve) => listening = resolve);
   const stdoutDone = drain(child.stdout, (text) => {
     if (stdoutText.length < 4096) stdoutText += text;
-    const newline = stdoutText.indexOf("\n");
-    if (newline >= 0) listening?.(stdoutText.slice(0, newline));
+    const lines = stdoutText.split("\n");
+    if (lines.length > wanted) listening?.(lines.slice(0, wanted));
   });
 
   let stopping: Promise<{ problem?: string }> | undefined;
@@ -263,6 +337,7 @@ export async function startServer(
   };
 
   let port = chosenPort;
+  let scheme: string | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const bound = new Promise<"timeout">((resolve) =>
     timer = setTimeout(() => resolve("timeout"), 20_000)
@@ -275,15 +350,18 @@ export async function startServer(
       if (exited) await fail("exited before listening");
     } else {
       const outcome = await Promise.race([
-        firstLine,
+        firstLines,
         bound,
         status.then(() => "exited" as const),
       ]);
       if (outcome === "timeout") await fail("no Listening line after 20 s");
       if (outcome === "exited") await fail("exited before listening");
-      const match = LISTENING.exec(outcome);
-      if (!match) await fail(`first line is not 'Listening on …': ${outcome}`);
-      port = Number(match![3]);
+      for (const line of outcome as string[]) {
+        const match = LISTENING.exec(line);
+        if (!match) await fail(`not a 'Listening on …' line: ${line}`);
+        scheme = match![1];
+        port = Number(match![3]);
+      }
     }
   } finally {
     clearTimeout(timer);
@@ -293,6 +371,9 @@ export async function startServer(
     spec,
     pid: child.pid,
     port,
+    pids: [child.pid],
+    ports: [port],
+    scheme,
     dir,
     alive: () => !exited,
     stop,
@@ -350,6 +431,19 @@ export async function readProc(path: string): Promise<string> {
   return output.success ? new TextDecoder().decode(output.stdout) : "";
 }
 
+/** CPU seconds of all of a server's processes (undefined if one is gone). */
+export async function serverCpuSeconds(
+  server: RunningServer,
+): Promise<number | undefined> {
+  let total = 0;
+  for (const pid of server.pids) {
+    const seconds = await cpuSeconds(pid);
+    if (seconds === undefined) return undefined;
+    total += seconds;
+  }
+  return total;
+}
+
 /** User + system CPU seconds of a process (all threads), from /proc. */
 export async function cpuSeconds(pid: number): Promise<number | undefined> {
   try {
@@ -388,6 +482,10 @@ export interface LoadReport {
   p99_us: number;
   errors: number;
   reply?: string;
+  /** The server's CPU seconds in the window, read by the load client. */
+  server_cpu?: number;
+  /** paced: lines the talker sent in the window. */
+  sent?: number;
 }
 
 /**
@@ -400,8 +498,18 @@ export async function runLoad(
   mode: string,
   options: Record<string, string | number | boolean>,
 ): Promise<{ report: LoadReport; serverCpu?: number }> {
-  const args = [mode, "--port", String(server.port)];
-  for (const [name, value] of Object.entries(options)) {
+  // The C client reads the server's CPU time itself at the window's edges;
+  // we sample it too, for load.ts (a short burst makes our sampling coarse).
+  const args = [mode, "--port", String(server.port), "--pids"];
+  args.push(server.pids.join(","));
+  // A server of two instances: every other client goes to the second.
+  if (server.ports.length > 1) args.push("--port2", String(server.ports[1]));
+  for (
+    const [name, value] of Object.entries({
+      ...options,
+      ...server.spec.loadOptions,
+    })
+  ) {
     if (value === false) continue;
     args.push(`--${name}`);
     if (value !== true) args.push(String(value));
@@ -414,11 +522,17 @@ export async function runLoad(
   let windowEnd: Promise<[number, number | undefined]> | undefined;
   const sample = async (): Promise<[number, number | undefined]> => [
     performance.now(),
-    await cpuSeconds(server.pid),
+    await serverCpuSeconds(server),
   ];
   const processStart = await sample();
   const output = await runBounded(
-    [...environment.loadPrefix, ...environment.loadClient, ...args],
+    [
+      ...environment.loadPrefix,
+      ...(args.includes("--tls") || args.includes("--cacert")
+        ? environment.tlsLoadClient
+        : environment.loadClient),
+      ...args,
+    ],
     (environment.warmup + environment.seconds) * 1000 + 60_000,
     (line) => {
       if (line === "measuring") windowStart ??= sample();
@@ -436,6 +550,9 @@ export async function runLoad(
     );
   }
   const report = JSON.parse(last) as LoadReport;
+  if (report.server_cpu !== undefined) {
+    return { report, serverCpu: report.server_cpu / report.seconds };
+  }
   return {
     report,
     serverCpu: before !== undefined && after !== undefined

@@ -5,6 +5,9 @@
  * watch its CPU figure: near 100% means it, not the server, set the pace.
  *
  * Run: deno run --allow-net --allow-read bench/load.ts rr --port 9999 --conns 50
+ *
+ * It does not read the server's CPU time (--pids is accepted and ignored:
+ * Deno wants --allow-all for /proc); bench.ts samples it instead.
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
@@ -23,6 +26,16 @@ const { positionals, values } = parseArgs({
     file: { type: "string" },
     name: { type: "string", default: "bench.bin" },
     raw: { type: "boolean", default: false },
+    pids: { type: "string" },
+    port2: { type: "string" },
+    tls: { type: "boolean", default: false },
+    cacert: { type: "string" },
+    servername: { type: "string", default: "localhost" },
+    ws: { type: "string" },
+    lines: { type: "string", default: "20000" },
+    rate: { type: "string", default: "2000" },
+    timeout: { type: "string", default: "60" },
+    queries: { type: "string", default: "www.bench.test/A" },
   },
 });
 const mode = positionals[0];
@@ -33,6 +46,11 @@ const size = Number(values.size);
 const depth = Number(values.depth);
 const warmupMs = Number(values.warmup) * 1000;
 const durationMs = Number(values.duration) * 1000;
+const port2 = Number(values.port2 ?? 0);
+const tls = values.tls || values.cacert !== undefined;
+const lines = Number(values.lines);
+const rate = Number(values.rate);
+const timeoutMs = Number(values.timeout) * 1000;
 
 // ---- the measured window and what is counted in it ----
 let ops = 0;
@@ -84,7 +102,7 @@ function begin(): Promise<void> {
 
 const running = () => performance.now() < end;
 
-function report(extra: Record<string, string> = {}): never {
+function report(extra: Record<string, string | number> = {}): never {
   const cpu = process.cpuUsage(cpuStart);
   console.log(JSON.stringify({
     ops,
@@ -105,14 +123,24 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array) {
   }
 }
 
-function connectAll(): Promise<Deno.TcpConn[]> {
-  return Promise.all(
-    Array.from({ length: conns }, async () => {
-      const conn = await Deno.connect({ hostname, port });
-      conn.setNoDelay(true);
-      return conn;
-    }),
-  );
+/** With --tls (or --cacert, to verify against a private CA) over TLS. */
+async function connect(): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname, port });
+  conn.setNoDelay(true);
+  if (!tls) return conn;
+  const caCerts = values.cacert
+    ? [await Deno.readTextFile(values.cacert)]
+    : undefined;
+  const secure = await Deno.startTls(conn, {
+    hostname: values.servername,
+    caCerts,
+  });
+  await secure.handshake();
+  return secure;
+}
+
+function connectAll(): Promise<Deno.Conn[]> {
+  return Promise.all(Array.from({ length: conns }, connect));
 }
 
 function serverClosed(): never {
@@ -203,77 +231,294 @@ async function udp() {
   report();
 }
 
+/**
+ * A room of --conns members (every odd one on --port2 when given), each
+ * joined in turn once its first line (or message) arrives, as loadgen.c
+ * does: all at once would overflow a small listen backlog. `onLine` sees
+ * every line with the member's index; `send` sends one line from a member.
+ */
+async function joinRoom(onLine: (member: number, line: string) => void) {
+  const senders: ((line: string) => void)[] = [];
+  const encoder = new TextEncoder();
+  for (let index = 0; index < conns; index++) {
+    const memberPort = port2 && index % 2 === 1 ? port2 : port;
+    let greeted!: () => void;
+    const welcome = new Promise<void>((resolve) => greeted = resolve);
+    if (values.ws) {
+      const socket = new WebSocket(
+        `ws://${hostname}:${memberPort}${values.ws}`,
+      );
+      socket.onmessage = (event) => {
+        greeted();
+        if (typeof event.data === "string") {
+          bytes += event.data.length;
+          onLine(index, event.data);
+        }
+      };
+      socket.onclose = serverClosed;
+      senders.push((line) => socket.send(line));
+    } else {
+      const conn = await Deno.connect({ hostname, port: memberPort });
+      conn.setNoDelay(true);
+      readLines(conn, (line) => {
+        greeted();
+        onLine(index, line);
+      });
+      // One write at a time per connection, in order.
+      let writing = Promise.resolve();
+      senders.push((line) => {
+        const data = encoder.encode(line + "\n");
+        writing = writing.then(() => writeAll(conn, data)).catch(serverClosed);
+      });
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      welcome,
+      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
+    ]);
+    clearTimeout(timer);
+  }
+  return senders;
+}
+
+/** Reads lines from `conn` for ever and hands each to `onLine`. */
+function readLines(conn: Deno.Conn, onLine: (line: string) => void) {
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(65536);
+  let length = 0;
+  (async () => {
+    while (true) {
+      if (length === buffer.length) length = 0; // absurd line: drop
+      const count = await conn.read(buffer.subarray(length));
+      if (count === null) serverClosed();
+      bytes += count;
+      length += count;
+      let start = 0;
+      let newline;
+      while ((newline = buffer.subarray(start, length).indexOf(10)) >= 0) {
+        onLine(decoder.decode(buffer.subarray(start, start + newline)));
+        start += newline + 1;
+      }
+      buffer.copyWithin(0, start, length);
+      length -= start;
+    }
+  })().catch(serverClosed);
+}
+
+/** "m ~SENDER SEQ STAMP xxx…" (see loadgen.c); STAMP in ms. */
+function chatLine(sender: number, sequence: number): string {
+  const stamp = `${performance.timeOrigin + performance.now()}`;
+  return `m ~${sender} ${sequence} ${stamp} `.padEnd(size - 1, "x");
+}
+
+/** The sender, sequence and latency (ms) of a room line, if it is one. */
+function parseChatLine(line: string) {
+  const mark = line.indexOf("~");
+  if (mark < 0) return undefined;
+  const [sender, sequence, stamp] = line.slice(mark + 1).split(" ").map(
+    Number,
+  );
+  return {
+    sender,
+    sequence,
+    latency: performance.timeOrigin + performance.now() - stamp,
+  };
+}
+
 async function chat() {
-  const all: Deno.TcpConn[] = [];
   const pending = new Uint16Array(conns * depth);
   const sequences = new Uint32Array(conns);
-  const encoder = new TextEncoder();
-  const decoder = new TextDecoder();
   let started = false;
-  const send = (sender: number) => {
-    const stamp = `${performance.timeOrigin + performance.now()}`;
-    let line = `m ~${sender} ${sequences[sender]++} ${stamp} `;
-    line = line.padEnd(size - 1, "x") + "\n";
-    writeAll(all[sender], encoder.encode(line)).catch(serverClosed);
-  };
-  const onLine = (line: string) => {
-    const mark = line.indexOf("~");
-    if (mark < 0) return;
-    const [sender, sequence, stamp] = line.slice(mark + 1).split(" ").map(
-      Number,
-    );
+  const send = (sender: number) =>
+    senders[sender](chatLine(sender, sequences[sender]++));
+  const senders = await joinRoom((_member, line) => {
+    const parsed = parseChatLine(line);
+    if (!parsed || !started) return;
+    const { sender, sequence, latency } = parsed;
     if (!(sender >= 0 && sender < conns)) {
       errors++;
       return;
     }
     ops++;
-    recordLatency(performance.timeOrigin + performance.now() - stamp);
+    recordLatency(latency);
     const slot = sender * depth + (sequence % depth);
     if (++pending[slot] === conns - 1) {
       pending[slot] = 0;
       send(sender);
     }
-  };
-  /** Reads lines for ever; `greeted` resolves at the first one. */
-  const readLines = (conn: Deno.TcpConn, greeted: () => void) => {
-    const buffer = new Uint8Array(65536);
-    let length = 0;
-    (async () => {
-      while (true) {
-        if (length === buffer.length) length = 0; // absurd line: drop
-        const count = await conn.read(buffer.subarray(length));
-        if (count === null) serverClosed();
-        if (started) bytes += count;
-        length += count;
-        let start = 0;
-        let newline;
-        while ((newline = buffer.subarray(start, length).indexOf(10)) >= 0) {
-          greeted();
-          onLine(decoder.decode(buffer.subarray(start, start + newline)));
-          start += newline + 1;
-        }
-        buffer.copyWithin(0, start, length);
-        length -= start;
-      }
-    })().catch(serverClosed);
-  };
-  // Join one client at a time and wait (at most 1 s) for its first line, as
-  // loadgen.c does: all at once would overflow a small listen backlog.
-  for (let index = 0; index < conns; index++) {
-    const conn = await Deno.connect({ hostname, port });
-    conn.setNoDelay(true);
-    all.push(conn);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, 1000);
-      readLines(conn, resolve);
-    });
-    clearTimeout(timer);
-  }
+  });
   started = true;
+  bytes = 0;
   const done = begin();
   for (let sender = 0; sender < conns; sender++) {
     for (let i = 0; i < depth; i++) send(sender);
+  }
+  await done;
+  report();
+}
+
+/** Client 0 sends --lines lines at once; counted at the others. */
+async function burst() {
+  let sequence = 0;
+  let first = 0; // the phase's first sequence number
+  let delivered = 0;
+  let wanted = 0;
+  let finished: (() => void) | undefined;
+  const senders = await joinRoom((_member, line) => {
+    const parsed = parseChatLine(line);
+    if (!parsed || parsed.sender !== 0 || parsed.sequence < first) return;
+    ops++;
+    recordLatency(parsed.latency);
+    if (++delivered === wanted) finished?.();
+  });
+  const phase = async (count: number) => {
+    first = sequence;
+    delivered = 0;
+    wanted = count * (conns - 1);
+    const done = new Promise<void>((resolve) => finished = resolve);
+    for (let i = 0; i < count; i++) senders[0](chatLine(0, sequence++));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      done,
+      new Promise((resolve) => timer = setTimeout(resolve, timeoutMs)),
+    ]);
+    clearTimeout(timer);
+    return delivered >= wanted;
+  };
+  if (warmupMs > 0) await phase(Math.max(1, Math.floor(lines / 10)));
+  ops =
+    bytes =
+    errors =
+    samples =
+      0;
+  histogram.fill(0);
+  cpuStart = process.cpuUsage();
+  measureStart = performance.now();
+  console.log("measuring");
+  const complete = await phase(lines);
+  if (!complete) errors = wanted - delivered;
+  report();
+}
+
+/** Client 0 sends --rate lines per second; latency at the others. */
+async function paced() {
+  let sequence = 0;
+  let windowStart = 0; // the sequence number when the window opened
+  const senders = await joinRoom((_member, line) => {
+    const parsed = parseChatLine(line);
+    if (!parsed) return;
+    ops++;
+    recordLatency(parsed.latency);
+  });
+  const done = begin();
+  const start = performance.now();
+  setTimeout(() => windowStart = sequence, warmupMs);
+  // Timers fire at best every millisecond: send what is due each time.
+  const timer = setInterval(() => {
+    const due = Math.floor((performance.now() - start) * rate / 1000);
+    while (sequence < due) senders[0](chatLine(0, sequence++));
+  }, 1);
+  await done;
+  clearInterval(timer);
+  report({ sent: sequence - windowStart });
+}
+
+/** JSON-RPC add(id, 1) calls, --depth in flight per connection. */
+async function rpc() {
+  const all = await connectAll();
+  const encoder = new TextEncoder();
+  const done = begin();
+  for (const conn of all) {
+    let id = 0;
+    const sentAt = new Map<number, number>();
+    const call = () => {
+      sentAt.set(id, performance.now());
+      const text =
+        `{"jsonrpc":"2.0","id":${id},"method":"add","params":[${id},1]}\n`;
+      id++;
+      return writeAll(conn, encoder.encode(text));
+    };
+    (async () => {
+      for (let i = 0; i < depth; i++) await call();
+    })().catch(serverClosed);
+    readLines(conn, (line) => {
+      const response = JSON.parse(line);
+      if (response.result === response.id + 1) ops++;
+      else errors++;
+      recordLatency(performance.now() - (sentAt.get(response.id) ?? 0));
+      sentAt.delete(response.id);
+      if (running()) call().catch(serverClosed);
+    });
+  }
+  await done;
+  report();
+}
+
+/** A DNS query for "name/TYPE" with the given ID. */
+function dnsQuery(spec: string, id: number): Uint8Array {
+  const [name, type = "A"] = spec.split("/");
+  const codes: Record<string, number> = {
+    A: 1,
+    NS: 2,
+    CNAME: 5,
+    MX: 15,
+    TXT: 16,
+    AAAA: 28,
+  };
+  const code = codes[type.toUpperCase()] ?? Number(type);
+  const labels = name.split(".").filter(Boolean);
+  const packet = new Uint8Array(
+    12 + labels.reduce((sum, label) => sum + label.length + 1, 0) + 5,
+  );
+  packet.set([id >> 8, id & 0xff, 0, 0, 0, 1]);
+  let offset = 12;
+  for (const label of labels) {
+    packet[offset++] = label.length;
+    packet.set(new TextEncoder().encode(label), offset);
+    offset += label.length;
+  }
+  packet.set([0, code >> 8, code & 0xff, 0, 1], offset);
+  return packet;
+}
+
+async function dns() {
+  const specs = values.queries.split(",");
+  const target = { transport: "udp" as const, hostname, port };
+  const done = begin();
+  for (let i = 0; i < conns; i++) {
+    const socket = Deno.listenDatagram({
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: 0,
+    });
+    (async () => {
+      let id = i * 997;
+      let turn = i % specs.length;
+      while (running()) {
+        id = (id + 1) & 0xffff;
+        const sent = performance.now();
+        await socket.send(dnsQuery(specs[turn], id), target);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const lost = new Promise<null>((resolve) =>
+          timer = setTimeout(() => resolve(null), 200)
+        );
+        const reply = await Promise.race([socket.receive(), lost]);
+        clearTimeout(timer);
+        if (reply === null) {
+          errors++;
+          continue;
+        }
+        const [answer] = reply;
+        const answers = (answer[6] << 8) | answer[7];
+        const ok = ((answer[0] << 8) | answer[1]) === id &&
+          (answer[2] & 0x80) !== 0 && (answer[3] & 0x0f) === 0 && answers > 0;
+        if (ok) ops++;
+        else errors++;
+        bytes += answer.length;
+        recordLatency(performance.now() - sent);
+        turn = (turn + 1) % specs.length;
+      }
+    })().catch(() => {});
   }
   await done;
   report();
@@ -339,6 +584,18 @@ switch (mode) {
     break;
   case "chat":
     await chat();
+    break;
+  case "burst":
+    await burst();
+    break;
+  case "paced":
+    await paced();
+    break;
+  case "rpc":
+    await rpc();
+    break;
+  case "dns":
+    await dns();
     break;
   case "upload":
     await upload();

@@ -1,45 +1,76 @@
 // What bench.ts measures: per mode, the servers (ours first, then the
-// baselines the issue names) and the metrics, each a function that drives
-// one running server and returns a Sample.
+// baselines the issue names) and the metrics (bench/metrics.ts).
+//
+// Adding a mode is one entry here plus a baseline file in baselines/:
+// - `requires`: our script the mode exists for, as "scripts/x.ts" or
+//   "scripts/x.ts --flag" (the flag must appear in its --help). Until it
+//   does, the mode is skipped with "not yet: …", and run with its baselines
+//   alone when named with --mode.
+// - `servers`: ours (id "ours…", `ours: true`, `vs` the baseline it is
+//   divided by, `target` the ratio it must reach) and the baselines; each
+//   starts with --port 0 and prints `Listening on …`, or is `silent` (we
+//   pick the port and watch /proc/net). Baselines that only explain (not
+//   a `vs`) carry `quick: false` to keep --quick under 90 s.
+// - `metrics`: usually loadMetric({ load: <loadgen mode>, options, value }).
+// - `prepare`: anything made once before the rounds (certificates, a zone,
+//   a Redis); it may return a clean-up and servers to skip, with why.
 import {
   BENCH,
-  cpuSeconds,
   type Environment,
-  memoryKiB,
   ROOT,
-  runBounded,
-  runLoad,
-  type RunningServer,
-  type Sample,
   type ServerSpec,
   startServer,
 } from "./harness.ts";
+import {
+  count,
+  cpuPerMillionExtra,
+  decimal,
+  type Extra,
+  loadMetric,
+  megabytesPerSecond,
+  type Metric,
+  p50Extra,
+  p99Extra,
+  p99Milliseconds,
+  perSecond,
+  type Report,
+  uploadMetric,
+  wrkMetric,
+} from "./metrics.ts";
+import {
+  BENCH_QUERIES,
+  BENCH_ZONE,
+  certificatePaths,
+  dnsmasqArgs,
+  installWs,
+  makeCertificates,
+  receiveScript,
+  redisPort,
+  startRedis,
+  writeReceiveScript,
+  writeZone,
+  wsModules,
+  zonePath,
+} from "./fixtures.ts";
 
-export interface Extra {
-  /** Key in Sample.extra. */
-  key: string;
-  label: string;
-  format(value: number): string;
-  /** Smaller is better (latency): best of rounds is the minimum. */
-  lowerIsBetter?: boolean;
-  /** Report the worst round (peak memory), and no ratio. */
-  worstCase?: boolean;
-}
+export type { Extra, Metric };
 
-export interface Metric {
-  id: string;
-  label: string;
-  format(value: number): string;
-  /** Secondary figures read from the same runs. */
-  extras?: Extra[];
-  run(server: RunningServer, environment: Environment): Promise<Sample>;
+/** What a mode's prepare() hands back. */
+export interface Prepared {
+  /** Runs after the mode's last round (stops a Redis, say). */
+  cleanup?(): Promise<void>;
+  /** Servers (by id) that cannot run this time, with why. */
+  skip?: Record<string, string>;
 }
 
 export interface Mode {
   name: string;
   /** Runs once before the mode's rounds (with the servers that will run). */
-  prepare?(environment: Environment, servers: ServerSpec[]): Promise<void>;
-  /** Our scripts the mode cannot run without. */
+  prepare?(
+    environment: Environment,
+    servers: ServerSpec[],
+  ): Promise<Prepared | void>;
+  /** Our scripts (and options) the mode exists for; see the top. */
   requires?: string[];
   /** Tools the mode cannot run without. */
   tools?: string[];
@@ -59,11 +90,12 @@ const deno =
   ];
 const script = (name: string) => `${ROOT}scripts/${name}`;
 const baseline = (name: string) => `${BENCH}baselines/${name}`;
-const node = (name: string) => () => [
+const node = (name: string, extra: string[] = []) => () => [
   "node",
   baseline(name),
   "--port",
   "0",
+  ...extra,
 ];
 const python = (name: string) => () => [
   "python3",
@@ -71,46 +103,6 @@ const python = (name: string) => () => [
   "--port",
   "0",
 ];
-
-const count = (value: number) => Math.round(value).toLocaleString("en-US");
-const decimal = (digits: number) => (value: number) => value.toFixed(digits);
-
-/** A metric driven by the load client: `value` turns its report into a figure. */
-function loadMetric(
-  id: string,
-  label: string,
-  mode: string,
-  options: Record<string, number>,
-  value: (report: { ops: number; bytes: number; seconds: number }) => number,
-  format: (value: number) => string,
-  extras?: Extra[],
-): Metric {
-  return {
-    id,
-    label,
-    format,
-    extras,
-    async run(server, environment) {
-      const { report, serverCpu } = await runLoad(environment, server, mode, {
-        ...options,
-        warmup: environment.warmup,
-        duration: environment.seconds,
-      });
-      if (report.ops === 0) throw new Error("no traffic got through");
-      return {
-        value: value(report),
-        loadCpu: report.cpu / report.seconds,
-        serverCpu,
-        extra: { p99_ms: report.p99_us / 1000, p50_ms: report.p50_us / 1000 },
-      };
-    },
-  };
-}
-
-const perSecond = (report: { ops: number; seconds: number }) =>
-  report.ops / report.seconds;
-const megabytesPerSecond = (report: { bytes: number; seconds: number }) =>
-  report.bytes / report.seconds / 1e6;
 
 const echo: Mode = {
   name: "echo",
@@ -134,6 +126,7 @@ const echo: Mode = {
     {
       id: "deno-pipe",
       label: "Deno pipeTo",
+      quick: false,
       command: () => deno(baseline("deno_echo_pipe.ts"))(),
       vs: "deno-loop",
     },
@@ -148,35 +141,36 @@ const echo: Mode = {
       id: "python",
       label: "Python asyncio",
       tools: ["python3"],
+      quick: false,
       command: python("python_echo.py"),
       vs: "deno-loop",
     },
   ],
   metrics: [
-    loadMetric(
-      "rr1",
-      "round trips/s, 1 conn, 64 B",
-      "rr",
-      { conns: 1, size: 64 },
-      perSecond,
-      count,
-    ),
-    loadMetric(
-      "rr50",
-      "round trips/s, 50 conns, 64 B",
-      "rr",
-      { conns: 50, size: 64 },
-      perSecond,
-      count,
-    ),
-    loadMetric(
-      "stream",
-      "stream MB/s, 1 conn, 64 KiB writes",
-      "stream",
-      { conns: 1, size: 65536 },
-      megabytesPerSecond,
-      count,
-    ),
+    loadMetric({
+      id: "rr1",
+      label: "round trips/s, 1 conn, 64 B",
+      load: "rr",
+      options: { conns: 1, size: 64 },
+      value: perSecond,
+      format: count,
+    }),
+    loadMetric({
+      id: "rr50",
+      label: "round trips/s, 50 conns, 64 B",
+      load: "rr",
+      options: { conns: 50, size: 64 },
+      value: perSecond,
+      format: count,
+    }),
+    loadMetric({
+      id: "stream",
+      label: "stream MB/s, 1 conn, 64 KiB writes",
+      load: "stream",
+      options: { conns: 1, size: 65536 },
+      value: megabytesPerSecond,
+      format: count,
+    }),
   ],
 };
 
@@ -203,6 +197,7 @@ const udp: Mode = {
     {
       id: "deno-udp",
       label: "Deno for-await listenDatagram loop",
+      quick: false,
       command: () =>
         deno(baseline("deno_udp.ts"), ["--allow-net", "--unstable-net"])(),
       vs: "deno-udp-loop",
@@ -218,49 +213,141 @@ const udp: Mode = {
       id: "python",
       label: "Python asyncio",
       tools: ["python3"],
+      quick: false,
       command: python("python_udp.py"),
       vs: "deno-udp-loop",
     },
   ],
   metrics: [
-    loadMetric(
-      "udp1",
-      "round trips/s, 1 socket, 64 B",
-      "udp",
-      { conns: 1, size: 64 },
-      perSecond,
-      count,
-    ),
-    loadMetric(
-      "udp50",
-      "round trips/s, 50 sockets, 64 B",
-      "udp",
-      { conns: 50, size: 64 },
-      perSecond,
-      count,
-    ),
+    loadMetric({
+      id: "udp1",
+      label: "round trips/s, 1 socket, 64 B",
+      load: "udp",
+      options: { conns: 1, size: 64 },
+      value: perSecond,
+      format: count,
+    }),
+    loadMetric({
+      id: "udp50",
+      label: "round trips/s, 50 sockets, 64 B",
+      load: "udp",
+      options: { conns: 50, size: 64 },
+      value: perSecond,
+      format: count,
+    }),
   ],
+};
+
+/** Members of every chat room measured: one talker, the rest reading. */
+const ROOM = 50;
+
+/**
+ * Burst: client 0 sends `lines` lines of 64 B at once; the figure is lines
+ * delivered per second at the other 49 (each line counts once per reader).
+ * All of them must arrive.
+ */
+function burstMetric(
+  label: string,
+  lines: (environment: Environment) => number,
+  options: Record<string, string | number> = {},
+  unit = "delivered lines",
+): Metric {
+  return loadMetric({
+    id: "burst",
+    label,
+    load: "burst",
+    options: (environment) => ({
+      conns: ROOM,
+      size: 64,
+      lines: lines(environment),
+      ...options,
+    }),
+    value: perSecond,
+    format: count,
+    check(report) {
+      if (report.errors > 0) {
+        throw new Error(
+          `${report.errors} of ${
+            report.ops + report.errors
+          } deliveries missing after the load client's timeout`,
+        );
+      }
+    },
+    extras: [cpuPerMillionExtra(unit)],
+  });
+}
+
+/**
+ * Paced: client 0 sends --paced-rate lines/s (2,000), one write each; the
+ * figure is the p99 of each line's delivery latency at the other 49. A server that falls
+ * behind the rate (a fifth of the deliveries missing) does not count.
+ */
+function pacedMetric(
+  label: string,
+  options: Record<string, string | number> = {},
+): Metric {
+  return loadMetric({
+    id: "paced",
+    label,
+    load: "paced",
+    options: (environment) => ({
+      conns: ROOM,
+      size: 64,
+      rate: environment.pacedRate,
+      ...options,
+    }),
+    value: p99Milliseconds,
+    format: decimal(2),
+    lowerIsBetter: true,
+    // Twice the usual window: a p99 wants a few thousand lines.
+    seconds: (environment) => environment.seconds * 2,
+    // Every line sent must reach the other 49, but for the last few
+    // still in flight when the window closed. (Counted from the lines
+    // actually sent: a load client short of CPU sends fewer.)
+    check(report, environment) {
+      const expected = (report.sent ?? environment.pacedRate * report.seconds) *
+        (ROOM - 1);
+      if (report.ops < 0.8 * expected) {
+        throw new Error(
+          `fell behind: ${report.ops} of ${Math.round(expected)} deliveries`,
+        );
+      }
+    },
+    extras: [p50Extra],
+  });
+}
+
+const chatServer: ServerSpec = {
+  id: "ours",
+  label: "chat_server.ts",
+  ours: true,
+  script: "scripts/chat_server.ts",
+  command: () => deno(script("chat_server.ts"))(),
+  vs: "node-expert",
+  target: 1.0,
 };
 
 const chat: Mode = {
   name: "chat",
   requires: ["scripts/chat_server.ts"],
   servers: [
+    chatServer,
     {
-      id: "ours",
-      label: "chat_server.ts",
-      ours: true,
-      script: "scripts/chat_server.ts",
-      command: () => deno(script("chat_server.ts"))(),
-      vs: "node-chat",
-      target: 1.0,
+      id: "node-expert",
+      label: "Node net chat, expert",
+      tools: ["node"],
+      command: node("node_chat_expert.mjs"),
+      vs: "node-expert",
     },
     {
-      id: "node-chat",
-      label: "Node net chat (30 lines)",
+      // The README's old reference; slow enough to cost seconds per round,
+      // so only in full runs.
+      id: "node-naive",
+      label: "Node net chat, naive (30 lines)",
       tools: ["node"],
-      command: node("node_chat.mjs"),
-      vs: "node-chat",
+      quick: false,
+      command: node("node_chat_naive.mjs"),
+      vs: "node-expert",
     },
     {
       id: "ncat",
@@ -276,151 +363,34 @@ const chat: Mode = {
         "127.0.0.1",
         String(port),
       ],
-      vs: "node-chat",
+      vs: "node-expert",
     },
   ],
   metrics: [
-    loadMetric(
-      "chat100",
-      "lines delivered/s, 100 clients",
-      "chat",
-      { conns: 100, size: 48, depth: 1 },
-      perSecond,
-      count,
-      [{
-        key: "p99_ms",
-        label: "p99 delivery latency ms, 100 clients",
-        format: decimal(2),
-        lowerIsBetter: true,
-      }],
+    burstMetric(
+      "lines delivered/s, burst: 1 talker → 49 readers, 64 B",
+      (environment) => environment.chatLines,
     ),
+    pacedMetric("p99 delivery ms, paced talker → 49 readers"),
+    loadMetric({
+      id: "chat100",
+      label: "lines delivered/s, 100 clients all talking",
+      load: "chat",
+      options: { conns: 100, size: 48, depth: 1 },
+      value: perSecond,
+      format: count,
+      quick: false,
+      extras: [p99Extra("p99 delivery latency ms, 100 clients talking")],
+    }),
   ],
 };
-
-/** The file every upload sends, made once per suite run. */
-let uploadSource:
-  | Promise<{ path: string; size: number; sha256: string }>
-  | undefined;
-
-function makeUploadSource(environment: Environment) {
-  uploadSource ??= (async () => {
-    const path = `${environment.scratch}/upload-source.bin`;
-    const block = new Uint8Array(1024 * 1024);
-    for (let offset = 0; offset < block.length; offset += 65536) {
-      crypto.getRandomValues(block.subarray(offset, offset + 65536));
-    }
-    const whole = new Uint8Array(environment.uploadBytes);
-    for (let offset = 0; offset < whole.length; offset += block.length) {
-      whole.set(block.subarray(0, whole.length - offset), offset);
-    }
-    await Deno.writeFile(path, whole);
-    const digest = new Uint8Array(
-      await crypto.subtle.digest("SHA-256", whole),
-    );
-    const sha256 = Array.from(
-      digest,
-      (byte) => byte.toString(16).padStart(2, "0"),
-    ).join("");
-    return { path, size: whole.length, sha256 };
-  })();
-  return uploadSource;
-}
-
-let uploads = 0;
-
-const uploadMetric: Metric = {
-  id: "upload",
-  label: "upload MB/s",
-  format: count,
-  extras: [{
-    key: "peak_rss_mib",
-    label: "server peak RSS MiB (idle → peak)",
-    format: decimal(1),
-    worstCase: true,
-  }],
-  async run(server, environment) {
-    const source = await makeUploadSource(environment);
-    const name = `bench-${++uploads}.bin`;
-    const idle = await memoryKiB(server.pid, "VmRSS");
-    // nc exits when the upload ends, so watch its peak while it runs.
-    let peak = 0;
-    const sampler = setInterval(async () => {
-      peak = Math.max(peak, await memoryKiB(server.pid, "VmHWM") ?? 0);
-    }, 20);
-    let result;
-    try {
-      result = await runLoad(environment, server, "upload", {
-        file: source.path,
-        name,
-        raw: server.spec.rawUpload ?? false,
-      });
-    } finally {
-      clearInterval(sampler);
-    }
-    peak = Math.max(peak, await memoryKiB(server.pid, "VmHWM") ?? 0);
-    const { report, serverCpu } = result;
-    if (server.spec.rawUpload) {
-      const written = await waitForSize(
-        `${server.dir}/upload.bin`,
-        source.size,
-      );
-      if (written !== source.size) {
-        throw new Error(`nc wrote ${written} of ${source.size} bytes`);
-      }
-      if (server.spec.pipeline) {
-        const sum = await waitForText(`${server.dir}/upload.bin.sha256`);
-        if (!sum.startsWith(source.sha256)) {
-          throw new Error(`openssl printed '${sum.trim()}'`);
-        }
-      }
-    } else {
-      const expected = `200 OK ${source.size} ${source.sha256}`;
-      if (report.reply !== expected) {
-        throw new Error(
-          `expected '${expected}', got '${report.reply ?? "(nothing)"}'`,
-        );
-      }
-      await Deno.remove(`${server.dir}/${name}`);
-    }
-    // nc can end before we sample it: its peak is at least what it started with.
-    peak = Math.max(peak, idle ?? 0);
-    return {
-      value: report.bytes / report.seconds / 1e6,
-      loadCpu: report.cpu / report.seconds,
-      // A pipeline's CPU is spread over processes we do not watch.
-      serverCpu: server.spec.pipeline ? undefined : serverCpu,
-      extra: server.spec.pipeline ? undefined : {
-        peak_rss_mib: peak / 1024,
-        idle_rss_mib: (idle ?? 0) / 1024,
-      },
-    };
-  },
-};
-
-/** nc has flushed everything once it exits; give it a moment to do so. */
-async function waitForSize(path: string, size: number): Promise<number> {
-  let current = 0;
-  for (let attempt = 0; attempt < 200; attempt++) {
-    current = (await Deno.stat(path).catch(() => ({ size: 0 }))).size;
-    if (current === size) break;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return current;
-}
-
-/** Waits (bounded) for a small file a pipeline writes when it ends. */
-async function waitForText(path: string): Promise<string> {
-  for (let attempt = 0; attempt < 500; attempt++) {
-    const text = await Deno.readTextFile(path).catch(() => "");
-    if (text.endsWith("\n")) return text;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return "";
-}
 
 const upload: Mode = {
   name: "upload",
   requires: ["scripts/upload_server.ts"],
+  async prepare(environment) {
+    await writeReceiveScript(environment);
+  },
   servers: [
     {
       id: "ours",
@@ -433,12 +403,34 @@ const upload: Mode = {
           `--allow-read=${dir}`,
           `--allow-write=${dir}`,
         ])(["--dir", dir]),
-      vs: "nc",
-      target: 0.8,
+      vs: "node-upload",
+      target: 1.0,
     },
     {
+      id: "node-upload",
+      label: "Node net + crypto + fs, same work",
+      tools: ["node"],
+      command: ({ dir }) => node("node_upload.mjs", ["--dir", dir])(),
+      vs: "node-upload",
+    },
+    {
+      id: "shell",
+      label: "socat → tee file | sha256sum; sync",
+      tools: ["socat", "tee", "sha256sum", "sync"],
+      silent: true,
+      rawUpload: true,
+      pipeline: true,
+      command: ({ port, dir, scratch }) => [
+        "socat",
+        `TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr`,
+        `SYSTEM:sh ${receiveScript(scratch)} ${dir}/upload.bin`,
+      ],
+      vs: "node-upload",
+    },
+    {
+      // Not the same work: no hash, no flush. The ceiling of the socket.
       id: "nc",
-      label: "nc -l > file",
+      label: "nc -l > file (no hash, no flush)",
       tools: ["nc"],
       silent: true,
       rawUpload: true,
@@ -450,79 +442,10 @@ const upload: Mode = {
         String(port),
         `${dir}/upload.bin`,
       ],
-      vs: "nc",
-    },
-    {
-      // Not a target, an explanation: nc plus the SHA-256 we must compute.
-      id: "nc-sha",
-      label: "nc -l | tee file | openssl sha256",
-      tools: ["nc", "openssl", "tee"],
-      silent: true,
-      rawUpload: true,
-      pipeline: true,
-      command: ({ port, dir }) => [
-        "sh",
-        "-c",
-        'nc -d -l 127.0.0.1 "$1" | tee "$2" | openssl dgst -sha256 -r > "$2.sha256"',
-        "sh",
-        String(port),
-        `${dir}/upload.bin`,
-      ],
-      vs: "nc",
+      vs: "node-upload",
     },
   ],
   metrics: [uploadMetric],
-};
-
-/** Requests/s from wrk, one thread and 50 connections on the load CPU. */
-const wrkMetric: Metric = {
-  id: "wrk",
-  label: "requests/s, wrk 50 conns",
-  format: count,
-  async run(server, environment) {
-    const url = `http://127.0.0.1:${server.port}/`;
-    const seconds = Math.max(1, Math.round(environment.seconds));
-    const wrk = (duration: number) =>
-      runBounded([
-        "sh",
-        "-c",
-        // `times` prints the CPU time of the shell's children: wrk's.
-        '"$@"; status=$?; times >&2; exit $status',
-        "sh",
-        ...environment.loadPrefix,
-        "wrk",
-        "-t1",
-        "-c50",
-        `-d${duration}s`,
-        url,
-      ], duration * 1000 + 30_000);
-    if (!environment.quick) await wrk(1); // JIT warm-up, not measured
-    const before = await cpuSeconds(server.pid);
-    const started = performance.now();
-    const output = await wrk(seconds);
-    const wall = (performance.now() - started) / 1000;
-    const after = await cpuSeconds(server.pid);
-    const rate = /Requests\/sec:\s*([\d.]+)/.exec(output.stdout);
-    if (output.code !== 0 || !rate) {
-      throw new Error(`wrk failed: ${output.stdout}${output.stderr}`);
-    }
-    const bad = /Non-2xx or 3xx responses: (\d+)/.exec(output.stdout);
-    if (bad) throw new Error(`${bad[1]} responses were not 2xx`);
-    const errors = /Socket errors: (.*)/.exec(output.stdout);
-    if (errors) console.error(`  wrk socket errors: ${errors[1]}`);
-    const times = [...output.stderr.matchAll(/(\d+)m([\d.]+)s/g)]
-      .map((match) => Number(match[1]) * 60 + Number(match[2]));
-    const loadCpu = times.length >= 4
-      ? (times[2] + times[3]) / wall
-      : undefined;
-    return {
-      value: Number(rate[1]),
-      loadCpu,
-      serverCpu: before !== undefined && after !== undefined
-        ? (after - before) / wall
-        : undefined,
-    };
-  },
 };
 
 const httpServer: ServerSpec = {
@@ -581,6 +504,7 @@ const http: Mode = {
     {
       id: "deno-page",
       label: "Deno.serve, http_server.ts's page",
+      quick: false,
       script: "scripts/http_server.ts",
       command: ({ scratch }) => {
         const page = pagePath(scratch);
@@ -594,6 +518,7 @@ const http: Mode = {
     {
       id: "deno-route",
       label: "Deno.serve hello + path check",
+      quick: false,
       command: () => deno(baseline("deno_http_route.ts"))(),
       vs: "deno-serve",
     },
@@ -608,4 +533,320 @@ const http: Mode = {
   metrics: [wrkMetric],
 };
 
-export const MODES: Mode[] = [echo, udp, chat, upload, http];
+/** --cert/--key of the run's certificates (made by prepare). */
+const tlsFiles = (scratch: string) => {
+  const { cert, key } = certificatePaths(scratch);
+  return ["--cert", cert, "--key", key];
+};
+/** Deno permissions to read them. */
+const readTls = (scratch: string) => {
+  const { cert, key } = certificatePaths(scratch);
+  return `--allow-read=${cert},${key}`;
+};
+/** The load client verifies the server against the run's CA. */
+const trustRunCa = (environment: Environment) => ({
+  cacert: certificatePaths(environment.scratch).ca,
+});
+
+const tls: Mode = {
+  name: "tls",
+  requires: ["scripts/echo_server.ts --cert"],
+  tools: ["openssl"],
+  async prepare(environment) {
+    await makeCertificates(environment);
+  },
+  servers: [
+    {
+      id: "ours-tls",
+      label: "echo_server.ts --cert --key",
+      ours: true,
+      script: "scripts/echo_server.ts --cert",
+      command: ({ scratch }) =>
+        deno(script("echo_server.ts"), ["--allow-net", readTls(scratch)])(
+          tlsFiles(scratch),
+        ),
+      vs: "node-tls",
+      target: 1.0,
+    },
+    {
+      id: "node-tls",
+      label: "Node tls echo",
+      tools: ["node"],
+      command: ({ scratch }) => node("node_tls_echo.mjs", tlsFiles(scratch))(),
+      vs: "node-tls",
+    },
+  ],
+  metrics: [
+    loadMetric({
+      id: "tls-rr50",
+      label: "TLS round trips/s, 50 conns, 64 B",
+      load: "rr",
+      options: (environment) => ({
+        conns: 50,
+        size: 64,
+        ...trustRunCa(environment),
+      }),
+      value: perSecond,
+      format: count,
+    }),
+    loadMetric({
+      id: "tls-stream",
+      label: "TLS stream MB/s, 1 conn, 64 KiB writes",
+      load: "stream",
+      options: (environment) => ({
+        conns: 1,
+        size: 65536,
+        ...trustRunCa(environment),
+      }),
+      value: megabytesPerSecond,
+      format: count,
+    }),
+  ],
+};
+
+const https: Mode = {
+  name: "https",
+  requires: ["scripts/http_server.ts --cert"],
+  tools: ["wrk", "openssl"],
+  async prepare(environment) {
+    await makeCertificates(environment);
+  },
+  servers: [
+    {
+      id: "ours-https",
+      label: "http_server.ts --cert --key",
+      ours: true,
+      script: "scripts/http_server.ts --cert",
+      command: ({ dir, scratch }) =>
+        deno(script("http_server.ts"), [
+          "--allow-net",
+          `${readTls(scratch)},${dir}`,
+          `--allow-write=${dir}`,
+        ])(["--dir", dir, ...tlsFiles(scratch)]),
+      vs: "deno-https",
+      target: 0.95,
+    },
+    {
+      id: "deno-https",
+      label: "Deno.serve hello, TLS",
+      command: ({ scratch }) =>
+        deno(baseline("deno_https.ts"), ["--allow-net", readTls(scratch)])(
+          tlsFiles(scratch),
+        ),
+      vs: "deno-https",
+    },
+    {
+      id: "node-https",
+      label: "Node https hello",
+      tools: ["node"],
+      quick: false,
+      command: ({ scratch }) => node("node_https.mjs", tlsFiles(scratch))(),
+      vs: "deno-https",
+    },
+  ],
+  metrics: [{
+    ...wrkMetric,
+    id: "wrk-tls",
+    label: "HTTPS requests/s, wrk 50 conns",
+  }],
+};
+
+const rpc: Mode = {
+  name: "rpc",
+  requires: ["scripts/rpc_server.ts"],
+  servers: [
+    {
+      id: "ours-rpc",
+      label: "rpc_server.ts",
+      ours: true,
+      script: "scripts/rpc_server.ts",
+      command: () => deno(script("rpc_server.ts"))(),
+      vs: "node-rpc",
+      target: 1.0,
+    },
+    {
+      id: "node-rpc",
+      label: "Node net JSON-RPC, expert",
+      tools: ["node"],
+      command: node("node_rpc.mjs"),
+      vs: "node-rpc",
+    },
+  ],
+  metrics: [
+    loadMetric({
+      id: "rpc1",
+      label: "JSON-RPC add calls/s, 1 conn, 32 in flight",
+      load: "rpc",
+      options: { conns: 1, depth: 32 },
+      value: perSecond,
+      format: count,
+      check: noErrors("wrong or error responses"),
+      extras: [p99Extra("p99 call latency ms, 1 conn")],
+    }),
+    loadMetric({
+      id: "rpc50",
+      label: "JSON-RPC add calls/s, 50 conns, 4 in flight each",
+      load: "rpc",
+      options: { conns: 50, depth: 4 },
+      value: perSecond,
+      format: count,
+      check: noErrors("wrong or error responses"),
+      extras: [p99Extra("p99 call latency ms, 50 conns")],
+    }),
+  ],
+};
+
+function noErrors(what: string) {
+  return (report: Report) => {
+    if (report.errors > 0) throw new Error(`${report.errors} ${what}`);
+  };
+}
+
+/** The browser side of the chat: the same room over WebSocket at /ws. */
+const web: Mode = {
+  name: "web",
+  requires: ["scripts/chat_server.ts --web-port"],
+  async prepare(environment, servers) {
+    if (!servers.some((server) => server.id === "node-ws")) return;
+    const problem = await installWs(environment);
+    return problem ? { skip: { "node-ws": problem } } : undefined;
+  },
+  servers: [
+    {
+      id: "ours-web",
+      label: "chat_server.ts --web-port, WebSocket",
+      ours: true,
+      script: "scripts/chat_server.ts --web-port",
+      // Two Listening lines, TCP then HTTP: the load uses the second.
+      listenLines: 2,
+      command: () => deno(script("chat_server.ts"))(["--web-port", "0"]),
+      vs: "node-ws",
+      target: 1.0,
+    },
+    {
+      id: "node-ws",
+      label: "Node ws room",
+      tools: ["node", "npm"],
+      command: ({ scratch }) =>
+        node("node_ws_room.mjs", ["--modules", wsModules(scratch)])(),
+      vs: "node-ws",
+    },
+  ],
+  metrics: [
+    // One message per frame each way makes this far slower than the TCP
+    // room per line: a tenth of the lines keeps the run short.
+    burstMetric(
+      "messages delivered/s, burst: 1 talker → 49 readers",
+      (environment) => Math.ceil(environment.chatLines / 10),
+      { ws: "/ws" },
+      "delivered messages",
+    ),
+    pacedMetric("p99 delivery ms, paced talker → 49 readers", {
+      ws: "/ws",
+    }),
+  ],
+};
+
+const dns: Mode = {
+  name: "dns",
+  requires: ["scripts/dns_server.ts"],
+  async prepare(environment) {
+    await writeZone(environment);
+  },
+  servers: [
+    {
+      id: "ours-dns",
+      label: "dns_server.ts",
+      ours: true,
+      script: "scripts/dns_server.ts",
+      command: ({ scratch }) =>
+        deno(script("dns_server.ts"), [
+          "--allow-net",
+          `--allow-read=${zonePath(scratch)}`,
+        ])(["--zone", zonePath(scratch)]),
+      vs: "dnsmasq",
+    },
+    {
+      id: "dnsmasq",
+      label: "dnsmasq, same zone",
+      tools: ["dnsmasq"],
+      silent: true,
+      command: ({ port }) => ["dnsmasq", ...dnsmasqArgs(BENCH_ZONE, port)],
+      vs: "dnsmasq",
+    },
+  ],
+  metrics: [
+    loadMetric({
+      id: "dns1",
+      label: "DNS queries/s over UDP, 1 socket",
+      load: "dns",
+      options: { conns: 1, queries: BENCH_QUERIES },
+      value: perSecond,
+      format: count,
+      check: noErrors("queries unanswered or answered wrong"),
+    }),
+    loadMetric({
+      id: "dns50",
+      label: "DNS queries/s over UDP, 50 sockets",
+      load: "dns",
+      options: { conns: 50, queries: BENCH_QUERIES },
+      value: perSecond,
+      format: count,
+      check: noErrors("queries unanswered or answered wrong"),
+    }),
+  ],
+};
+
+const redis: Mode = {
+  name: "redis",
+  requires: ["scripts/chat_server.ts --redis"],
+  tools: ["redis-server"],
+  async prepare(environment, servers) {
+    if (!servers.some((server) => server.id === "ours-redis")) return;
+    return { cleanup: await startRedis(environment) };
+  },
+  servers: [
+    {
+      id: "ours-redis",
+      label: "2 × chat_server.ts --redis",
+      ours: true,
+      script: "scripts/chat_server.ts --redis",
+      // Two servers on one Redis room: the talker is on the first, every
+      // other reader on the second, so half the deliveries cross processes.
+      instances: 2,
+      // Both share the run's directory, whose name makes the room's: a
+      // room per run, so rounds never hear each other.
+      command: ({ dir }) =>
+        deno(script("chat_server.ts"))([
+          "--redis",
+          `redis://127.0.0.1:${redisPort}`,
+          "--room",
+          `bench-${dir.split("/").pop()}`,
+        ]),
+      vs: "single",
+    },
+    {
+      ...chatServer,
+      id: "single",
+      label: "chat_server.ts alone",
+      ours: false,
+      vs: "single",
+      target: undefined,
+    },
+  ],
+  metrics: [pacedMetric("p99 delivery ms, paced talker → 49 readers")],
+};
+
+export const MODES: Mode[] = [
+  echo,
+  udp,
+  chat,
+  upload,
+  http,
+  tls,
+  https,
+  rpc,
+  web,
+  dns,
+  redis,
+];

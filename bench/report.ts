@@ -13,12 +13,13 @@ export interface Result {
 
 export type Row = string[];
 
-const HEADER = [
+export const HEADER = [
   "mode",
   "metric",
   "server [id]",
   "figure",
   "ratio",
+  "vs",
   "target",
   "spread",
   "per server CPU-s ratio",
@@ -26,8 +27,12 @@ const HEADER = [
   "server CPU",
 ];
 
+/** Where each column is, by its header. */
+export const COLUMN: Record<string, number> = Object.fromEntries(
+  HEADER.map((name, index) => [name, index]),
+);
 /** Column of the load CPU figure (bench.ts looks for the ⚠ there). */
-export const LOAD_COLUMN = 8;
+export const LOAD_COLUMN = COLUMN["load CPU"];
 
 /** The rows of one mode: per metric (and each extra figure), per server. */
 export function buildRows(
@@ -37,37 +42,45 @@ export function buildRows(
   metrics: Metric[],
 ): Row[] {
   const rows: Row[] = [];
-  const best = (server: string, metric: string) => {
-    const samples = results.get(`${server}/${metric}`)?.samples ?? [];
-    return samples.reduce<Sample | undefined>(
-      (top, sample) => !top || sample.value > top.value ? sample : top,
-      undefined,
-    );
-  };
-  // Figure per second of server CPU, the median over rounds: another
-  // process stealing the server's CPU lowers its figure in that round, but
-  // hardly what it achieves per CPU-second, so this ratio stays steady under
-  // noise (it means little where the server idles, as with one connection).
-  const efficiency = (server: string, metric: string) => {
-    const values = (results.get(`${server}/${metric}`)?.samples ?? [])
-      .filter((sample) => (sample.serverCpu ?? 0) > 0.05)
-      .map((sample) => sample.value / sample.serverCpu!)
-      .sort((a, b) => a - b);
-    return values.length ? values[Math.floor(values.length / 2)] : undefined;
-  };
   for (const metric of metrics) {
+    const lower = metric.lowerIsBetter ?? false;
+    const best = (server: string) => {
+      const samples = results.get(`${server}/${metric.id}`)?.samples ?? [];
+      return samples.reduce<Sample | undefined>(
+        (top, sample) =>
+          !top || (lower ? sample.value < top.value : sample.value > top.value)
+            ? sample
+            : top,
+        undefined,
+      );
+    };
+    // Figure per second of server CPU, the median over rounds: another
+    // process stealing the server's CPU lowers its figure in that round, but
+    // hardly what it achieves per CPU-second, so this ratio stays steady under
+    // noise (it means little where the server idles, as with one connection,
+    // and nothing for a latency).
+    const efficiency = (server: string) => {
+      if (lower) return undefined;
+      const values = (results.get(`${server}/${metric.id}`)?.samples ?? [])
+        .filter((sample) => (sample.serverCpu ?? 0) > 0.05)
+        .map((sample) => sample.value / sample.serverCpu!)
+        .sort((a, b) => a - b);
+      return values.length ? values[Math.floor(values.length / 2)] : undefined;
+    };
+    const label = metric.label + (lower ? " (lower is better)" : "");
     for (const server of servers) {
       const result = results.get(`${server.id}/${metric.id}`);
-      const top = best(server.id, metric.id);
-      const reference = server.vs ? best(server.vs, metric.id) : undefined;
+      const top = best(server.id);
+      const reference = server.vs ? best(server.vs) : undefined;
       if (!top) {
         rows.push([
           mode.name,
-          metric.label,
+          label,
           `${server.label} [${server.id}]`,
           `failed: ${result?.errors[0] ?? "no run"}`.replaceAll("|", "/"),
           "",
-          server.target ? `≥ ${server.target.toFixed(2)} ✘` : "",
+          versus(server),
+          server.target ? `${targetText(server.target, lower)} ✘` : "",
           "",
           "",
           "",
@@ -78,23 +91,24 @@ export function buildRows(
       const ratio = reference ? top.value / reference.value : undefined;
       const values = result!.samples.map((sample) => sample.value);
       const spread = values.length > 1
-        ? (Math.max(...values) - Math.min(...values)) / Math.max(...values)
+        ? (Math.max(...values) - Math.min(...values)) /
+          Math.max(...values)
         : undefined;
-      const ours = efficiency(server.id, metric.id);
-      const theirs = server.vs ? efficiency(server.vs, metric.id) : undefined;
+      const ours = efficiency(server.id);
+      const theirs = server.vs ? efficiency(server.vs) : undefined;
+      const perCpu = ours && theirs ? ours / theirs : undefined;
       rows.push([
         mode.name,
-        metric.label,
+        label,
         `${server.label} [${server.id}]`,
         metric.format(top.value),
         ratio === undefined ? "" : `${ratio.toFixed(2)}×`,
+        ratio === undefined ? "" : versus(server),
         server.target
-          ? `≥ ${server.target.toFixed(2)} ${
-            ratio !== undefined && ratio >= server.target ? "✔" : "✘"
-          }`
+          ? judge(server.target, lower, ratio, perCpu, top, reference)
           : "",
         spread === undefined ? "" : `${Math.round(spread * 100)}%`,
-        ours && theirs ? `${(ours / theirs).toFixed(2)}×` : "",
+        perCpu === undefined ? "" : `${perCpu.toFixed(2)}×`,
         percent(top.loadCpu) + (loadBound(top) ? " ⚠" : ""),
         percent(top.serverCpu),
       ]);
@@ -137,6 +151,7 @@ export function buildRows(
           `${server.label} [${server.id}]`,
           figure,
           ratio,
+          ratio ? versus(server) : "",
           "",
           "",
           "",
@@ -147,6 +162,47 @@ export function buildRows(
     }
   }
   return rows;
+}
+
+/** The baseline a ratio divides by (blank for the baseline itself). */
+function versus(server: ServerSpec): string {
+  return server.vs && server.vs !== server.id ? server.vs : "";
+}
+
+/**
+ * A target is the least acceptable "goodness" (how many times better than
+ * the baseline): a ratio ≥ T for figures, ≤ 1/T for latencies.
+ */
+function targetText(target: number, lower: boolean): string {
+  return lower ? `≤ ${(1 / target).toFixed(2)}` : `≥ ${target.toFixed(2)}`;
+}
+
+/** Marks the text judged on CPU time rather than the figure. */
+export const PER_CPU = "per CPU-s";
+
+/**
+ * ✔ or ✘ against the target. When both our server and its baseline had a
+ * load client at its limit, the figures show the client, not the servers:
+ * then the judge is the per-CPU-second ratio (server CPU per operation).
+ */
+function judge(
+  target: number,
+  lower: boolean,
+  ratio: number | undefined,
+  perCpu: number | undefined,
+  top: Sample,
+  reference: Sample | undefined,
+): string {
+  const text = targetText(target, lower);
+  if (ratio === undefined) return `${text} ?`;
+  if (
+    !lower && perCpu !== undefined && reference && loadBound(top) &&
+    loadBound(reference)
+  ) {
+    return `${text} ${perCpu >= target ? "✔" : "✘"} ${PER_CPU}`;
+  }
+  const met = lower ? ratio <= 1 / target : ratio >= target;
+  return `${text} ${met ? "✔" : "✘"}`;
 }
 
 /** A load client this busy may itself have set the pace. */

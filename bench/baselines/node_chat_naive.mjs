@@ -1,7 +1,9 @@
-// Baseline: the ~30-line Node `net` chat everyone writes first: a welcome
-// line, and every line goes to every other client as "guestN: text". No line
-// limit, no slow-client handling: the reference our chat_server.ts must beat.
-// Run: node bench/baselines/node_chat.mjs --port 0
+// Baseline, naive: the ~30-line Node `net` chat everyone writes first: a
+// welcome line, and every line goes to every other client as "guestN: text",
+// one write per line per client, strings throughout, Nagle left on. No line
+// limit, no slow-client handling. Kept for comparison; the target is
+// node_chat_expert.mjs, which does the same job the way an expert would.
+// Run: node bench/baselines/node_chat_naive.mjs --port 0
 import net from "node:net";
 import process from "node:process";
 
