@@ -451,6 +451,8 @@ export async function makeTestCerts(): Promise<TestCerts> {
     otherCa: await read("other-ca.pem"),
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
+}
+
 export interface RunningPeer {
   /** What the ready pattern matched in the child's stdout (e.g. its port). */
   match: RegExpExecArray;
