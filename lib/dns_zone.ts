@@ -143,8 +143,11 @@ export function lookUp(zone: Zone, labels: string[], type: string) {
  * the labels `a.b` and `a`,`b` never meet.
  */
 export function nameKey(labels: string[]): string {
-  return labels.map((label) => label.replaceAll(".", "\\.")).join(".")
-    .toLowerCase();
+  const dotted = labels.some((label) => label.includes("."));
+  const escaped = dotted
+    ? labels.map((label) => label.replaceAll(".", "\\."))
+    : labels; // the usual case, and the hot path: no copy
+  return escaped.join(".").toLowerCase();
 }
 
 /** `www.example.test.` → labels: 1–63 of [A-Za-z0-9_-] each, ≤255 bytes. */

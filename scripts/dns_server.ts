@@ -51,6 +51,7 @@ Options:
 // lies becomes a Malformed error, which answerQuery answers with FORMERR.
 
 class Malformed extends Error {}
+const char = String.fromCharCode;
 
 class Reader {
   at = 12; // after the header, which answerQuery reads itself
@@ -89,8 +90,9 @@ class Reader {
       wireLength += size + 1;
       if (wireLength > 255) throw new Malformed("name over 255 bytes");
       if (at + 1 + size > bytes.length) throw new Malformed("label cut short");
-      const label = bytes.subarray(at + 1, at + 1 + size);
-      labels.push(String.fromCharCode(...label)); // one char per byte
+      let label = ""; // one char per byte: any byte survives, as it came
+      for (let i = 1; i <= size; i++) label += char(bytes[at + i]);
+      labels.push(label);
       at += 1 + size;
     }
     if (!jumped) this.at = at + 1;
@@ -113,15 +115,12 @@ function readQuery(packet: Uint8Array) {
     reader.at += length;
     if (reader.at > packet.length) throw new Malformed("RDATA cut short");
     if (rrType !== OPT) continue;
-    if (edns || owner.length > 0 || index < skipped) {
-      throw new Malformed("misplaced or repeated OPT record");
-    }
+    if (edns || owner.length || index < skipped) throw new Malformed("bad OPT");
     // In OPT, the class is the client's UDP size; the TTL's byte 2 the version.
     [edns, version] = [true, ttlHigh & 0xff];
     udpLimit = Math.min(Math.max(size, PLAIN_UDP_LIMIT), EDNS_UDP_LIMIT);
   }
-  const extra = packet.length - reader.at;
-  if (extra > 0) throw new Malformed(`${extra} bytes after the last record`);
+  if (reader.at < packet.length) throw new Malformed("bytes after the end");
   return { labels, type, qclass, edns, version, udpLimit };
 }
 
@@ -202,7 +201,7 @@ export function answerQuery(
     else if (query.type >= 128 && query.type !== ANY) rcode = NOTIMP; // AXFR…
     else {
       answerFlags = AA; // our own data, not a cached copy
-      const type = TYPE_NAMES.get(query.type) ?? "";
+      const type = TYPE_NAMES.get(query.type) ?? ""; // "" matches nothing
       const found = lookUp(zone, query.labels, type);
       if (!found.exists) rcode = NXDOMAIN; // else NOERROR, maybe no answer
       // What must fit: the transport's limit, less room for our OPT record.
@@ -271,8 +270,8 @@ export function startDnsServer(options: DnsServerOptions): ServerHandle {
         const reply = !body.done &&
           answerQuery(zone, body.value, "tcp", problem(conn.remoteAddr));
         if (!reply) return;
-        const framed = new Uint8Array(2 + reply.length);
-        framed.set([reply.length >> 8, reply.length]);
+        const framed = new Uint8Array(2 + reply.length); // one write: the
+        framed.set([reply.length >> 8, reply.length]); // length, the message
         framed.set(reply, 2);
         await writeAll(conn, framed);
         clearTimeout(idle); // a query answered: the idle clock restarts
