@@ -66,11 +66,10 @@ export async function lookUp(
   const where = server
     ? formatAddress({ transport: "udp", ...server })
     : "the system's resolver";
+  const nameServer = server && { ipAddr: server.hostname, port: server.port };
   const deadline = AbortSignal.timeout(timeoutSeconds * 1000);
   while (true) {
     try {
-      const nameServer = server &&
-        { ipAddr: server.hostname, port: server.port };
       const options = { nameServer, signal: deadline };
       const records = await Deno.resolveDns(name, type, options);
       return records.map((record) => formatRecord(type, record));
@@ -86,7 +85,7 @@ export async function lookUp(
         throw new Failure(`${name}: ${why}`);
       }
       const asked = server ?? await systemNameServer();
-      const code = await askResponseCode(name, type, asked);
+      const code = await askResponseCode(name, type, asked, deadline);
       if (code === 0) throw new Failure(`${name}: no ${type} record`);
       if (code === 3) throw new Failure(`${name}: no such name (NXDOMAIN)`);
       if (code !== undefined) {
@@ -99,14 +98,15 @@ export async function lookUp(
 
 /**
  * Asks again in a DNS message of our own and returns the reply's response
- * code (undefined if none comes within 2 s). The message: a 12-byte header
- * (a random ID; flags: recursion desired; one question, no records), then
- * the name as length-prefixed labels, the empty label, its type and class.
+ * code, or undefined if none comes in 2 s (or before `signal`). The message:
+ * a 12-byte header (a random ID; flags: recursion desired; one question),
+ * then the name as length-prefixed labels, the empty label, type and class.
  */
 export async function askResponseCode(
   name: string,
   type: Deno.RecordType,
   server: NameServer | undefined,
+  signal: AbortSignal,
 ): Promise<number | undefined> {
   if (!server || typeof Deno.listenDatagram !== "function") return undefined;
   const labels = name.replace(/\.$/, "").split(".")
@@ -122,8 +122,10 @@ export async function askResponseCode(
   const { hostname, port } = server;
   const ip = hostname.includes(":") ? "::" : "0.0.0.0"; // any local address
   const udp = Deno.listenDatagram({ transport: "udp", hostname: ip, port: 0 });
-  const timer = setTimeout(() => closeQuietly(udp), 2000);
+  const stop = AbortSignal.any([signal, AbortSignal.timeout(2000)]);
+  stop.addEventListener("abort", () => closeQuietly(udp));
   try {
+    stop.throwIfAborted();
     await udp.send(query, { transport: "udp", hostname, port });
     while (true) { // the reply: from the server's port, our ID, QR set
       const [reply, from] = await udp.receive();
@@ -132,9 +134,8 @@ export async function askResponseCode(
       if (ours) return reply[3] & 0x0f;
     }
   } catch {
-    return undefined; // no reply in time: the timer closed the socket
+    return undefined; // no reply in time: `stop` closed the socket
   } finally {
-    clearTimeout(timer);
     closeQuietly(udp);
   }
 }
@@ -168,13 +169,11 @@ export function formatRecord(type: Deno.RecordType, record: unknown): string {
   }
   if (type === "CAA") {
     const { critical, tag, value } = record as Deno.CaaRecord;
-    const bytes = new TextEncoder().encode(value);
+    const bytes = String.fromCharCode(...new TextEncoder().encode(value));
     return `${critical ? 128 : 0} ${tag} ${quote(bytes)}`;
   }
-  if (type === "TXT") { // Deno gives a string's bytes as one char per byte
-    const bytes = (text: string) => [...text].map((c) => c.charCodeAt(0));
-    return (record as string[]).map((text) => quote(bytes(text))).join(" ");
-  }
+  // Deno gives a TXT string's bytes as one character per byte (Latin-1).
+  if (type === "TXT") return (record as string[]).map(quote).join(" ");
   if (type === "A" || type === "AAAA") return record as string;
   return absolute(record as string); // CNAME, NS, PTR: a name
 }
@@ -184,11 +183,11 @@ function absolute(name: string): string {
   return name.endsWith(".") ? name : `${name}.`;
 }
 
-/** Quoted as dig does: `"` and `\` escaped, bytes not printable as \DDD. */
-function quote(bytes: Iterable<number>): string {
+/** Bytes (one char each) quoted as dig does: `"` `\` escaped, others \DDD. */
+function quote(bytes: string): string {
   let text = "";
-  for (const byte of bytes) {
-    const char = String.fromCharCode(byte);
+  for (const char of bytes) {
+    const byte = char.charCodeAt(0);
     if (byte === 0x22 || byte === 0x5c) text += `\\${char}`;
     else if (byte < 0x20 || byte > 0x7e) {
       text += `\\${String(byte).padStart(3, "0")}`;

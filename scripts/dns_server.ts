@@ -51,7 +51,7 @@ Options:
 // lies becomes a Malformed error, which answerQuery answers with FORMERR.
 
 class Malformed extends Error {}
-const char = String.fromCharCode;
+const fromByte = String.fromCharCode;
 
 class Reader {
   at = 12; // after the header, which answerQuery reads itself
@@ -91,7 +91,7 @@ class Reader {
       if (wireLength > 255) throw new Malformed("name over 255 bytes");
       if (at + 1 + size > bytes.length) throw new Malformed("label cut short");
       let label = ""; // one char per byte: any byte survives, as it came
-      for (let i = 1; i <= size; i++) label += char(bytes[at + i]);
+      for (let i = 1; i <= size; i++) label += fromByte(bytes[at + i]);
       labels.push(label);
       at += 1 + size;
     }

@@ -1387,6 +1387,13 @@ Deno.test("dns_lookup.ts against dns_server.ts: every type it serves, and why no
     }),
     ["2001:db8::10"],
   );
+  await assert.rejects(
+    lookUp("nope.example.test", {
+      server: { hostname: "127.0.0.1", port: server.port },
+      timeoutSeconds: 3,
+    }),
+    { message: "nope.example.test: no such name (NXDOMAIN)" },
+  );
 });
 
 Deno.test("dns_lookup.ts over IPv6: --server [::1]:PORT", async () => {
