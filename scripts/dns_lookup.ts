@@ -7,15 +7,16 @@
  *         with dns_server.ts running; dig +short @127.0.0.1 -p 8053 www.example.test agrees
  *
  * The tutorials call DNS the distributed table from host names to IP
- * addresses (000 §1, §2.7) and leave the lookup to connect(), out of sight
- * (003 §TCP编程). Here it is a step of its own, done by Deno.resolveDns: ten
- * record types, the server of your choice, a deadline, and reverse lookups
- * (-x 192.0.2.1 asks for the PTR record of 1.2.0.192.in-addr.arpa).
- * Deno.resolveDns turns every negative answer into the same NotFound error,
- * so the script then asks the server once more by hand, in one UDP datagram,
- * and reads the response code from the reply's header: no such name
- * (NXDOMAIN), no record of that type (NOERROR), REFUSED, SERVFAIL. (With no
- * --server: the first nameserver of /etc/resolv.conf, if it may read it.)
+ * addresses (000 §1, §2.7) and leave the lookup out of sight, inside
+ * connect(('www.baidu.com', 80)) (003 §TCP编程) or bind(('localhost', 9999))
+ * (001 §3). Here it is a step of its own, done by Deno.resolveDns: ten record
+ * types, the server of your choice, a deadline, reverse lookups (-x 192.0.2.1
+ * asks for the PTR record of 1.2.0.192.in-addr.arpa). Deno.resolveDns turns
+ * every negative answer into one NotFound error, so the script then asks the
+ * server once more by hand, in one UDP datagram, and reads the response code
+ * in the reply's header: no such name (NXDOMAIN), no record of that type
+ * (NOERROR), REFUSED, SERVFAIL. (With no --server it asks the first
+ * nameserver of /etc/resolv.conf, if allowed to read it.)
  *
  * Read first: lookUp, then askResponseCode.
  */

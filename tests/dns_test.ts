@@ -1141,6 +1141,11 @@ for (const hostname of ["127.0.0.1", "::1"]) {
       return skipBecause("no IPv6 loopback");
     }
     await using server = await startServerScript(hostname);
+    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+    assert.equal(
+      server.listeningLine,
+      `Listening on udp://${host}:${server.port}`,
+    );
     const at = [`@${hostname}`, "-p", String(server.port)];
     const cases: [string[], string][] = [
       [["www.example.test"], "192.0.2.10\n192.0.2.11\n"],
