@@ -198,7 +198,7 @@ export function answerQuery(
     write16(query.type, query.qclass);
     if (query.version !== 0) rcode = BADVERS; // we speak EDNS version 0
     else if (query.qclass !== IN && query.qclass !== ANY) rcode = REFUSED;
-    else if (query.type >= 128 && query.type !== ANY) rcode = NOTIMP; // AXFR…
+    else if (query.type >= 128 && query.type < ANY) rcode = NOTIMP; // AXFR…
     else {
       answerFlags = AA; // our own data, not a cached copy
       const type = TYPE_NAMES.get(query.type) ?? ""; // "" matches nothing

@@ -543,8 +543,18 @@ Deno.test("response codes: NXDOMAIN, NODATA, REFUSED, NOTIMP, BADVERS", () => {
   // Class CHAOS (3): not ours.
   const chaos = ask(buildQuery("version.bind", TXT, { qclass: 3 })).decoded;
   assert.deepEqual([chaos.rcode, chaos.flags & AA], [5, 0]);
-  // Zone transfers and other meta types: not implemented.
+  // Zone transfers and other meta types (128-254): not implemented. Types
+  // from 256 up are ordinary data types (CAA is 257): NOERROR, no answer.
   assert.equal(ask(buildQuery("example.test", 252)).decoded.rcode, 4);
+  assert.equal(ask(buildQuery("example.test", 128)).decoded.rcode, 4);
+  for (const type of [257, 65535, 0]) {
+    const decoded = ask(buildQuery("example.test", type)).decoded;
+    assert.deepEqual(
+      [decoded.rcode, decoded.answers.length],
+      [0, 0],
+      `${type}`,
+    );
+  }
   // Opcode 4 (NOTIFY): not implemented; nothing of the packet is echoed.
   const notify = ask(buildQuery("example.test", 6, { flags: 4 << 11 }));
   assert.deepEqual(notify.reply, fromHex("1234 a004 0000 0000 0000 0000"));
