@@ -38,8 +38,8 @@ type Transport = "udp" | "tcp";
 
 const USAGE = `Usage: dns_server.ts --zone FILE [--hostname HOST] [--port PORT]
 
-Answers DNS queries over UDP and TCP (one port) from FILE: NAME TYPE VALUE
-[TTL] a line, types A AAAA CNAME MX (PRIORITY HOST) TXT (rest of the line).
+Answers DNS queries over UDP and TCP (one port) from FILE: NAME TYPE VALUE [TTL]
+per line; A, AAAA, CNAME, MX (PRIORITY HOST), TXT (rest of line); # comments.
 
 Options:
   --zone FILE      the zone file (example: scripts/dns_example.zone)
