@@ -173,16 +173,6 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
       }
       changed();
     };
-    // A line's answer, whenever it comes; the line is unanswered until then.
-    const reply = (answer: Promise<string | undefined>) => {
-      connection.unanswered++;
-      answer.then((text) => {
-        if (text !== undefined && !stop.signal.aborted) {
-          send(encoder.encode(text + "\n"));
-        }
-      }).finally(() => (connection.unanswered--, changed()));
-    };
-
     let inFlight = 0; // calls running: at most maxInFlight
     let waiting = 0; // calls of a batch waiting for a turn
     const run = async (message: unknown, line: Uint8Array) => {
@@ -200,27 +190,38 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
       }
     };
 
-    const handleLine = (line: Uint8Array) => {
+    /** One line's answer, whenever it is ready; undefined: no answer. */
+    const answerLine = async (line: Uint8Array) => {
       let message;
       try {
         message = rpc.parseMessage(line);
       } catch (error) {
-        const { code, message } = error as rpc.RpcError;
-        return send(errorLine(code, message));
+        return rpc.encodeError(null, error as rpc.RpcError);
       }
-      if (!Array.isArray(message)) return reply(run(message, line));
+      if (!Array.isArray(message)) return await run(message, line);
       if (message.length === 0 || message.length > maxInFlight) {
         const why = message.length === 0 ? "empty batch" : "batch too long";
-        return send(errorLine(rpc.INVALID_REQUEST, `Invalid Request: ${why}`));
+        const refusal = `Invalid Request: ${why}`;
+        return rpc.encodeError(
+          null,
+          new rpc.RpcError(rpc.INVALID_REQUEST, refusal),
+        );
       }
       // A batch is answered by one array, in order; notifications add
       // nothing to it, and a batch of notifications only is not answered.
-      reply(
-        Promise.all(message.map((item) => run(item, line))).then((all) => {
-          const answers = all.filter((answer) => answer !== undefined);
-          return answers.length > 0 ? `[${answers.join(",")}]` : undefined;
-        }),
-      );
+      const all = await Promise.all(message.map((item) => run(item, line)));
+      const answers = all.filter((answer) => answer !== undefined);
+      return answers.length > 0 ? `[${answers.join(",")}]` : undefined;
+    };
+    // Each line's answer is sent when ready; until then the line counts as
+    // unanswered, which keeps the connection from looking idle.
+    const handleLine = (line: Uint8Array) => {
+      connection.unanswered++;
+      answerLine(line).then((text) => {
+        if (text !== undefined && !stop.signal.aborted) {
+          send(encoder.encode(text + "\n"));
+        }
+      }).finally(() => (connection.unanswered--, changed()));
     };
 
     let readingDone = false;
@@ -263,7 +264,7 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
         const line = await lines.readLine();
         if (line === null) break; // half-closed: answer what came, then close
         connection.lastActive = Date.now();
-        if (line.some((byte) => byte > 0x20)) handleLine(line); // not blank
+        if (!blank(line)) handleLine(line);
       }
     } catch (error) {
       if (error instanceof LineTooLongError) {
@@ -296,6 +297,11 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
     }
   }, Math.min(1000, Math.max(50, idleTimeout * 250)));
   return server;
+}
+
+/** Only JSON whitespace (an Enter pressed in nc): nothing to answer. */
+function blank(line: Uint8Array): boolean {
+  return line.every((byte) => byte === 0x20 || byte === 0x09 || byte === 0x0d);
 }
 
 /**
