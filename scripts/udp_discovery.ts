@@ -5,7 +5,7 @@
  *
  * Run:    deno run --unstable-net --allow-net scripts/udp_discovery.ts alice
  * Try it: the same with bob in a second terminal; or fake a peer with
- *   printf 'DISCOVERY/1 HELLO 0123456789abcdef 1000 nc' | nc -u -w0 -s 127.0.0.1 239.255.42.99 4242
+ *   printf 'DISCOVERY/1 HELLO 0123456789abcdef 1000 nc' | nc -u -w1 -s 127.0.0.1 239.255.42.99 4242
  *
  * Datagram, UTF-8, at most 256 bytes: `DISCOVERY/1 HELLO|BYE ID MS NAME`.
  * ID is 16 hex digits drawn at random per run (so we skip our own and a
@@ -263,6 +263,14 @@ if (import.meta.main) {
       broadcast: values.broadcast,
       interval: parseSeconds(values.interval, "--interval"),
     });
+    const to = values.broadcast
+      ? subnetBroadcast(values.interface)
+      : values.group;
+    console.error(
+      `announcing ${
+        terminalSafe(positionals[0])
+      } from ${values.interface} to ${to} every ${values.interval} s`,
+    );
     // Not a server, so no Listening line; a signal ends it, with a BYE.
     const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
     const stop = Promise.withResolvers<void>();
