@@ -170,7 +170,10 @@ export function answer(
     id === undefined ? undefined : encodeResult(id, result);
   const fail = (error: unknown) => {
     if (!(error instanceof RpcError)) {
-      console.error(`${request.method}: ${(error as Error)?.stack ?? error}`);
+      // A bug, unless the call was cancelled (its answer is never sent).
+      if (!signal.aborted) {
+        console.error(`${request.method}: ${(error as Error)?.stack ?? error}`);
+      }
       error = new RpcError(INTERNAL_ERROR, "Internal error");
     }
     return id === undefined ? undefined : encodeError(id, error as RpcError);

@@ -31,6 +31,7 @@ import {
   parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
+import { setTimeout as delay } from "node:timers/promises";
 import * as rpc from "../lib/jsonrpc.ts";
 import { LineReader, LineTooLongError } from "../lib/lines.ts";
 import {
@@ -98,17 +99,8 @@ const METHODS = new Map<string, rpc.Method>([
         `sleep takes 0 to ${MAX_SLEEP_MS} ms: [ms] or {"ms": ms}`,
       );
     }
-    return new Promise((resolve, reject) => {
-      const done = setTimeout(() => {
-        signal.removeEventListener("abort", cancel);
-        resolve(ms);
-      }, ms);
-      const cancel = () => { // the connection is closing: free the timer
-        clearTimeout(done);
-        reject(new rpc.RpcError(rpc.INTERNAL_ERROR, "cancelled"));
-      };
-      signal.addEventListener("abort", cancel, { once: true });
-    });
+    // Cancelled (timer freed) when the connection or the server closes.
+    return delay(ms, ms, { signal });
   }],
 ]);
 
@@ -129,7 +121,7 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
   const encoder = new TextEncoder();
   const errorLine = (code: number, message: string) =>
     encoder.encode(
-      rpc.encodeError(null, new rpc.RpcError(code, message)) + "\n",
+      `${rpc.encodeError(null, new rpc.RpcError(code, message))}\n`,
     );
   const open = new Set<Connection>();
 
@@ -157,8 +149,10 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
         changed();
       },
     };
-    const onShutdown = () => connection.abort();
-    shutdown.addEventListener("abort", onShutdown);
+    // Server shutdown aborts us; our own end removes this listener.
+    shutdown.addEventListener("abort", () => connection.abort(), {
+      signal: stop.signal,
+    });
     open.add(connection);
 
     // Answers wait here for the writer, and count until written: bytes
@@ -181,6 +175,7 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
         await nextChange();
       }
       waiting--;
+      if (stop.signal.aborted) return undefined; // closing: start nothing
       inFlight++;
       try {
         return await rpc.answer(message, line, METHODS, stop.signal);
@@ -201,11 +196,11 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
       if (!Array.isArray(message)) return await run(message, line);
       if (message.length === 0 || message.length > maxInFlight) {
         const why = message.length === 0 ? "empty batch" : "batch too long";
-        const refusal = `Invalid Request: ${why}`;
-        return rpc.encodeError(
-          null,
-          new rpc.RpcError(rpc.INVALID_REQUEST, refusal),
+        const error = new rpc.RpcError(
+          rpc.INVALID_REQUEST,
+          `Invalid Request: ${why}`,
         );
+        return rpc.encodeError(null, error);
       }
       // A batch is answered by one array, in order; notifications add
       // nothing to it, and a batch of notifications only is not answered.
@@ -276,10 +271,10 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
       readingDone = true;
       changed();
       await writing;
-      shutdown.removeEventListener("abort", onShutdown);
       open.delete(connection);
+      if (tooLong && !stop.signal.aborted) await lingeringClose(conn);
+      stop.abort(); // the end: also removes the shutdown listener
     }
-    if (tooLong && !stop.signal.aborted) await lingeringClose(conn);
   }
 
   const server = serveTcp({
@@ -339,16 +334,14 @@ if (import.meta.main) {
         "idle-timeout": option(DEFAULTS.idleTimeout),
       },
     });
+    const count = (name: "max-in-flight" | "max-connections") =>
+      parseInteger(values[name], `--${name}`, 1);
     const server = startRpcServer({
       hostname: values.hostname,
       port: parsePort(values.port),
       maxLine: parseInteger(values["max-line"], "--max-line", 64, 2 ** 26),
-      maxInFlight: parseInteger(values["max-in-flight"], "--max-in-flight", 1),
-      maxConnections: parseInteger(
-        values["max-connections"],
-        "--max-connections",
-        1,
-      ),
+      maxInFlight: count("max-in-flight"),
+      maxConnections: count("max-connections"),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout"),
     });
     return runUntilSignal(server, "tcp");

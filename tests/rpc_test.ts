@@ -956,10 +956,42 @@ Deno.test("rpc_server.ts: SIGTERM with sleeps in flight exits 0 within 2 s", asy
     assert.equal(output.code, 0);
     assert.ok(elapsed < 2000, `exit took ${elapsed} ms`);
     assert.equal(output.stdout, `${server.listeningLine}\n`);
+    assert.equal(output.stderr, ""); // cancelled sleeps are not errors
     await peer.ended();
   } finally {
     await server.stop("SIGKILL");
   }
+});
+
+Deno.test("close() cancels every sleep in flight: nothing keeps the process alive", async () => {
+  // In a process of its own that ends when nothing is pending: a sleep
+  // left running would keep it alive for 10 s.
+  const program = `
+    import { startRpcServer } from ${
+    JSON.stringify(new URL("../scripts/rpc_server.ts", import.meta.url).href)
+  };
+    const server = startRpcServer({ port: 0, maxInFlight: 10 });
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const call = (id) => JSON.stringify({ jsonrpc: "2.0", method: "sleep", params: [10000], id });
+    const batch = [10, 11, 12, 13, 14].map(call).join(","); // waiting for a turn
+    const lines = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(call).join("\\n");
+    await conn.write(new TextEncoder().encode(lines + "\\n[" + batch + "]\\n"));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await server.close();
+    console.log(await conn.read(new Uint8Array(100))); // null: closed, unanswered
+    conn.close();
+  `;
+  const started = performance.now();
+  const run = await runTool(
+    Deno.execPath(),
+    ["eval", program],
+    undefined,
+    20_000,
+  );
+  const elapsed = performance.now() - started;
+  assert.equal(run.stderr, "");
+  assert.equal(new TextDecoder().decode(run.stdout), "null\n");
+  assert.ok(elapsed < 5000, `the process took ${elapsed} ms to end`);
 });
 
 Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
