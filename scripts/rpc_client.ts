@@ -7,12 +7,9 @@
  * Try it: deno run --allow-net scripts/rpc_client.ts --named add a=2 b=3
  *    or:  deno run --allow-net scripts/rpc_client.ts echo hello '{"a":[1]}'
  *
- * Each PARAM is taken as JSON when it parses as JSON (2, true, [1],
- * {"a":1}, '"2"'), else as a string; with --named each is NAME=VALUE and
- * the params are an object. A PARAM starting with '-' needs '--' first
- * (add -- -1 2). An error answer, a refused or timed-out connect and a
- * missing reply are each one line on stderr and exit 1; --timeout bounds
- * the connect and the reply separately.
+ * A PARAM is JSON when it parses (2, [1], {"a":1}, '"2"'), else a string;
+ * --named takes NAME=VALUE pairs for an object. An error answer, a refused
+ * or timed-out connect, no reply within --timeout: one line, exit 1.
  *
  * The tutorials only name RPC (000 §1); their client (000 §4.2) sends and
  * takes one recv(1024) as the answer. Here answers are framed by lines and
@@ -60,8 +57,6 @@ export class RpcClient {
   #writing = false;
   #failure: Error | undefined; // set once the connection is unusable
   #encoder = new TextEncoder();
-  /** Resolves when the connection has ended and every call is settled. */
-  readonly finished: Promise<void>;
 
   /** Connects; `timeout` (seconds) bounds the connect. */
   static async connect(
@@ -93,7 +88,7 @@ export class RpcClient {
   constructor(conn: Deno.TcpConn, maxReply = MAX_REPLY) {
     this.#conn = conn;
     conn.setNoDelay(true); // calls are small and each waits for an answer
-    this.finished = this.#readAnswers(new LineReader(conn, maxReply));
+    this.#readAnswers(new LineReader(conn, maxReply)); // until it fails
   }
 
   /**
@@ -115,9 +110,9 @@ export class RpcClient {
     if (this.#failure) throw this.#failure;
   }
 
-  /** Closes the connection; calls still waiting fail. */
-  close() {
-    this.#fail(new Failure("connection closed"));
+  /** Closes the connection; calls still waiting fail with `reason`. */
+  close(reason = new Failure("connection closed")) {
+    this.#fail(reason);
   }
 
   [Symbol.dispose]() {
@@ -204,11 +199,8 @@ export function parseParams(args: string[], named = false): Params {
   }));
 }
 
-/**
- * Escapes what JSON leaves raw but a terminal obeys (C1 controls, bidi and
- * other format characters) as \u escapes: a hostile server cannot drive
- * our terminal, and JSON output stays the same JSON.
- */
+/** JSON with what terminals obey but JSON leaves raw (C1, bidi and format
+ * characters) as \u escapes: the same JSON, harmless to print. */
 export function forTerminal(text: string): string {
   return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (char) => {
     let escaped = "";
@@ -242,21 +234,14 @@ if (import.meta.main) {
       timeout: seconds,
     });
     if (values.notify) return await client.notify(method, params);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      client.close();
-    }, seconds * 1000);
+    const timedOut = new Failure(`no reply: timed out after ${seconds} s`);
+    const timer = setTimeout(() => client.close(timedOut), seconds * 1000);
     try {
-      console.log(
-        forTerminal(JSON.stringify(await client.call(method, params))),
-      );
+      const result = await client.call(method, params);
+      console.log(forTerminal(JSON.stringify(result)));
     } catch (error) {
-      if (error instanceof rpc.RpcError) {
-        throw new Failure(`error ${error.code}: ${forTerminal(error.message)}`);
-      }
-      if (timedOut) throw new Failure(`no reply: timed out after ${seconds} s`);
-      throw error;
+      if (!(error instanceof rpc.RpcError)) throw error;
+      throw new Failure(`error ${error.code}: ${forTerminal(error.message)}`);
     } finally {
       clearTimeout(timer);
     }

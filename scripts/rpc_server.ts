@@ -20,7 +20,7 @@
  * that many); beyond that, or with over 1 MiB of answers unsent, it is not
  * read until they drain. Nothing read, written or running for
  * --idle-timeout closes it: that drops a client that never reads its
- * answers (at once if they pass 1 MiB + --max-line).
+ * answers (at once if they pass 1 MiB + --max-line + 64 KiB).
  *
  * Read first: serveConnection.
  */
@@ -51,8 +51,7 @@ const DEFAULTS = {
   maxConnections: 1000,
   idleTimeout: 60,
 };
-/** How long a closing connection's late input is read and dropped. */
-const LINGER_MS = 1000;
+const LINGER_MS = 1000; // a closing connection's late input is dropped so long
 
 const USAGE = `Usage: rpc_server.ts [--hostname HOST] [--port PORT] [options]
 
@@ -104,8 +103,7 @@ const METHODS = new Map<string, rpc.Method>([
   }],
 ]);
 
-/** What the idle sweep looks at. */
-interface Connection {
+interface Connection { // what the idle sweep looks at
   lastActive: number;
   unanswered: number; // lines whose answer is not queued yet
   abort(why?: string): void;
@@ -162,7 +160,9 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
     const send = (bytes: Uint8Array) => {
       queue.push(bytes);
       queuedBytes += bytes.length;
-      if (queuedBytes > maxQueue + maxLine) {
+      // On a full queue may come one line's answers and the small answers
+      // of calls still running; past that, the client is not reading.
+      if (queuedBytes > maxQueue + maxLine + 65_536) {
         connection.abort(`not reading its answers (${queuedBytes} B unsent)`);
       }
       changed();
@@ -221,7 +221,7 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
 
     let readingDone = false;
     const writing = (async () => {
-      const buffer = new Uint8Array(64 * 1024); // many small answers, one write
+      const buffer = new Uint8Array(16 * 1024); // small answers: one write
       try {
         while (!stop.signal.aborted) {
           if (queue.length === 0) {
