@@ -123,28 +123,35 @@ export function checkRequest(
 
 /**
  * A number id that a double cannot hold exactly (12345678901234567890,
- * 1e400) is answered with the text the client sent: re-parse the line,
- * keeping the source text of every top-level "id". Rare, so the common
- * case pays nothing.
+ * 1e400) is answered with the text the client sent: the line is parsed
+ * again, once however many such ids its batch holds, keeping the source
+ * text of every request's "id". Rare, so the common case pays nothing.
  */
 function exactId(id: Id, line: Uint8Array): Id {
   if (typeof id !== "number" || Number.isSafeInteger(id)) return id;
-  const texts: string[] = [];
-  JSON.parse(
-    utf8.decode(line),
-    function (this: unknown, key, value, context?: { source?: string }) {
-      if (key === "id" && isObject(this) && "jsonrpc" in this) {
-        if (typeof value === "number" && context?.source) {
-          texts.push(context.source);
+  let texts = idTexts.get(line);
+  if (!texts) {
+    const found: string[] = texts = [];
+    idTexts.set(line, texts);
+    JSON.parse(
+      utf8.decode(line),
+      function (this: unknown, key, value, context?: { source?: string }) {
+        if (key === "id" && isObject(this) && "jsonrpc" in this) {
+          if (typeof value === "number" && context?.source) {
+            found.push(context.source);
+          }
         }
-      }
-      return value;
-    },
-  );
-  // The first id in the line that reads back as this number.
-  const text = texts.find((source) => Number(source) === id) ?? String(id);
+        return value;
+      },
+    );
+  }
+  // The first id left in the line that reads back as this number: calls
+  // are checked in the order they come, so each takes its own.
+  const index = texts.findIndex((source) => Number(source) === id);
+  const text = index >= 0 ? texts.splice(index, 1)[0] : String(id);
   return /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(text) ? rawJSON(text) : id;
 }
+const idTexts = new WeakMap<Uint8Array, string[]>();
 
 export type Method = (
   params: Request["params"],

@@ -177,6 +177,18 @@ Deno.test("ids: string, number, null, fractional and huge numbers come back as s
   }
 });
 
+Deno.test("ids in a batch keep their own spelling, even when two read as one double", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using peer = await Peer.connect(port);
+  const ids = ["12345678901234567890", "12345678901234567891", "1.50", "1.5"];
+  const items = ids.map((id) =>
+    `{"jsonrpc":"2.0","method":"add","params":[1,1],"id":${id}}`
+  );
+  await peer.send(`[${items.join(",")}]\n`);
+  await peer.expect(`[${ids.map((id) => result("2", id).trim()).join(",")}]\n`);
+});
+
 Deno.test("notifications get no answer; blank lines and \\r\\n are fine", async () => {
   const { server, port } = startServer();
   await using _ = server;
