@@ -562,6 +562,13 @@ Deno.test("--max-connections: one more gets -32000 and is closed; a freed slot i
   await third.expect(error(-32000, "Server busy"));
   await third.ended();
   assert.match(log.join("\n"), /refused, 2 connections already open/);
+  const client = await runScript("rpc_client.ts", [
+    "--port",
+    String(port),
+    "time",
+  ]);
+  assert.equal(client.code, 1);
+  assert.equal(client.stderr, "rpc_client.ts: error -32000: Server busy\n");
   first[Symbol.dispose]();
   // The slot comes free once the server has seen the close.
   await within(
