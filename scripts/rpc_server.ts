@@ -1,8 +1,7 @@
 /**
- * JSON-RPC 2.0 server over TCP, one JSON text per line each way. The calls
- * on one connection run at the same time and each answer goes out, with its
- * request's id, as soon as that call is done: a slow sleep never holds back
- * a later add.
+ * JSON-RPC 2.0 server over TCP, one JSON text per line each way. Calls on
+ * one connection run at once, and each answer goes out with its request's id
+ * as soon as that call is done: a slow sleep never holds back a later add.
  *
  * Run:    deno run --allow-net scripts/rpc_server.ts [--port 7000]
  * Try it: deno run --allow-net scripts/rpc_client.ts add 2 3
