@@ -1,6 +1,7 @@
 // Test helpers: run scripts as real subprocesses (exactly as a user would),
 // wait for their "Listening on" line instead of sleeping, and talk to them
 // over loopback sockets.
+import { makeCertificates } from "../scripts/make_cert.ts";
 
 /** Absolute path of a script in scripts/. */
 export function scriptPath(name: string): string {
@@ -345,4 +346,53 @@ export async function runWrk(url: string): Promise<number> {
   const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(report)?.[1]);
   if (!(rate > 1000)) throw new Error(`wrk: too few requests/s:\n${report}`);
   return rate;
+}
+
+/** A CA and a leaf signed by it, in a temporary folder (see makeTestCerts). */
+export interface TestCerts {
+  /** The temporary folder (for --allow-read=DIR). */
+  dir: string;
+  /** File paths, for --cert, --key and --cacert. */
+  caCertFile: string;
+  certFile: string;
+  keyFile: string;
+  /** The same as PEM text, for Deno.listenTls, QuicEndpoint.listen, caCerts. */
+  caCert: string;
+  cert: string;
+  key: string;
+  /** Removes the folder. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Makes a fresh CA and a `localhost` leaf (ECDSA P-256; names localhost,
+ * 127.0.0.1 and ::1; valid 14 days) in a temporary folder, with the recipe
+ * of scripts/make_cert.ts (so it needs openssl). Each call makes a new CA:
+ * a second call's `caCert` is a "wrong CA" for the first one's leaf.
+ * `days: -1` makes an expired leaf; `names: ["DNS:localhost"]` one that
+ * does not match 127.0.0.1. Use: `await using certs = await makeTestCerts()`.
+ */
+export async function makeTestCerts(
+  options: { days?: number; names?: string[] } = {},
+): Promise<TestCerts> {
+  const dir = await Deno.makeTempDir({ prefix: "test-certs-" });
+  try {
+    const files = await makeCertificates({ dir, ...options });
+    const [caCert, cert, key] = await Promise.all(
+      [files.caCert, files.cert, files.key].map((f) => Deno.readTextFile(f)),
+    );
+    return {
+      dir,
+      caCertFile: files.caCert,
+      certFile: files.cert,
+      keyFile: files.key,
+      caCert,
+      cert,
+      key,
+      [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+    };
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
 }
