@@ -7,14 +7,13 @@
  *         deno run --unstable-net --allow-net --allow-read=certs scripts/quic_server.ts --cert certs/localhost.pem --key certs/localhost.key
  * Try it: deno run --unstable-net --allow-net --allow-read=certs scripts/quic_client.ts --cacert certs/ca.pem hello
  *
- * Beyond the tutorials: 001 §5 names QUIC as still being standardised; it
- * is RFC 9000 (2021) and carries HTTP/3. The tutorials' TCP sockets send every
+ * Beyond the tutorials: 001 §5 names QUIC as still being standardised; it is
+ * RFC 9000 (2021) and carries HTTP/3. The tutorials' TCP sockets send every
  * byte in the clear, for anyone on the path to read and change (000 §1 only
  * names SSL/TLS). QUIC always runs TLS 1.3 inside UDP datagrams: an observer
- * sees addresses, ports and sizes, not the bytes, nor where streams start or
- * end. One connection carries many independent streams, each with its own
- * half-close: opening one costs no round trip, and a lost packet holds up
- * only its own stream.
+ * sees addresses, ports and sizes, not the bytes nor stream boundaries. One
+ * connection carries many independent streams, each with its own half-close;
+ * opening one costs no round trip, and a lost packet stalls only its own.
  *
  * Read first: echoStream
  */
@@ -184,6 +183,8 @@ async function serveWebTransport(conn: Deno.QuicConn, deadlineMs: number) {
   const timer = setTimeout(() => closeQuietly(conn), deadlineMs);
   const upgrading = Deno.upgradeWebTransport(conn);
   const session = await upgrading.finally(() => clearTimeout(timer));
+  // It rejects when a browser vanishes; unhandled, that would end the server.
+  session.closed.catch(() => {});
   // Its streams arrive as QUIC streams of this connection. We echo them
   // there, not through `session`'s stream objects: in Deno 2.9.6 closing
   // those never sends FIN, so the browser would wait for our end forever.
