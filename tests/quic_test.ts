@@ -656,6 +656,90 @@ certTest(
   },
 );
 
+/**
+ * Runs `args` (a Deno client that prints a line once connected), kills it
+ * with SIGKILL, then waits for the server's idle timeout to end that
+ * connection: it logs "<peer>: timed out" and must go on serving.
+ */
+async function killClientMidSession(args: string[], stdin?: string) {
+  const logged: string[] = [];
+  const log = console.error;
+  console.error = (...parts) => logged.push(parts.join(" "));
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const writer = stdin === undefined ? undefined : child.stdin.getWriter();
+    await writer?.write(encoder.encode(stdin)); // and kept open
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const first = await within(20_000, lines.read(), "the client's first line");
+    assert.ok(first.value, "the client printed nothing");
+    child.kill("SIGKILL");
+    await child.status;
+    await lines.cancel();
+    await writer?.close().catch(() => {});
+    await within(
+      10_000,
+      (async () => {
+        while (!logged.some((line) => line.endsWith(": timed out"))) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })(),
+      "the server's idle timeout",
+    );
+  } finally {
+    console.error = log;
+  }
+}
+
+certTest(
+  "a client killed mid-session costs its connection only (echo and WebTransport)",
+  async (certs) => {
+    await using server = serve(certs, {
+      webtransport: true,
+      idleTimeoutSeconds: 1,
+    });
+    const port = server.addr.port;
+    // Our client streaming stdin, which stays open.
+    await killClientMidSession([
+      "run",
+      "--unstable-net",
+      "--allow-net",
+      `--allow-read=${certs.dir}`,
+      scriptPath("quic_client.ts"),
+      "--port",
+      `${port}`,
+      "--cacert",
+      certs.caCertFile,
+    ], "connected\n");
+    // A WebTransport session in Deno (a vanished one rejects its `closed`).
+    const hash = toBase64(await certificateHash(certs.cert));
+    await killClientMidSession([
+      "eval",
+      "--unstable-net",
+      `
+    const hash = Uint8Array.from(atob("${hash}"), (c) => c.charCodeAt(0));
+    const transport = new WebTransport("https://127.0.0.1:${port}/", {
+      serverCertificateHashes: [{ algorithm: "sha-256", value: hash }],
+    });
+    await transport.ready;
+    const stream = await transport.createBidirectionalStream();
+    await stream.writable.getWriter().write(new Uint8Array([1, 2, 3]));
+    await stream.readable.getReader().read();
+    console.log("connected");
+    setInterval(() => {}, 1000);`,
+    ]);
+    using conn = await dial(port, certs.caCert);
+    assert.deepEqual(
+      await echoOnce(conn, encoder.encode("alive\n")),
+      encoder.encode("alive\n"),
+    );
+  },
+);
+
 /** The page's side: open a session, echo each payload on its own stream. */
 async function echoInPage(url: string, hash: string, payloads: string[]) {
   const decode = (text: string) =>
