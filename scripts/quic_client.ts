@@ -115,10 +115,11 @@ export async function echoOnce(
   const writer = stream.writable.getWriter();
   // Read while still writing: a large message would otherwise fill both
   // directions' flow-control windows and stall.
-  const reply = readReply(stream.readable, message.length);
-  await writer.write(message);
-  await writer.close();
-  return await reply;
+  const [reply] = await Promise.all([
+    readReply(stream.readable, message.length),
+    writer.write(message).then(() => writer.close()),
+  ]);
+  return reply;
 }
 
 // An echo's reply is exactly as long as the message: read that much into
