@@ -117,7 +117,7 @@ export function startQuicServer(options: QuicServerOptions): ServerHandle {
     closing ??= (async () => {
       // Tells every client why (a CONNECTION_CLOSE frame), then stops.
       endpoint.close({ closeCode: 0, reason: "server shutting down" });
-      await accepting;
+      await accepting.catch(() => {}); // then no connection can be added
       await Promise.allSettled([...connections]);
     })();
     return closing;
