@@ -497,6 +497,21 @@ function startSilentServer(certs: TestCerts, goodbye?: string) {
 }
 
 certTest(
+  "echoOnce and ping fail with the server's reason when it leaves mid-message",
+  async (certs) => {
+    await using leaving = startSilentServer(certs, "bye now");
+    using conn = await dial(leaving.port, certs.caCert);
+    // 16 MiB: the close arrives while we are still writing, and the pending
+    // read must not become an unhandled rejection.
+    await assert.rejects(echoOnce(conn, randomBytes(16 * 1024 * 1024)));
+    await assert.rejects(
+      ping(conn, encoder.encode("x"), 3),
+      { message: "the server closed the connection: bye now" },
+    );
+  },
+);
+
+certTest(
   "quic_client.ts: every failure is one line and exit 1, every wait bounded",
   async (certs) => {
     await using server = serve(certs);
