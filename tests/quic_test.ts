@@ -368,10 +368,12 @@ certTest(
       /^3 round trips, min\/avg\/max = [\d.]+\/[\d.]+\/[\d.]+ ms$/,
     );
 
+    // On ::1, and with --webtransport: echo clients are served the same.
     await using v6 = await startScript("quic_server.ts", [
       ...args,
       "--hostname",
       "::1",
+      "--webtransport",
     ], { allow: allow(certs) });
     assert.match(v6.listeningLine, /^Listening on quic:\/\/\[::1\]:\d+$/);
     const overV6 = await runScript("quic_client.ts", [
