@@ -291,14 +291,21 @@ Deno.test("helpers.makeTestCerts: PEM text and paths agree, options pass through
     dir = certs.dir;
     assert.equal(await Deno.readTextFile(certs.certFile), certs.cert);
     assert.equal(await Deno.readTextFile(certs.keyFile), certs.key);
-    assert.equal(await Deno.readTextFile(certs.caCertFile), certs.caCert);
-    await using other = await makeTestCerts();
-    assert.notEqual(other.caCert, certs.caCert);
+    assert.equal(await Deno.readTextFile(certs.caFile), certs.ca);
+    assert.equal(await Deno.readTextFile(certs.otherCaFile), certs.otherCa);
+    assert.notEqual(certs.otherCa, certs.ca);
+    const wrong = await runTool("openssl", [
+      "verify",
+      "-CAfile",
+      certs.otherCaFile,
+      certs.certFile,
+    ]);
+    assert.notEqual(wrong.code, 0, "the other CA must not verify the leaf");
     await using expired = await makeTestCerts({ days: -1 });
     const verify = await runTool("openssl", [
       "verify",
       "-CAfile",
-      expired.caCertFile,
+      expired.caFile,
       expired.certFile,
     ]);
     assert.match(decoder.decode(verify.stdout) + verify.stderr, /expired/);

@@ -353,42 +353,51 @@ export interface TestCerts {
   /** The temporary folder (for --allow-read=DIR). */
   dir: string;
   /** File paths, for --cert, --key and --cacert. */
-  caCertFile: string;
+  caFile: string;
   certFile: string;
   keyFile: string;
+  /** A second CA that signed nothing here: the "wrong CA". */
+  otherCaFile: string;
   /** The same as PEM text, for Deno.listenTls, QuicEndpoint.listen, caCerts. */
-  caCert: string;
+  ca: string;
   cert: string;
   key: string;
+  otherCa: string;
   /** Removes the folder. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
- * Makes a fresh CA and a `localhost` leaf (ECDSA P-256; names localhost,
- * 127.0.0.1 and ::1; valid 14 days) in a temporary folder, with the recipe
- * of scripts/make_cert.ts (so it needs openssl). Each call makes a new CA:
- * a second call's `caCert` is a "wrong CA" for the first one's leaf.
- * `days: -1` makes an expired leaf; `names: ["DNS:localhost"]` one that
- * does not match 127.0.0.1. Use: `await using certs = await makeTestCerts()`.
+ * Makes a fresh CA, a `localhost` leaf it signed (ECDSA P-256; names
+ * localhost, 127.0.0.1 and ::1; valid 14 days) and a second, unrelated CA,
+ * in a temporary folder, with the recipe of scripts/make_cert.ts (so check
+ * hasCommand("openssl") first). `days: -1` makes an expired leaf;
+ * `names: ["DNS:localhost"]` one that does not match 127.0.0.1.
+ * Use: `await using certs = await makeTestCerts()`.
  */
 export async function makeTestCerts(
   options: { days?: number; names?: string[] } = {},
 ): Promise<TestCerts> {
   const dir = await Deno.makeTempDir({ prefix: "test-certs-" });
   try {
-    const files = await makeCertificates({ dir, ...options });
-    const [caCert, cert, key] = await Promise.all(
-      [files.caCert, files.cert, files.key].map((f) => Deno.readTextFile(f)),
+    const [files, other] = await Promise.all([
+      makeCertificates({ dir, ...options }),
+      makeCertificates({ dir: `${dir}/other` }),
+    ]);
+    const [ca, cert, key, otherCa] = await Promise.all(
+      [files.caCert, files.cert, files.key, other.caCert]
+        .map((file) => Deno.readTextFile(file)),
     );
     return {
       dir,
-      caCertFile: files.caCert,
+      caFile: files.caCert,
       certFile: files.cert,
       keyFile: files.key,
-      caCert,
+      otherCaFile: other.caCert,
+      ca,
       cert,
       key,
+      otherCa,
       [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
     };
   } catch (error) {

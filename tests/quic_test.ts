@@ -83,7 +83,7 @@ certTest(
   "echoes exact bytes and finishes the stream after the client's FIN",
   async (certs) => {
     await using server = serve(certs);
-    using conn = await dial(server.addr.port, certs.caCert);
+    using conn = await dial(server.addr.port, certs.ca);
     const message = encoder.encode("hello\r\nworld\x00\xff\n");
     assert.deepEqual(await echoOnce(conn, message), message);
     // The same by hand: write, finish our side, read until the server's FIN.
@@ -99,7 +99,7 @@ certTest(
   "a 1 MiB binary message and a 16 MiB stream come back byte for byte",
   async (certs) => {
     await using server = serve(certs);
-    using conn = await dial(server.addr.port, certs.caCert);
+    using conn = await dial(server.addr.port, certs.ca);
     const mebibyte = randomBytes(1024 * 1024);
     assert.deepEqual(await echoOnce(conn, mebibyte), mebibyte);
     const big = randomBytes(16 * 1024 * 1024);
@@ -111,7 +111,7 @@ certTest(
   "64 streams at once on one connection each get their own bytes",
   async (certs) => {
     await using server = serve(certs);
-    using conn = await dial(server.addr.port, certs.caCert);
+    using conn = await dial(server.addr.port, certs.ca);
     const payloads = Array.from(
       { length: 64 },
       (_, i) => randomBytes(1000 * i + 1),
@@ -125,7 +125,7 @@ certTest(
   "half-close is per stream: one finished, the other still open",
   async (certs) => {
     await using server = serve(certs);
-    using conn = await dial(server.addr.port, certs.caCert);
+    using conn = await dial(server.addr.port, certs.ca);
     const open = await conn.createBidirectionalStream();
     const openWriter = open.writable.getWriter();
     const openReader = open.readable.getReader();
@@ -148,7 +148,7 @@ certTest(
   "a stream the client never reads holds up no other stream",
   async (certs) => {
     await using server = serve(certs);
-    using conn = await dial(server.addr.port, certs.caCert);
+    using conn = await dial(server.addr.port, certs.ca);
     const stuck = await conn.createBidirectionalStream();
     const writer = stuck.writable.getWriter();
     // 8 MiB unread: flow control stops the server echoing, then us sending.
@@ -156,7 +156,7 @@ certTest(
     await new Promise((resolve) => setTimeout(resolve, 200));
     const message = randomBytes(100_000);
     assert.deepEqual(await echoOnce(conn, message), message);
-    using other = await dial(server.addr.port, certs.caCert);
+    using other = await dial(server.addr.port, certs.ca);
     assert.deepEqual(await echoOnce(other, message), message);
     conn.close();
     await writing;
@@ -167,7 +167,7 @@ certTest(
   "a client that stops reading a stream is told so at once, not at the idle timeout",
   async (certs) => {
     await using server = serve(certs, { idleTimeoutSeconds: 30 });
-    using conn = await dial(server.addr.port, certs.caCert);
+    using conn = await dial(server.addr.port, certs.ca);
     const stream = await conn.createBidirectionalStream();
     await stream.readable.cancel(); // STOP_SENDING: "do not send me more"
     const writer = stream.writable.getWriter();
@@ -183,7 +183,7 @@ certTest(
 certTest("50 clients at once, each pinging 3 times", async (certs) => {
   await using server = serve(certs);
   await Promise.all(Array.from({ length: 50 }, async (_, i) => {
-    using conn = await dial(server.addr.port, certs.caCert);
+    using conn = await dial(server.addr.port, certs.ca);
     const message = encoder.encode(`client ${i}\n`);
     const result = await ping(conn, message, 3);
     assert.equal(result.times.length, 3);
@@ -196,9 +196,9 @@ certTest(
   async (certs) => {
     await using server = serve(certs, { maxConnections: 1, maxStreams: 2 });
     {
-      using conn = await dial(server.addr.port, certs.caCert);
+      using conn = await dial(server.addr.port, certs.ca);
       await assert.rejects(
-        dial(server.addr.port, certs.caCert),
+        dial(server.addr.port, certs.ca),
         /: the server refused the connection$/,
       );
       for (let i = 0; i < 2; i++) {
@@ -213,7 +213,7 @@ certTest(
       (async () => {
         while (true) {
           try {
-            using again = await dial(server.addr.port, certs.caCert);
+            using again = await dial(server.addr.port, certs.ca);
             return await echoOnce(again, encoder.encode("x"));
           } catch {
             await new Promise((resolve) => setTimeout(resolve, 100));
@@ -230,8 +230,7 @@ certTest(
   async (certs) => {
     await using server = serve(certs);
     const port = server.addr.port;
-    await using other = await makeTestCerts();
-    await assert.rejects(dial(port, other.caCert), /signed by an unknown CA/);
+    await assert.rejects(dial(port, certs.otherCa), /signed by an unknown CA/);
     await using ipless = await makeTestCerts({ names: ["DNS:localhost"] });
     await using expired = await makeTestCerts({ days: -1 });
     for (
@@ -241,19 +240,19 @@ certTest(
       ] as const
     ) {
       await using bad = serve(leaf);
-      await assert.rejects(dial(bad.addr.port, leaf.caCert), expected);
+      await assert.rejects(dial(bad.addr.port, leaf.ca), expected);
     }
     await assert.rejects(
       Deno.connectQuic<false>({
         hostname: "127.0.0.1",
         port,
         alpnProtocols: ["not-echo"],
-        caCerts: [certs.caCert],
+        caCerts: [certs.ca],
       }),
       /known protocol/,
     );
     // None of that hurt the server.
-    using conn = await dial(port, certs.caCert);
+    using conn = await dial(port, certs.ca);
     assert.deepEqual(
       await echoOnce(conn, encoder.encode("ok")),
       encoder.encode("ok"),
@@ -276,7 +275,7 @@ certTest(
         connect({
           hostname: "127.0.0.1",
           port: (socket.addr as Deno.NetAddr).port,
-          caCerts: [certs.caCert],
+          caCerts: [certs.ca],
           timeoutSeconds: 0.5,
         }),
         /: no answer within 0.5 s \(nothing listening\?\)$/,
@@ -292,7 +291,7 @@ certTest(
   "over IPv6: the server on ::1, the client dialling ::1",
   async (certs) => {
     await using server = serve(certs, { hostname: "::1" });
-    using conn = await dial(server.addr.port, certs.caCert, "::1");
+    using conn = await dial(server.addr.port, certs.ca, "::1");
     assert.deepEqual(
       await echoOnce(conn, encoder.encode("v6\n")),
       encoder.encode("v6\n"),
@@ -322,7 +321,7 @@ certTest(
       "--port",
       String(server.port),
       "--cacert",
-      certs.caCertFile,
+      certs.caFile,
     ];
     const words = await runScript("quic_client.ts", [
       ...client,
@@ -382,7 +381,7 @@ certTest(
       "--port",
       String(v6.port),
       "--cacert",
-      certs.caCertFile,
+      certs.caFile,
       "six",
     ], { allow: allow(certs) });
     assert.deepEqual([overV6.code, overV6.stdout], [0, "six\n"]);
@@ -403,7 +402,7 @@ certTest(
     const server = await startScript("quic_server.ts", args, {
       allow: allow(certs),
     });
-    using conn = await dial(server.port, certs.caCert);
+    using conn = await dial(server.port, certs.ca);
     // One full exchange first: the server has then accepted the connection
     // (a close before that is a handshake failure, with no reason).
     await echoOnce(conn, encoder.encode("first\n"));
@@ -502,7 +501,7 @@ certTest(
   "echoOnce and ping fail with the server's reason when it leaves mid-message",
   async (certs) => {
     await using leaving = startSilentServer(certs, "bye now");
-    using conn = await dial(leaving.port, certs.caCert);
+    using conn = await dial(leaving.port, certs.ca);
     // 16 MiB: the close arrives while we are still writing, and the pending
     // read must not become an unhandled rejection.
     await assert.rejects(echoOnce(conn, randomBytes(16 * 1024 * 1024)));
@@ -517,7 +516,6 @@ certTest(
   "quic_client.ts: every failure is one line and exit 1, every wait bounded",
   async (certs) => {
     await using server = serve(certs);
-    await using other = await makeTestCerts();
     await using ipless = await makeTestCerts({ names: ["DNS:localhost"] });
     await using wrongName = serve(ipless);
     await using silent = startSilentServer(certs);
@@ -531,7 +529,7 @@ certTest(
     const read = ["--unstable-net", "--allow-net", "--allow-read"];
     const cases: [string[], RegExp][] = [
       [
-        ["--port", `${server.addr.port}`, "--cacert", other.caCertFile, "hi"],
+        ["--port", `${server.addr.port}`, "--cacert", certs.otherCaFile, "hi"],
         /: certificate not trusted: signed by an unknown CA \(try --cacert\)$/,
       ],
       [["--port", `${server.addr.port}`, "hi"], /: certificate not trusted/],
@@ -539,7 +537,7 @@ certTest(
         "--port",
         `${wrongName.addr.port}`,
         "--cacert",
-        ipless.caCertFile,
+        ipless.caFile,
         "hi",
       ], /: certificate not valid for the name "127\.0\.0\.1"$/],
       [
@@ -550,7 +548,7 @@ certTest(
         "--port",
         `${silent.port}`,
         "--cacert",
-        certs.caCertFile,
+        certs.caFile,
         "--timeout",
         "1",
         "hi",
@@ -559,14 +557,14 @@ certTest(
         "--port",
         `${silent.port}`,
         "--cacert",
-        certs.caCertFile,
+        certs.caFile,
         "--timeout",
         "1",
         "--count",
         "2",
       ], /^quic_client\.ts: no reply: timed out after 1 s$/],
       [
-        ["--port", `${leaving.port}`, "--cacert", certs.caCertFile, "hi"],
+        ["--port", `${leaving.port}`, "--cacert", certs.caFile, "hi"],
         /^quic_client\.ts: the server closed the connection: bye now$/,
       ],
       [[
@@ -642,7 +640,7 @@ certTest(
     } finally {
       transport.close();
     }
-    using conn = await dial(port, certs.caCert);
+    using conn = await dial(port, certs.ca);
     assert.deepEqual(
       await echoOnce(conn, encoder.encode("echo\n")),
       encoder.encode("echo\n"),
@@ -661,7 +659,7 @@ certTest(
       hostname: "127.0.0.1",
       port: server.addr.port,
       alpnProtocols: ["h3"],
-      caCerts: [certs.caCert],
+      caCerts: [certs.ca],
       keepAliveInterval: 200, // never idle: only the server's deadline ends it
     });
     try {
@@ -730,7 +728,7 @@ certTest(
       "--port",
       `${port}`,
       "--cacert",
-      certs.caCertFile,
+      certs.caFile,
     ], "connected\n");
     // A WebTransport session in Deno (a vanished one rejects its `closed`).
     const hash = toBase64(await certificateHash(certs.cert));
@@ -749,7 +747,7 @@ certTest(
     console.log("connected");
     setInterval(() => {}, 1000);`,
     ]);
-    using conn = await dial(port, certs.caCert);
+    using conn = await dial(port, certs.ca);
     assert.deepEqual(
       await echoOnce(conn, encoder.encode("alive\n")),
       encoder.encode("alive\n"),
