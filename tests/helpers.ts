@@ -2,6 +2,8 @@
 // wait for their "Listening on" line instead of sleeping, and talk to them
 // over loopback sockets.
 
+import { makeCertificates } from "../scripts/make_cert.ts";
+
 /** Absolute path of a script in scripts/. */
 export function scriptPath(name: string): string {
   return new URL(`../scripts/${name}`, import.meta.url).pathname;
@@ -347,110 +349,62 @@ export async function runWrk(url: string): Promise<number> {
   return rate;
 }
 
+/** A CA and a leaf signed by it, in a temporary folder (see makeTestCerts). */
 export interface TestCerts {
+  /** The temporary folder (for --allow-read=DIR). */
   dir: string;
-  /** PEM files: the CA, the localhost leaf it signed and its key. */
+  /** File paths, for --cert, --key and --cacert. */
   caFile: string;
   certFile: string;
   keyFile: string;
-  /** A second CA that signed nothing we serve (for "untrusted" tests). */
+  /** A second CA that signed nothing here: the "wrong CA". */
   otherCaFile: string;
+  /** The same as PEM text, for Deno.listenTls, QuicEndpoint.listen, caCerts. */
   ca: string;
   cert: string;
   key: string;
   otherCa: string;
+  /** Removes the folder. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-async function openssl(dir: string, args: string[]) {
-  const { success, stderr } = await new Deno.Command("openssl", {
-    args,
-    cwd: dir,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!success) {
-    throw new Error(
-      `openssl ${args[0]} failed: ${new TextDecoder().decode(stderr)}`,
-    );
-  }
-}
-
 /**
- * A throwaway CA and a `localhost` certificate it signed (ECDSA P-256,
- * CA:FALSE, names localhost, 127.0.0.1 and ::1, valid 13 days), in a temp
- * dir removed on dispose. rustls refuses a self-signed certificate that is
- * its own CA, hence the two steps. Needs `openssl` (check hasCommand first).
+ * Makes a fresh CA, a `localhost` leaf it signed (ECDSA P-256; names
+ * localhost, 127.0.0.1 and ::1; valid 14 days) and a second, unrelated CA,
+ * in a temporary folder, with the recipe of scripts/make_cert.ts (so check
+ * hasCommand("openssl") first). `days: -1` makes an expired leaf;
+ * `names: ["DNS:localhost"]` one that does not match 127.0.0.1.
+ * Use: `await using certs = await makeTestCerts()`.
  */
-export async function makeTestCerts(): Promise<TestCerts> {
-  const dir = await Deno.makeTempDir({ prefix: "certs-" });
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  for (const name of ["ca", "other-ca"]) {
-    await openssl(dir, [
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.pem`,
-      "-days",
-      "30",
-      "-subj",
-      `/CN=Test ${name}`,
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
+export async function makeTestCerts(
+  options: { days?: number; names?: string[] } = {},
+): Promise<TestCerts> {
+  const dir = await Deno.makeTempDir({ prefix: "test-certs-" });
+  try {
+    const [files, other] = await Promise.all([
+      makeCertificates({ dir, ...options }),
+      makeCertificates({ dir: `${dir}/other` }),
     ]);
+    const [ca, cert, key, otherCa] = await Promise.all(
+      [files.caCert, files.cert, files.key, other.caCert]
+        .map((file) => Deno.readTextFile(file)),
+    );
+    return {
+      dir,
+      caFile: files.caCert,
+      certFile: files.cert,
+      keyFile: files.key,
+      otherCaFile: other.caCert,
+      ca,
+      cert,
+      key,
+      otherCa,
+      [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+    };
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
   }
-  await openssl(dir, [
-    "req",
-    ...ec,
-    "-keyout",
-    "localhost.key",
-    "-out",
-    "localhost.csr",
-    "-subj",
-    "/CN=localhost",
-  ]);
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "basicConstraints=critical,CA:FALSE\n" +
-      "keyUsage=critical,digitalSignature\n" +
-      "extendedKeyUsage=serverAuth,clientAuth\n" +
-      "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n",
-  );
-  await openssl(dir, [
-    "x509",
-    "-req",
-    "-in",
-    "localhost.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "localhost.pem",
-    "-days",
-    "13",
-    "-extfile",
-    "leaf.ext",
-  ]);
-  const read = (name: string) => Deno.readTextFile(`${dir}/${name}`);
-  return {
-    dir,
-    caFile: `${dir}/ca.pem`,
-    certFile: `${dir}/localhost.pem`,
-    keyFile: `${dir}/localhost.key`,
-    otherCaFile: `${dir}/other-ca.pem`,
-    ca: await read("ca.pem"),
-    cert: await read("localhost.pem"),
-    key: await read("localhost.key"),
-    otherCa: await read("other-ca.pem"),
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-  };
 }
 
 export interface RunningPeer {
