@@ -18,7 +18,8 @@
  *
  * Read first: answerQuery, then Reader.name and writeName.
  */
-import { describeError, Failure, parseCommandLine } from "../lib/cli.ts";
+import { Failure, parseCommandLine } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { parsePort, runCommand, UsageError } from "../lib/cli.ts";
 import { lookUp, nameKey, parseZone } from "../lib/dns_zone.ts";
 import type { Zone, ZoneRecord } from "../lib/dns_zone.ts";
@@ -254,7 +255,7 @@ export function startDnsServer(options: DnsServerOptions): ServerHandle {
   let closed = false, tcpClients = 0;
 
   // A bug in answerQuery: serveTcp logs it and closes that connection only.
-  async function serveTcpClient(conn: Deno.TcpConn) {
+  async function serveTcpClient(conn: Deno.Conn) {
     if (tcpClients >= maxTcpClients) return log("too many TCP clients");
     tcpClients++;
     // Each message comes after its length in 2 bytes. A BYOB reader with

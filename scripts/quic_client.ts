@@ -18,7 +18,6 @@
  * Read first: echoOnce
  */
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parseInteger,
@@ -26,6 +25,7 @@ import {
   parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { closeQuietly, formatAddress, writeAll } from "../lib/net.ts";
 
 const ALPN = "echo";

@@ -18,13 +18,13 @@
  * Read first: echoStream
  */
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parsePort,
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import { closeQuietly, formatAddress } from "../lib/net.ts";
 import { runUntilSignal, type ServerHandle } from "../lib/server.ts";
 

@@ -18,7 +18,6 @@
  * Read first: RpcClient.call.
  */
 import {
-  describeError,
   Failure,
   parseCommandLine,
   parsePort,
@@ -26,6 +25,7 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
 import * as rpc from "../lib/jsonrpc.ts";
 import { LineReader } from "../lib/lines.ts";
 import { closeQuietly, writeAll } from "../lib/net.ts";

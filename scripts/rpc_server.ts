@@ -122,7 +122,7 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
     );
   const open = new Set<Connection>();
 
-  async function serveConnection(conn: Deno.TcpConn, shutdown: AbortSignal) {
+  async function serveConnection(conn: Deno.Conn, shutdown: AbortSignal) {
     const peer = formatAddress(conn.remoteAddr);
     if (open.size >= maxConnections) {
       log(`${peer}: refused, ${maxConnections} connections already open`);
@@ -303,7 +303,7 @@ function blank(line: Uint8Array): boolean {
  * most LINGER_MS: closing with unread input makes the kernel send a reset,
  * which can destroy our last answer before the client has read it.
  */
-async function lingeringClose(conn: Deno.TcpConn) {
+async function lingeringClose(conn: Deno.Conn) {
   const timer = setTimeout(() => closeQuietly(conn), LINGER_MS);
   try {
     await conn.closeWrite();
