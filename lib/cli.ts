@@ -147,3 +147,17 @@ export async function runCommand(
     throw error;
   }
 }
+
+/**
+ * Deno's UDP and QUIC APIs (Deno.listenDatagram, Deno.QuicEndpoint…) exist
+ * only with `--unstable-net` ("unstable": ["net"] in deno.json). Without it a
+ * call fails with "is not a function" and a stack trace; say what to do.
+ * Used by every UDP and QUIC script.
+ */
+export function requireUnstableNet(): void {
+  if (typeof Deno.listenDatagram !== "function") {
+    throw new Failure(
+      "this needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …",
+    );
+  }
+}
