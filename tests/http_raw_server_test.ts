@@ -226,6 +226,49 @@ Deno.test("a request body is read and discarded, so the next pipelined request i
   await exchangeKeepingOpen(conn, body.slice(10) + GET, HELLO);
 });
 
+Deno.test("a Content-Length list of equal values is one length; the body is skipped", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  const notAllowed = response(
+    "405 Method Not Allowed",
+    "text",
+    "Method Not Allowed\n",
+    { extra: "Allow: GET, HEAD\r\n" },
+  );
+  await exchangeKeepingOpen(
+    conn,
+    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n" +
+      "Content-Length: 3\r\n\r\nabc" + GET,
+    notAllowed + HELLO,
+  );
+});
+
+Deno.test("the head limit: exactly --max-head bytes pass, one more gets 431", async () => {
+  await using server = startHttpRawServer({ port: 0, maxHeadBytes: 1024 });
+  const head = (size: number) => {
+    const start = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
+    return start + "x".repeat(size - start.length - 4) + "\r\n\r\n";
+  };
+  assert.equal(head(1024).length, 1024);
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  await exchangeKeepingOpen(conn, head(1024), HELLO);
+  assert.equal(
+    await exchangeUntilClose(server.addr.port, head(1025)),
+    response(
+      "431 Request Header Fields Too Large",
+      "text",
+      "Request Header Fields Too Large\n",
+      { connection: "close" },
+    ),
+  );
+});
+
 Deno.test("garbage and protocol errors get 400/411/505 and a close; the server keeps serving", async () => {
   await using server = startHttpRawServer({ port: 0 });
   const port = server.addr.port;
@@ -238,6 +281,12 @@ Deno.test("garbage and protocol errors get 400/411/505 and a close; the server k
     ["GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", BAD_REQUEST],
     ["GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", BAD_REQUEST],
     ["GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", BAD_REQUEST],
+    // Other control bytes in a value too (lib/http1.ts, as the client).
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: \x1b[2J\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", BAD_REQUEST],
     ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", BAD_REQUEST],
     [
       "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
