@@ -42,6 +42,7 @@ written, the status line goes to stderr) and on network or protocol errors.
 
 Options:
   -i, --include        also print the response head (to stdout, as received)
+  -v, --verbose        show the heads sent (> ) and received (< ) on stderr
   -I, --head           send a HEAD request and print the headers only
   -o, --output FILE    save the body to FILE (created once an answer arrived)
   --data NAME=VALUE    send a form POST (urlencoded); repeat for more fields
@@ -135,7 +136,8 @@ export interface FetchOptions {
   caCerts?: string[]; // PEM, trusted besides the system's CAs
   timeoutSeconds?: number; // for connecting and each wait (default 30)
   maxHeadBytes?: number; // status line plus headers (default 64 KiB)
-  /** Called with every final response head, redirects included. */
+  /** Called with each request head as sent, each final response head. */
+  onRequestHead?: (head: string, url: URL) => void | Promise<void>;
   onResponseHead?: (head: http1.ResponseHead, url: URL) => unknown;
 }
 
@@ -181,6 +183,7 @@ export async function fetchWithSocket(
         viaProxy,
         proxyAuthorization: viaProxy ? http1.proxyAuthorization(proxy) : "",
       });
+      await options.onRequestHead?.(request, current);
       // Head and body in one write: one packet for a small form.
       const message = request + http1.latin1(body ?? new Uint8Array());
       await writeAll(connection, http1.encodeLatin1(message));
@@ -231,12 +234,19 @@ async function put(sink: Writer, bytes: Uint8Array, name = "stdout") {
   }
 }
 
+/** -v: a head as curl -v shows it, each line after "> " (sent) or "< ". */
+function show(mark: string, lines: string[]) {
+  const shown = lines.map((line) => `${mark} ${printable(line, 1000)}`);
+  console.error(shown.join("\n").replace(/ $/gm, ""));
+}
+
 async function main(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
     usage: USAGE,
     positionals: true,
     options: {
       include: { type: "boolean", short: "i" },
+      verbose: { type: "boolean", short: "v" },
       head: { type: "boolean", short: "I" },
       output: { type: "string", short: "o" },
       data: { type: "string", multiple: true },
@@ -266,7 +276,15 @@ async function main(args: string[]): Promise<number> {
     proxy: values.proxy,
     caCerts: (await loadClientTls(values))?.caCerts,
     timeoutSeconds,
+    onRequestHead(head) {
+      // 001 §3's POST format: the head, a blank line, then the form.
+      const form = body ? [http1.latin1(body)] : [];
+      if (values.verbose) {
+        show(">", [...head.split("\r\n").slice(0, -1), ...form]);
+      }
+    },
     async onResponseHead(head) {
+      if (values.verbose) show("<", [...head.lines, ""]);
       // -i: the head is data, written as received, like curl -i; the
       // grammar let no control byte into it, so no terminal escape either.
       const text = head.lines.join("\r\n") + "\r\n\r\n";

@@ -626,6 +626,73 @@ Deno.test("CLI: --data sends the tutorial's register form as an urlencoded POST"
   assert.equal(decoder.decode(request.body), body);
 });
 
+Deno.test("CLI: -v shows the request head sent and the response head received, like curl -v", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const [post, redirected, escaped] = await Promise.all([
+    // 001 §3's POST: request line, headers, blank line, the form.
+    runScript(SCRIPT, [
+      "-v",
+      "--data",
+      "username=ada",
+      "--data",
+      "password=a b",
+      `${origin}/register`,
+    ]),
+    runScript(SCRIPT, ["-v", "-i", "-L", `${origin}/redirect/b`]),
+    runScript(SCRIPT, ["-v", `${origin}/escape-404`]),
+  ]);
+  const agent = "User-Agent: deno-network-examples/1.0";
+  assert.deepEqual([post.code, post.stdout], [0, "ok\n"]);
+  assert.equal(
+    post.stderr,
+    [
+      "> POST /register HTTP/1.1",
+      `> Host: 127.0.0.1:${server.port}`,
+      `> ${agent}`,
+      "> Accept: */*",
+      "> Connection: close",
+      "> Content-Type: application/x-www-form-urlencoded",
+      "> Content-Length: 25",
+      ">",
+      "> username=ada&password=a+b",
+      "< HTTP/1.1 200 OK",
+      "< Content-Length: 3",
+      "<",
+      "",
+    ].join("\n"),
+  );
+  // Every hop of a redirect; -i still writes the heads to stdout as data.
+  assert.equal(redirected.code, 0);
+  assert.equal(
+    redirected.stdout,
+    "HTTP/1.1 301 Moved Permanently\r\nLocation: /final?from=b\r\nContent-Length: 0\r\n\r\n" +
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ndone\n",
+  );
+  const heads = (path: string) =>
+    [`> GET ${path} HTTP/1.1`, `> Host: 127.0.0.1:${server.port}`, `> ${agent}`]
+      .concat("> Accept: */*", "> Connection: close", ">");
+  assert.equal(
+    redirected.stderr,
+    [
+      ...heads("/redirect/b"),
+      "< HTTP/1.1 301 Moved Permanently",
+      "< Location: /final?from=b",
+      "< Content-Length: 0",
+      "<",
+      ...heads("/final?from=b"),
+      "< HTTP/1.1 200 OK",
+      "< Content-Length: 5",
+      "<",
+      "",
+    ].join("\n"),
+  );
+  // What the peer sent is escaped on stderr, in -v as in errors.
+  assert.equal(escaped.code, 1);
+  assert.match(escaped.stderr, /\n< HTTP\/1\.1 404 Not\\x9b Found\n/);
+  assert.doesNotMatch(escaped.stderr, /\x9b/);
+});
+
 Deno.test("CLI: -o saves exact binary bytes and prints nothing", async () => {
   await using server = startRawServer();
   const dir = await Deno.makeTempDir();
