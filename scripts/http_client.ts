@@ -26,7 +26,7 @@ import { writeAll, type Writer } from "../lib/io.ts";
 import { collectLinks } from "../lib/html_links.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import { printable } from "../lib/terminal.ts";
-import { loadClientTls } from "../lib/tls.ts";
+import { type ClientTls, loadClientTls } from "../lib/tls.ts";
 
 const USER_AGENT = "deno-network-examples/1.0";
 /** Largest status line plus headers we accept (and likewise for trailers). */
@@ -50,6 +50,8 @@ Options:
   --proxy URL          use an HTTP proxy, http://[user:pass@]host:port
   --links              print the page's links (absolute), not the page itself
   --cacert FILE        also trust the CA certificate(s) in this PEM file
+  --client-cert FILE   present this PEM certificate (not through --proxy)
+  --client-key FILE    the PEM private key for --client-cert
   --timeout SECONDS    bound on connecting and on each wait (default ${DEFAULT_TIMEOUT_SECONDS})
   -h, --help           show this help`;
 
@@ -134,6 +136,7 @@ export interface FetchOptions {
   maxRedirects?: number; // 0 (default): a 3xx is returned as is
   proxy?: string | URL; // http://[user:pass@]host:port
   caCerts?: string[]; // PEM, trusted besides the system's CAs
+  tls?: ClientTls; // more for https (a client certificate, say)
   timeoutSeconds?: number; // for connecting and each wait (default 30)
   maxHeadBytes?: number; // status line plus headers (default 64 KiB)
   /** Called with each request head as sent, each final response head. */
@@ -169,7 +172,7 @@ export async function fetchWithSocket(
   for (let redirects = 0;; redirects++) {
     const connection = await http1.connectFor(current, {
       proxy,
-      tls: { caCerts: options.caCerts },
+      tls: { caCerts: options.caCerts, ...options.tls },
       timeoutMs: (options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000,
       agent: USER_AGENT,
     });
@@ -254,6 +257,8 @@ async function main(args: string[]): Promise<number> {
       proxy: { type: "string" },
       links: { type: "boolean" },
       cacert: { type: "string" },
+      "client-cert": { type: "string" },
+      "client-key": { type: "string" },
       timeout: { type: "string", default: String(DEFAULT_TIMEOUT_SECONDS) },
     },
   });
@@ -274,7 +279,7 @@ async function main(args: string[]): Promise<number> {
     contentType: body ? "application/x-www-form-urlencoded" : undefined,
     maxRedirects: values.location ? MAX_REDIRECTS : 0,
     proxy: values.proxy,
-    caCerts: (await loadClientTls(values))?.caCerts,
+    tls: await loadClientTls(values),
     timeoutSeconds,
     onRequestHead(head) {
       // 001 §3's POST format: the head, a blank line, then the form.

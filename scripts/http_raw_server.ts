@@ -3,6 +3,7 @@
  * request heads in the bytes a connection delivers and answers each one.
  *
  * Run:    deno run --allow-net scripts/http_raw_server.ts
+ *         deno run --allow-net --allow-read=certs scripts/http_raw_server.ts --cert certs/localhost.pem --key certs/localhost.key
  * Try it: curl -i http://127.0.0.1:8001/ http://127.0.0.1:8001/   (one connection, two answers)
  *         printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\n' | nc -q 1 127.0.0.1 8001
  *
@@ -24,6 +25,7 @@ import { bytesAre, endOfLine, findHeadEnd, nextLine } from "../lib/http1.ts";
 import { closeQuietly, lingeringClose, writeAll } from "../lib/io.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import * as server from "../lib/server.ts";
+import * as tls from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8001;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 5;
@@ -46,6 +48,8 @@ Options:
   --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
   --idle-timeout SECONDS  close a connection that sent no complete request for this long (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
+${tls.SERVER_TLS_HELP}
+                     (HTTPS; asking clients for one: not in Deno, deno#26825)
   -h, --help              show this help`;
 
 export interface HttpRawServerOptions {
@@ -53,6 +57,7 @@ export interface HttpRawServerOptions {
   port?: number;
   idleTimeout?: number; // seconds to send the next complete request
   maxHeadBytes?: number; // request line + headers (default 8 KiB)
+  tls?: server.ServerTls; // certificate and key: HTTPS
 }
 
 // --- One request head, parsed in place -------------------------------------
@@ -304,24 +309,27 @@ export function startHttpRawServer(options: HttpRawServerOptions = {}) {
   }
 
   const { hostname = "127.0.0.1", port = DEFAULT_PORT } = options;
-  return server.serveTcp({ hostname, port }, serveConnection);
+  return server.serveTcp({ ...options, hostname, port }, serveConnection);
 }
 
 if (import.meta.main) {
-  await cli.runCommand("http_raw_server.ts", () => {
+  await cli.runCommand("http_raw_server.ts", async () => {
     const { values } = cli.parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: `${DEFAULT_PORT}` },
         "idle-timeout": { type: "string", default: `${IDLE_TIMEOUT}` },
+        ...tls.SERVER_TLS_OPTIONS,
       },
     });
+    const serverTls = await tls.loadServerTls(values);
     const running = startHttpRawServer({
       hostname: values.hostname,
       port: cli.parsePort(values.port),
       idleTimeout: cli.parseSeconds(values["idle-timeout"], "--idle-timeout"),
+      tls: serverTls,
     });
-    return server.runUntilSignal(running, "http");
+    return server.runUntilSignal(running, serverTls ? "https" : "http");
   });
 }

@@ -17,8 +17,8 @@ import { BufferedReader } from "../lib/reader.ts";
 import {
   closedPort,
   hasCommand,
+  makeTestCerts,
   runScript,
-  runTool,
   skipBecause,
   startUnansweredPort,
 } from "./helpers.ts";
@@ -982,72 +982,8 @@ Deno.test("CLI: --proxy sends the absolute-form request line for http", async ()
 });
 
 // ---------------------------------------------------------------------------
-// TLS with a private CA made by openssl
+// TLS with a throwaway CA (tests/helpers.ts makeTestCerts, with openssl)
 // ---------------------------------------------------------------------------
-
-async function makeCertificates(dir: string) {
-  const run = async (args: string[]) => {
-    const result = await runTool("openssl", args);
-    if (result.code !== 0) {
-      throw new Error(`openssl ${args[0]} failed: ${result.stderr}`);
-    }
-  };
-  const ec = [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-  ];
-  await run([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    `${dir}/ca.key`,
-    "-out",
-    `${dir}/ca.pem`,
-    "-days",
-    "1",
-    "-subj",
-    "/CN=http_client test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ]);
-  await run([
-    "req",
-    ...ec,
-    "-keyout",
-    `${dir}/server.key`,
-    "-out",
-    `${dir}/server.csr`,
-    "-subj",
-    "/CN=localhost",
-  ]);
-  await Deno.writeTextFile(
-    `${dir}/server.ext`,
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-  );
-  await run([
-    "x509",
-    "-req",
-    "-in",
-    `${dir}/server.csr`,
-    "-CA",
-    `${dir}/ca.pem`,
-    "-CAkey",
-    `${dir}/ca.key`,
-    "-CAcreateserial",
-    "-out",
-    `${dir}/server.pem`,
-    "-days",
-    "1",
-    "-extfile",
-    `${dir}/server.ext`,
-  ]);
-}
 
 const haveOpenssl = await hasCommand("openssl");
 if (!haveOpenssl) skipBecause("openssl not installed (TLS tests)");
@@ -1057,83 +993,176 @@ Deno.test({
     "TLS: https with --cacert, refused without it, and through a CONNECT tunnel",
   ignore: !haveOpenssl,
   async fn() {
-    const dir = await Deno.makeTempDir();
+    await using certs = await makeTestCerts();
+    const dir = certs.dir;
+    const tls = serveRaw(
+      Deno.listenTls({
+        hostname: "127.0.0.1",
+        port: 0,
+        cert: certs.cert,
+        key: certs.key,
+      }),
+      respond,
+    );
+    const proxy = startProxy();
     try {
-      await makeCertificates(dir);
-      const tls = serveRaw(
-        Deno.listenTls({
-          hostname: "127.0.0.1",
-          port: 0,
-          cert: await Deno.readTextFile(`${dir}/server.pem`),
-          key: await Deno.readTextFile(`${dir}/server.key`),
-        }),
-        respond,
-      );
-      const proxy = startProxy();
-      try {
-        const url = `https://127.0.0.1:${tls.port}`;
-        const caCert = await Deno.readTextFile(`${dir}/ca.pem`);
-        // In-process.
-        const response = await fetchWithSocket(`${url}/chunked`, {
-          caCerts: [caCert],
-        });
-        assert.equal(await bodyText(response), "Wikipedia in\r\n\r\nchunks.");
+      const url = `https://127.0.0.1:${tls.port}`;
+      // In-process.
+      const response = await fetchWithSocket(`${url}/chunked`, {
+        caCerts: [certs.ca],
+      });
+      assert.equal(await bodyText(response), "Wikipedia in\r\n\r\nchunks.");
 
-        const allow = ["--allow-net", `--allow-read=${dir}`];
-        const [trusted, untrusted, tunnelled] = await Promise.all([
-          runScript(SCRIPT, ["--cacert", `${dir}/ca.pem`, `${url}/length`], {
-            allow,
-          }),
-          runScript(SCRIPT, [`${url}/length`]),
-          runScript(SCRIPT, [
-            "--cacert",
-            `${dir}/ca.pem`,
-            "--proxy",
-            `http://tunnel:user@127.0.0.1:${proxy.port}`,
-            "-o",
-            `${dir}/tunnelled.bin`,
-            `${url}/binary`,
-          ], {
-            allow: [...allow, `--allow-write=${dir}`],
-          }),
-        ]);
-        assert.deepEqual([trusted.code, trusted.stdout, trusted.stderr], [
-          0,
-          "hello world\n",
-          "",
-        ]);
-        assert.equal(untrusted.code, 1);
-        assert.equal(untrusted.stdout, "");
-        // One wording for every client (lib/dial.ts), naming the problem.
-        assert.equal(
-          untrusted.stderr,
-          `http_client.ts: cannot connect to 127.0.0.1:${tls.port}: certificate not trusted (unknown issuer)\n`,
-        );
-        assert.deepEqual([tunnelled.code, tunnelled.stderr], [0, ""]);
-        assert.deepEqual(await Deno.readFile(`${dir}/tunnelled.bin`), BINARY);
-        assert.equal(
-          proxy.requests[0].requestLine,
-          `CONNECT 127.0.0.1:${tls.port} HTTP/1.1`,
-        );
-        assert.match(
-          proxy.requests[0].head,
-          new RegExp(
-            `\r\nProxy-Authorization: Basic ${btoa("tunnel:user")}\r\n`,
-          ),
-        );
-        // The proxy only ever saw the CONNECT line, never the path.
-        assert.doesNotMatch(proxy.requests[0].head, /binary/);
-        // The TLS server got the origin-form request through the tunnel.
-        assert.ok(
-          tls.requests.some((r) => r.requestLine === "GET /binary HTTP/1.1"),
-        );
-      } finally {
-        await proxy.close();
-        await tls.close();
-      }
+      const allow = ["--allow-net", `--allow-read=${dir}`];
+      const [trusted, untrusted, tunnelled] = await Promise.all([
+        runScript(SCRIPT, ["--cacert", `${dir}/ca.pem`, `${url}/length`], {
+          allow,
+        }),
+        runScript(SCRIPT, [`${url}/length`]),
+        runScript(SCRIPT, [
+          "--cacert",
+          `${dir}/ca.pem`,
+          "--proxy",
+          `http://tunnel:user@127.0.0.1:${proxy.port}`,
+          "-o",
+          `${dir}/tunnelled.bin`,
+          `${url}/binary`,
+        ], {
+          allow: [...allow, `--allow-write=${dir}`],
+        }),
+      ]);
+      assert.deepEqual([trusted.code, trusted.stdout, trusted.stderr], [
+        0,
+        "hello world\n",
+        "",
+      ]);
+      assert.equal(untrusted.code, 1);
+      assert.equal(untrusted.stdout, "");
+      // One wording for every client (lib/dial.ts), naming the problem.
+      assert.equal(
+        untrusted.stderr,
+        `http_client.ts: cannot connect to 127.0.0.1:${tls.port}: certificate not trusted (unknown issuer)\n`,
+      );
+      assert.deepEqual([tunnelled.code, tunnelled.stderr], [0, ""]);
+      assert.deepEqual(await Deno.readFile(`${dir}/tunnelled.bin`), BINARY);
+      assert.equal(
+        proxy.requests[0].requestLine,
+        `CONNECT 127.0.0.1:${tls.port} HTTP/1.1`,
+      );
+      assert.match(
+        proxy.requests[0].head,
+        new RegExp(
+          `\r\nProxy-Authorization: Basic ${btoa("tunnel:user")}\r\n`,
+        ),
+      );
+      // The proxy only ever saw the CONNECT line, never the path.
+      assert.doesNotMatch(proxy.requests[0].head, /binary/);
+      // The TLS server got the origin-form request through the tunnel.
+      assert.ok(
+        tls.requests.some((r) => r.requestLine === "GET /binary HTTP/1.1"),
+      );
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      await proxy.close();
+      await tls.close();
     }
+  },
+});
+
+// A server that demands a client certificate: Python's ssl (Deno's own
+// servers cannot ask for one yet, deno#26825). It answers "hello <CN>".
+const CLIENT_CERT_SERVER = `
+import socket, ssl, sys
+cert, key, ca = sys.argv[1:4]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+context.load_verify_locations(ca)
+context.verify_mode = ssl.CERT_REQUIRED
+server = socket.create_server(("127.0.0.1", 0))
+server.settimeout(20)
+print("port", server.getsockname()[1], flush=True)
+for _ in range(2):
+    conn, _ = server.accept()
+    conn.settimeout(10)
+    try:
+        tls = context.wrap_socket(conn, server_side=True)
+    except (ssl.SSLError, OSError) as error:
+        conn.close()
+        continue
+    tls.recv(65536)
+    subject = dict(pair[0] for pair in tls.getpeercert()["subject"])
+    body = ("hello " + subject["commonName"] + "\\n").encode()
+    tls.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
+    tls.close()
+`;
+
+Deno.test({
+  name:
+    "TLS: --client-cert/--client-key present a certificate to a server that demands one (Python ssl)",
+  ignore: !haveOpenssl || !(await hasCommand("python3")),
+  async fn() {
+    await using certs = await makeTestCerts();
+    const python = await startChild(
+      "python3",
+      [
+        "-u",
+        "-c",
+        CLIENT_CERT_SERVER,
+        certs.certFile,
+        certs.keyFile,
+        certs.caFile,
+      ],
+      /port (\d+)/,
+    );
+    try {
+      const url = `https://localhost:${python.match[1]}/`;
+      const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+      const trust = ["--cacert", certs.caFile];
+      const presented = await runScript(SCRIPT, [
+        ...trust,
+        "--client-cert",
+        certs.certFile,
+        "--client-key",
+        certs.keyFile,
+        url,
+      ], { allow });
+      assert.deepEqual(
+        [presented.code, presented.stdout, presented.stderr],
+        [0, "hello localhost\n", ""],
+      );
+      // Without one: the server's refusal, in one line.
+      const refused = await runScript(SCRIPT, [...trust, url], { allow });
+      assert.deepEqual([refused.code, refused.stdout], [1, ""]);
+      assert.match(
+        refused.stderr,
+        /^http_client\.ts: TLS failed: .*CertificateRequired.*\n$/,
+      );
+    } finally {
+      await python.stop();
+    }
+    // Usage mistakes: one option without the other, or through a proxy
+    // (a tunnel needs Deno.startTls, which cannot present a certificate).
+    const alone = await runScript(SCRIPT, [
+      "--client-cert",
+      certs.certFile,
+      "https://localhost:1/",
+    ], { allow: ["--allow-net", `--allow-read=${certs.dir}`] });
+    assert.deepEqual([alone.code, alone.stderr.split("\n")[0]], [
+      2,
+      "http_client.ts: --client-cert and --client-key go together: give both or neither",
+    ]);
+    const proxied = await runScript(SCRIPT, [
+      "--client-cert",
+      certs.certFile,
+      "--client-key",
+      certs.keyFile,
+      "--proxy",
+      `http://127.0.0.1:${closedPort()}`,
+      "https://localhost:1/",
+    ], { allow: ["--allow-net", `--allow-read=${certs.dir}`] });
+    assert.deepEqual([proxied.code, proxied.stderr.split("\n")[0]], [
+      2,
+      "http_client.ts: --client-cert cannot be used through --proxy",
+    ]);
   },
 });
 
