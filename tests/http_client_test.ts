@@ -323,6 +323,29 @@ const respond: Responder = async (request, conn) => {
       const head = "HTTP/1.1 404 Not\x9b Found\r\nContent-Length: 0\r\n\r\n";
       return send(conn, Uint8Array.from(head, (c) => c.charCodeAt(0)));
     }
+    case "/stall-body":
+      // Part of the body, then nothing: the wait for the rest is bounded.
+      await send(conn, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf\n");
+      await conn.read(new Uint8Array(1));
+      return;
+    case "/stall-chunked":
+      await send(
+        conn,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+      );
+      await conn.read(new Uint8Array(1));
+      return;
+    case "/hostile-links": {
+      // Links holding an escape, a bidi override and a newline.
+      const page = '<a href="/x\x1b[2Jy">a</a><a href="/\u202Etxt.exe">b</a>' +
+        '<img src="/two\nlines">';
+      return send(
+        conn,
+        `HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: ${
+          encoder.encode(page).length
+        }\r\n\r\n${page}`,
+      );
+    }
     case "/silent":
       // Never answer; wait until the client gives up and closes.
       await conn.read(new Uint8Array(1));
@@ -806,6 +829,66 @@ Deno.test("CLI: refused connection and a silent server: one line, exit 1", async
       "",
       `http_client.ts: 127.0.0.1:${server.port}: timed out after 0.5 s waiting for data\n`,
     ],
+  );
+});
+
+Deno.test("CLI: every wait on the server is bounded: mid-body, mid-chunk, a proxy that never answers CONNECT", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  // A "proxy" that accepts and reads, and never answers.
+  const mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of mute) held.push(conn);
+  })();
+  try {
+    const timeout = ["--timeout", "0.5"];
+    const [body, chunked, proxied] = await Promise.all([
+      runScript(SCRIPT, [...timeout, `${origin}/stall-body`]),
+      runScript(SCRIPT, [...timeout, `${origin}/stall-chunked`]),
+      runScript(SCRIPT, [
+        ...timeout,
+        "--proxy",
+        `http://127.0.0.1:${mute.addr.port}`,
+        "https://localhost:1/",
+      ]),
+    ]);
+    const waited = (peer: string) =>
+      `http_client.ts: ${peer}: timed out after 0.5 s waiting for data\n`;
+    // What arrived is written (it streams), then the stall is reported.
+    assert.deepEqual([body.code, body.stdout, body.stderr], [
+      1,
+      "half\n",
+      waited(`127.0.0.1:${server.port}`),
+    ]);
+    assert.deepEqual([chunked.code, chunked.stdout, chunked.stderr], [
+      1,
+      "first",
+      waited(`127.0.0.1:${server.port}`),
+    ]);
+    assert.deepEqual([proxied.code, proxied.stdout, proxied.stderr], [
+      1,
+      "",
+      waited(`proxy 127.0.0.1:${mute.addr.port}`),
+    ]);
+  } finally {
+    mute.close();
+    await accepting;
+    for (const conn of held) conn.close();
+  }
+});
+
+Deno.test("CLI: --links prints URLs only: control and bidi characters in a link come out percent-encoded", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const result = await runScript(SCRIPT, [
+    "--links",
+    `${origin}/hostile-links`,
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(
+    result.stdout,
+    `${origin}/x%1B[2Jy\n${origin}/%E2%80%AEtxt.exe\n${origin}/twolines\n`,
   );
 });
 

@@ -641,6 +641,66 @@ Deno.test("subprocess: IPv6 listening line in brackets", async () => {
   assert.equal((await server.stop()).code, 0);
 });
 
+Deno.test("--max-connections and --max-per-address: one more is closed at once, with one log line; a freed slot is reused", async () => {
+  for (const option of ["--max-connections", "--max-per-address"]) {
+    const server = await startScript("http_raw_server.ts", [
+      "--port",
+      "0",
+      option,
+      "3",
+    ]);
+    const port = server.port;
+    const open: Deno.Conn[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        open.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+        await exchangeKeepingOpen(open[i], GET, HELLO);
+      }
+      // The fourth is accepted by the kernel, then closed by the server
+      // before any answer: end of stream, or a reset.
+      assert.equal(await exchangeBytes(port, GET), "", option);
+      // A slot freed is a slot for the next client.
+      open.shift()!.close();
+      const answered = await within(
+        5000,
+        (async () => {
+          while (true) {
+            const text = await exchangeBytes(
+              port,
+              GET.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"),
+            );
+            if (text !== "") return checkDates(text);
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        })(),
+        "a freed slot",
+      );
+      assert.equal(
+        answered,
+        response("200 OK", "html", HELLO_PAGE, { connection: "close" }),
+      );
+    } finally {
+      for (const conn of open) conn.close();
+    }
+    const output = await server.stop();
+    assert.equal(output.code, 0);
+    const what = option === "--max-connections"
+      ? "3 connections open (--max-connections)"
+      : "3 connections from it (--max-per-address)";
+    assert.equal(output.stderr, `refused 127.0.0.1: ${what}\n`, option);
+  }
+  // A cap of 0 serves nobody: refused as a usage mistake.
+  const zero = await runScript("http_raw_server.ts", [
+    "--max-connections",
+    "0",
+  ]);
+  assert.equal(zero.code, 2);
+  assert.match(
+    zero.stderr,
+    /^http_raw_server\.ts: --max-connections must be a whole number from 1 /,
+  );
+});
+
 Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
   for (
     const args of [
