@@ -9,7 +9,12 @@
 // proxy CONNECT) are the client's, kept here to keep its lesson in view.
 import { TimedConn } from "./deadline.ts";
 import { dial, startTlsWithin } from "./dial.ts";
-import { Failure, UsageError } from "./errors.ts";
+import {
+  classifyError,
+  Failure,
+  isExpectedError,
+  UsageError,
+} from "./errors.ts";
 import { formatHostPort, type Reader, writeAll } from "./io.ts";
 import { BufferedReader, LineTooLongError } from "./reader.ts";
 import { printable } from "./terminal.ts";
@@ -432,6 +437,26 @@ export function parseProxy(value: string | URL): URL {
   return proxy;
 }
 
+/** A TimedConn whose other failures name the peer too ("…: connection reset"). */
+class PeerConn extends TimedConn {
+  override read(into: Uint8Array) {
+    return naming(super.read(into), this.peer);
+  }
+  override write(bytes: Uint8Array) {
+    return naming(super.write(bytes), this.peer);
+  }
+}
+
+async function naming<T>(operation: Promise<T>, peer: string): Promise<T> {
+  try {
+    return await operation;
+  } catch (error) {
+    if (error instanceof Failure || !isExpectedError(error)) throw error;
+    const { kind, text } = classifyError(error);
+    throw new Failure(`${peer}: ${text}`, kind);
+  }
+}
+
 /**
  * The connection a request to `url` travels on, every read and write on it
  * bounded by `timeoutMs`: straight to the server, or to `proxy`; for https
@@ -451,29 +476,25 @@ export async function connectFor(
   }
   if (!proxy) {
     const conn = await dial({ ...target, timeoutMs: ms, tls });
-    return new TimedConn(conn, ms, target.display);
+    return new PeerConn(conn, ms, target.display);
   }
   const via = endpointOf(proxy);
   const tcp = await dial({ ...via, timeoutMs: ms }) as Deno.TcpConn;
-  if (!tls) return new TimedConn(tcp, ms, via.display);
-  const tunnel = new TimedConn(tcp, ms, `proxy ${via.display}`);
+  if (!tls) return new PeerConn(tcp, ms, via.display);
+  const tunnel = new PeerConn(tcp, ms, `proxy ${via.display}`);
   try {
     const auth = proxyAuthorization(proxy);
-    await writeAll(
-      tunnel,
-      encodeLatin1(
-        `CONNECT ${target.display} HTTP/1.1\r\nHost: ${target.display}\r\n` +
-          (auth ? `Proxy-Authorization: ${auth}\r\n` : "") +
-          `User-Agent: ${options.agent}\r\n\r\n`,
-      ),
-    );
+    const connect = `CONNECT ${target.display} HTTP/1.1\r\n` +
+      `Host: ${target.display}\r\n` +
+      (auth ? `Proxy-Authorization: ${auth}\r\n` : "") +
+      `User-Agent: ${options.agent}\r\n\r\n`;
+    await writeAll(tunnel, encodeLatin1(connect));
     const reader = new BufferedReader(tunnel);
     const head = await readResponseHead(reader);
     if (head.status < 200 || head.status > 299) {
+      const answer = printable(head.statusLine);
       throw new HttpError(
-        `proxy ${via.display} refused the tunnel: '${
-          printable(head.statusLine)
-        }'`,
+        `proxy ${via.display} refused the tunnel: '${answer}'`,
       );
     }
     // Our TLS hello goes first: a proxy that says more is not a tunnel.
@@ -484,12 +505,7 @@ export async function connectFor(
     tunnel.close();
     throw error;
   }
-  const serverName = target.hostname;
-  const conn = await startTlsWithin(
-    tcp,
-    { ...tls, serverName },
-    ms,
-    target.display,
-  );
-  return new TimedConn(conn, ms, target.display);
+  const named = { ...tls, serverName: target.hostname };
+  const conn = await startTlsWithin(tcp, named, ms, target.display);
+  return new PeerConn(conn, ms, target.display);
 }
