@@ -51,7 +51,8 @@ Options:
   --max-connections N     open connections at most (default ${server.DEFAULT_MAX_CONNECTIONS})
   --max-per-address N     open connections from one address at most (default ${server.DEFAULT_MAX_PER_ADDRESS})
 ${tls.SERVER_TLS_HELP}
-                     (HTTPS; asking clients for one: not in Deno, deno#26825)
+                     (then HTTPS; asking clients for a certificate: not in
+                     Deno yet, deno#26825)
   -h, --help              show this help`;
 
 export interface HttpRawServerOptions {
