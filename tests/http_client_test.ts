@@ -19,6 +19,7 @@ import {
   hasCommand,
   makeTestCerts,
   runScript,
+  runTool,
   skipBecause,
   startUnansweredPort,
 } from "./helpers.ts";
@@ -1217,12 +1218,40 @@ for _ in range(2):
     tls.close()
 `;
 
+/**
+ * A client certificate (extendedKeyUsage clientAuth) signed by the test CA
+ * in `dir` (ca.pem, ca.key): client.pem and client.key there.
+ */
+async function makeClientCert(dir: string) {
+  const openssl = async (args: string[]) => {
+    const result = await runTool("openssl", args);
+    if (result.code !== 0) throw new Error(`openssl: ${result.stderr}`);
+  };
+  await Deno.writeTextFile(
+    `${dir}/client.ext`,
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n" +
+      "extendedKeyUsage=clientAuth\nsubjectAltName=DNS:localhost\n",
+  );
+  await openssl([
+    ...["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    ...["-nodes", "-keyout", `${dir}/client.key`, "-out", `${dir}/client.csr`],
+    ...["-subj", "/CN=localhost"],
+  ]);
+  await openssl([
+    ...["x509", "-req", "-in", `${dir}/client.csr`, "-days", "1"],
+    ...["-CA", `${dir}/ca.pem`, "-CAkey", `${dir}/ca.key`, "-CAcreateserial"],
+    ...["-extfile", `${dir}/client.ext`, "-out", `${dir}/client.pem`],
+  ]);
+  return { cert: `${dir}/client.pem`, key: `${dir}/client.key` };
+}
+
 Deno.test({
   name:
     "TLS: --client-cert/--client-key present a certificate to a server that demands one (Python ssl)",
   ignore: !haveOpenssl || !(await hasCommand("python3")),
   async fn() {
     await using certs = await makeTestCerts();
+    const client = await makeClientCert(certs.dir);
     const python = await startChild(
       "python3",
       [
@@ -1242,9 +1271,9 @@ Deno.test({
       const presented = await runScript(SCRIPT, [
         ...trust,
         "--client-cert",
-        certs.certFile,
+        client.cert,
         "--client-key",
-        certs.keyFile,
+        client.key,
         url,
       ], { allow });
       assert.deepEqual(
