@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import { startHttpRawServer } from "../scripts/http_raw_server.ts";
+import { fetchWithSocket } from "../scripts/http_client.ts";
 import {
   hasCommand,
+  makeTestCerts,
   readAll,
   runScript,
   runTool,
   runWrk,
   skipBecause,
   startScript,
+  within,
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -226,6 +229,49 @@ Deno.test("a request body is read and discarded, so the next pipelined request i
   await exchangeKeepingOpen(conn, body.slice(10) + GET, HELLO);
 });
 
+Deno.test("a Content-Length list of equal values is one length; the body is skipped", async () => {
+  await using server = startHttpRawServer({ port: 0 });
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  const notAllowed = response(
+    "405 Method Not Allowed",
+    "text",
+    "Method Not Allowed\n",
+    { extra: "Allow: GET, HEAD\r\n" },
+  );
+  await exchangeKeepingOpen(
+    conn,
+    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n" +
+      "Content-Length: 3\r\n\r\nabc" + GET,
+    notAllowed + HELLO,
+  );
+});
+
+Deno.test("the head limit: exactly --max-head bytes pass, one more gets 431", async () => {
+  await using server = startHttpRawServer({ port: 0, maxHeadBytes: 1024 });
+  const head = (size: number) => {
+    const start = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
+    return start + "x".repeat(size - start.length - 4) + "\r\n\r\n";
+  };
+  assert.equal(head(1024).length, 1024);
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  await exchangeKeepingOpen(conn, head(1024), HELLO);
+  assert.equal(
+    await exchangeUntilClose(server.addr.port, head(1025)),
+    response(
+      "431 Request Header Fields Too Large",
+      "text",
+      "Request Header Fields Too Large\n",
+      { connection: "close" },
+    ),
+  );
+});
+
 Deno.test("garbage and protocol errors get 400/411/505 and a close; the server keeps serving", async () => {
   await using server = startHttpRawServer({ port: 0 });
   const port = server.addr.port;
@@ -238,6 +284,12 @@ Deno.test("garbage and protocol errors get 400/411/505 and a close; the server k
     ["GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", BAD_REQUEST],
     ["GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", BAD_REQUEST],
     ["GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", BAD_REQUEST],
+    // Other control bytes in a value too (lib/http1.ts, as the client).
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: \x1b[2J\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\n", BAD_REQUEST],
+    ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", BAD_REQUEST],
     ["GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", BAD_REQUEST],
     [
       "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
@@ -589,11 +641,75 @@ Deno.test("subprocess: IPv6 listening line in brackets", async () => {
   assert.equal((await server.stop()).code, 0);
 });
 
+Deno.test("--max-connections and --max-per-address: one more is closed at once, with one log line; a freed slot is reused", async () => {
+  for (const option of ["--max-connections", "--max-per-address"]) {
+    const server = await startScript("http_raw_server.ts", [
+      "--port",
+      "0",
+      option,
+      "3",
+    ]);
+    const port = server.port;
+    const open: Deno.Conn[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        open.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+        await exchangeKeepingOpen(open[i], GET, HELLO);
+      }
+      // The fourth is accepted by the kernel, then closed by the server
+      // before any answer: end of stream, or a reset.
+      assert.equal(await exchangeBytes(port, GET), "", option);
+      // A slot freed is a slot for the next client.
+      open.shift()!.close();
+      const answered = await within(
+        5000,
+        (async () => {
+          while (true) {
+            const text = await exchangeBytes(
+              port,
+              GET.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"),
+            );
+            if (text !== "") return checkDates(text);
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        })(),
+        "a freed slot",
+      );
+      assert.equal(
+        answered,
+        response("200 OK", "html", HELLO_PAGE, { connection: "close" }),
+      );
+    } finally {
+      for (const conn of open) conn.close();
+    }
+    const output = await server.stop();
+    assert.equal(output.code, 0);
+    const what = option === "--max-connections"
+      ? "3 connections open (--max-connections)"
+      : "3 connections from it (--max-per-address)";
+    assert.equal(output.stderr, `refused 127.0.0.1: ${what}\n`, option);
+  }
+  // A cap of 0 serves nobody: refused as a usage mistake.
+  const zero = await runScript("http_raw_server.ts", [
+    "--max-connections",
+    "0",
+  ]);
+  assert.equal(zero.code, 2);
+  assert.match(
+    zero.stderr,
+    /^http_raw_server\.ts: --max-connections must be a whole number from 1 /,
+  );
+});
+
 Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
   for (
-    const args of [["--port", "70000"], ["--idle-timeout", "0"], ["--bogus"], [
-      "extra",
-    ]]
+    const args of [
+      ["--port", "70000"],
+      ["--idle-timeout", "0"],
+      ["--bogus"],
+      ["extra"],
+      ["--cert", "cert.pem"], // without --key
+    ]
   ) {
     const result = await runScript("http_raw_server.ts", args);
     assert.equal(result.code, 2, args.join(" "));
@@ -605,4 +721,195 @@ Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
   const help = await runScript("http_raw_server.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: http_raw_server\.ts/);
+  // Where a user would look: no client certificates in Deno yet.
+  assert.match(help.stdout, /--cert FILE[^]*deno#26825/);
 });
+
+// ---------------------------------------------------------------------------
+// HTTPS: --cert/--key (certificates from tests/helpers.ts makeTestCerts)
+// ---------------------------------------------------------------------------
+
+const haveOpenssl = await hasCommand("openssl");
+if (!haveOpenssl) skipBecause("openssl not installed (TLS tests)");
+
+Deno.test({
+  name:
+    "HTTPS: curl --cacert, Python ssl and our client are served; plain HTTP, a wrong CA cost only their connection",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    const server = await startScript("http_raw_server.ts", [
+      "--port",
+      "0",
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+    ], { allow });
+    assert.match(
+      server.listeningLine,
+      /^Listening on https:\/\/127\.0\.0\.1:\d+$/,
+    );
+    const base = `https://127.0.0.1:${server.port}`;
+
+    // Plain HTTP to the HTTPS port: that connection ends, no HTTP answer.
+    const plain = await exchangeBytes(server.port, GET);
+    assert.ok(!plain.startsWith("HTTP/"), JSON.stringify(plain));
+
+    const [ours, wrongCa, noCa] = await Promise.all([
+      runScript("http_client.ts", ["--cacert", certs.caFile, `${base}/`], {
+        allow,
+      }),
+      runScript("http_client.ts", ["--cacert", certs.otherCaFile, `${base}/`], {
+        allow,
+      }),
+      runScript("http_client.ts", [`${base}/`]),
+    ]);
+    assert.deepEqual([ours.code, ours.stdout, ours.stderr], [
+      0,
+      HELLO_PAGE,
+      "",
+    ]);
+    for (const refused of [wrongCa, noCa]) {
+      assert.deepEqual([refused.code, refused.stdout, refused.stderr], [
+        1,
+        "",
+        `http_client.ts: cannot connect to 127.0.0.1:${server.port}: certificate not trusted (unknown issuer)\n`,
+      ]);
+    }
+
+    if (await hasCommand("curl")) {
+      const curl = await runTool("curl", [
+        "-si",
+        "--cacert",
+        certs.caFile,
+        `${base}/`,
+        `${base}/nope`,
+      ]);
+      assert.equal(curl.code, 0, curl.stderr);
+      assert.equal(checkDates(decoder.decode(curl.stdout)), HELLO + NOT_FOUND);
+    } else skipBecause("curl not installed (HTTPS with curl)");
+
+    if (await hasCommand("python3")) {
+      // Keep-alive over TLS: three requests, one connection.
+      const python = await runTool("python3", [
+        "-c",
+        `
+import http.client, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[2])
+conn = http.client.HTTPSConnection("localhost", int(sys.argv[1]), context=context, timeout=5)
+for path in ["/", "/x", "/"]:
+    conn.request("GET", path)
+    r = conn.getresponse()
+    print(r.status, len(r.read()), conn.sock.getsockname()[1], conn.sock.version())
+`,
+        String(server.port),
+        certs.caFile,
+      ]);
+      assert.equal(python.code, 0, python.stderr);
+      const lines = decoder.decode(python.stdout).trim().split("\n");
+      const [, , port, version] = lines[0].split(" ");
+      const size = encoder.encode(HELLO_PAGE).length;
+      assert.deepEqual(lines, [
+        `200 ${size} ${port} ${version}`,
+        `404 10 ${port} ${version}`,
+        `200 ${size} ${port} ${version}`,
+      ]);
+      assert.match(version, /^TLSv1\.[23]$/);
+    } else skipBecause("python3 not installed (HTTPS with Python ssl)");
+
+    const output = await server.stop();
+    assert.equal(output.code, 0);
+    // Failed handshakes are logged, one line each at most (and at most one
+    // a second), naming the peer: never a stack trace.
+    const log = output.stderr.trim().split("\n");
+    assert.ok(log.length >= 1 && log.length <= 3, output.stderr);
+    for (const line of log) {
+      assert.match(line, /^TLS handshake with 127\.0\.0\.1:\d+ failed: /);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "HTTPS: a name the certificate lacks, or a client stalled mid-handshake: one line for one, others served meanwhile",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using server = startHttpRawServer({
+      port: 0,
+      tls: { cert: certs.cert, key: certs.key },
+    });
+    const port = server.addr.port;
+    // Half a ClientHello record header, then silence.
+    using stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+    await stalled.write(Uint8Array.of(0x16, 0x03, 0x01));
+    // 40 TLS clients at once, three keep-alive requests each.
+    const clients = Array.from({ length: 40 }, async () => {
+      using conn = await Deno.connectTls({
+        hostname: "localhost",
+        port,
+        caCerts: [certs.ca],
+      });
+      for (let i = 0; i < 3; i++) await exchangeKeepingOpen(conn, GET, HELLO);
+    });
+    await within(20_000, Promise.all(clients), "40 TLS clients");
+    // The certificate names localhost, 127.0.0.1 and ::1, not example.com.
+    const mismatch = await fetchWithSocket(`https://127.0.0.1:${port}/`, {
+      caCerts: [certs.ca],
+      tls: { serverName: "example.com" },
+    }).then(() => "served", (error) => (error as Error).message);
+    assert.equal(
+      mismatch,
+      `cannot connect to 127.0.0.1:${port}: certificate is not valid for example.com`,
+    );
+  },
+});
+
+Deno.test({
+  name: "HTTPS on ::1: Listening line in brackets, our client --cacert",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    const server = await startScript("http_raw_server.ts", [
+      "--hostname",
+      "::1",
+      "--port",
+      "0",
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+    ], { allow }).catch(() => null);
+    if (!server) return skipBecause("no IPv6 loopback");
+    assert.match(server.listeningLine, /^Listening on https:\/\/\[::1\]:\d+$/);
+    const result = await runScript("http_client.ts", [
+      "-i",
+      "--cacert",
+      certs.caFile,
+      `https://[::1]:${server.port}/nope`,
+    ], { allow });
+    assert.equal(result.code, 1);
+    // Our client sends "Connection: close", so the answer says close too.
+    assert.equal(
+      checkDates(result.stdout),
+      response("404 Not Found", "text", "Not Found\n", { connection: "close" }),
+    );
+    assert.equal(
+      result.stderr,
+      `http_client.ts: https://[::1]:${server.port}/nope answered HTTP/1.1 404 Not Found\n`,
+    );
+    assert.equal((await server.stop()).code, 0);
+  },
+});
+
+/** Sends `request` on a new connection; everything until close, as text. */
+async function exchangeBytes(port: number, request: string): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(encoder.encode(request));
+  return decoder.decode(
+    await within(5000, readAll(conn).catch(() => new Uint8Array()), "close"),
+  );
+}
