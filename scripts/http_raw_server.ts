@@ -48,8 +48,7 @@ Options:
   --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
   --idle-timeout SECONDS  close a connection that sent no complete request for this long (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
-  --max-connections N     open connections at most (default ${server.DEFAULT_MAX_CONNECTIONS})
-  --max-per-address N     open connections from one address at most (default ${server.DEFAULT_MAX_PER_ADDRESS})
+${server.LIMIT_HELP}
 ${tls.SERVER_TLS_HELP}
                      (then HTTPS; asking clients for a certificate: not in
                      Deno yet, deno#26825)
@@ -325,23 +324,17 @@ if (import.meta.main) {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: `${DEFAULT_PORT}` },
         "idle-timeout": { type: "string", default: `${IDLE_TIMEOUT}` },
-        "max-connections": { type: "string" },
-        "max-per-address": { type: "string" },
+        ...server.LIMIT_OPTIONS,
         ...tls.SERVER_TLS_OPTIONS,
       },
     });
-    const count = (name: "max-connections" | "max-per-address") =>
-      values[name] === undefined
-        ? undefined // lib/server.ts's default
-        : cli.parseInteger(values[name], `--${name}`, 1);
     const serverTls = await tls.loadServerTls(values);
     const running = startHttpRawServer({
       hostname: values.hostname,
       port: cli.parsePort(values.port),
       idleTimeout: cli.parseSeconds(values["idle-timeout"], "--idle-timeout"),
       tls: serverTls,
-      maxConnections: count("max-connections"),
-      maxPerAddress: count("max-per-address"),
+      ...server.parseLimits(values),
     });
     return server.runUntilSignal(running, serverTls ? "https" : "http");
   });
