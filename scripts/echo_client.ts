@@ -96,6 +96,12 @@ export async function echoOnce(
       `server closed after echoing ${received} of ${message.length} bytes`,
     );
   }
+  if (received !== message.length || !reply.every((b, i) => b === message[i])) {
+    // A TLS server answering plain text with an alert, say.
+    throw new Failure(
+      "the reply differs from what was sent: is it an echo server (TLS needs --tls)?",
+    );
+  }
   return reply;
 }
 

@@ -639,6 +639,18 @@ Deno.test({
       certs.keyFile,
     ], { allow });
     const port = String(server.port);
+    const plain = await runScript("echo_client.ts", [
+      "--hostname",
+      "127.0.0.2",
+      "--port",
+      port,
+      "hi",
+    ]);
+    assert.equal(plain.code, 1, plain.stderr);
+    assert.equal(
+      plain.stderr,
+      "echo_client.ts: the reply differs from what was sent: is it an echo server (TLS needs --tls)?\n",
+    );
     const cases: [string[], string][] = [
       [
         ["--hostname", "127.0.0.2", "--cacert", certs.otherCaFile],
