@@ -6,10 +6,26 @@ import assert from "node:assert/strict";
 import { request } from "../scripts/timeout_client.ts";
 import { startEchoServer } from "../scripts/echo_server.ts";
 import { Failure } from "../lib/cli.ts";
-import { closedPort, hasCommand, runScript, skipBecause } from "./helpers.ts";
+import {
+  closedPort,
+  hasCommand,
+  runScript,
+  skipBecause,
+  startPeer,
+  startUnansweredPort,
+} from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+function ipv6Loopback(): boolean {
+  try {
+    Deno.listen({ hostname: "::1", port: 0 }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * A TCP server that handles exactly one client with `behave`, then stops.
@@ -118,6 +134,58 @@ Deno.test("in-process: a connect that never completes → 'connect timed out'", 
   assert.ok(elapsed >= 190 && elapsed < 2000, `took ${elapsed} ms`);
 });
 
+Deno.test("in-process: a real connect that hangs (full accept queue) → 'connect timed out', kind timeout", async () => {
+  const unanswered = await startUnansweredPort();
+  try {
+    const started = performance.now();
+    await assert.rejects(
+      request(encoder.encode("x\n"), {
+        port: unanswered.addr.port,
+        timeout: 0.3,
+      }),
+      (error) => {
+        assert.ok(error instanceof Failure);
+        assert.equal(error.message, "connect timed out after 0.3 s");
+        assert.equal(error.kind, "timeout");
+        return true;
+      },
+    );
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 290 && elapsed < 3000, `took ${elapsed} ms`);
+  } finally {
+    unanswered.close();
+  }
+});
+
+Deno.test("in-process: refused and unresolvable are not timeouts", async () => {
+  const port = closedPort();
+  await assert.rejects(request(encoder.encode("x\n"), { port }), (error) => {
+    assert.ok(error instanceof Failure);
+    assert.equal(
+      error.message,
+      `cannot connect to 127.0.0.1:${port}: connection refused`,
+    );
+    assert.equal(error.kind, "refused");
+    return true;
+  });
+  // RFC 6761: .invalid never resolves (locally, or by an immediate NXDOMAIN).
+  await assert.rejects(
+    request(encoder.encode("x\n"), {
+      hostname: "no-such-host.invalid",
+      timeout: 5,
+    }),
+    (error) => {
+      assert.ok(error instanceof Failure);
+      assert.match(
+        error.message,
+        /^cannot connect to no-such-host\.invalid:9999: name not resolved: /,
+      );
+      assert.equal(error.kind, "dns");
+      return true;
+    },
+  );
+});
+
 // A listener with listen(0) that never accepts: once its accept queue holds
 // one connection, Linux drops further SYNs, so a connect just hangs (the
 // kernel retries SYNs for about two minutes). The Python helper fills the
@@ -150,41 +218,30 @@ Deno.test({
     "subprocess: a connect that hangs (full backlog) → 'connect timed out', exit 1",
   ignore: !python,
   async fn() {
-    const helper = new Deno.Command("python3", {
-      args: ["-c", BACKLOG_FILLER],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const killer = setTimeout(() => helper.kill("SIGKILL"), 15_000);
-    const stdout = helper.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    try {
-      const { value } = await stdout.read();
-      const [state, port] = (value ?? "").trim().split(" ");
-      assert.equal(state, "full", "could not make a connect hang on loopback");
-
-      const started = performance.now();
-      const result = await runScript("timeout_client.ts", [
-        "--port",
-        port,
-        "--timeout",
-        "0.3",
-      ], { timeoutMs: 10_000 });
-      const elapsed = performance.now() - started;
-      assert.equal(result.code, 1);
-      assert.equal(result.stdout, "");
-      assert.equal(
-        result.stderr,
-        "timeout_client.ts: connect timed out after 0.3 s\n",
-      );
-      assert.ok(elapsed < 5000, `took ${elapsed} ms`);
-    } finally {
-      await helper.stdin.close();
-      await stdout.cancel();
-      await helper.status;
-      clearTimeout(killer);
-    }
+    // Waits for the whole line: one read of a pipe may hold only part of it.
+    await using helper = await startPeer(
+      "python3",
+      ["-c", BACKLOG_FILLER],
+      /^(full|never-full) (\d+)\n/,
+      { input: true, timeoutMs: 15_000 },
+    );
+    const [, state, port] = helper.match;
+    assert.equal(state, "full", "could not make a connect hang on loopback");
+    const started = performance.now();
+    const result = await runScript("timeout_client.ts", [
+      "--port",
+      port,
+      "--timeout",
+      "0.3",
+    ], { timeoutMs: 10_000 });
+    const elapsed = performance.now() - started;
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, "");
+    assert.equal(
+      result.stderr,
+      "timeout_client.ts: connect timed out after 0.3 s\n",
+    );
+    assert.ok(elapsed < 5000, `took ${elapsed} ms`);
   },
 });
 if (!python) skipBecause("python3 not installed");
@@ -199,6 +256,28 @@ Deno.test("subprocess: connection refused → one line, exit 1", async () => {
     `timeout_client.ts: cannot connect to 127.0.0.1:${port}: connection refused\n`,
   );
 });
+
+Deno.test({
+  name: "subprocess: refused on ::1 → the address in brackets",
+  ignore: !ipv6Loopback(),
+  async fn() {
+    const listener = Deno.listen({ hostname: "::1", port: 0 });
+    const { port } = listener.addr;
+    listener.close();
+    const result = await runScript("timeout_client.ts", [
+      "--hostname",
+      "::1",
+      "--port",
+      String(port),
+    ]);
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `timeout_client.ts: cannot connect to [::1]:${port}: connection refused\n`,
+    );
+  },
+});
+if (!ipv6Loopback()) skipBecause("IPv6 loopback ::1 not available");
 
 /** Runs the client against a server that sends `bytes` and then acts. */
 async function replyCase(bytes: Uint8Array, then: "wait" | "close") {
