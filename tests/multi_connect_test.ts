@@ -2,10 +2,11 @@ import assert from "node:assert/strict";
 import {
   checkTarget,
   checkTargets,
-  escapeBytes,
+  escapeBytes as scriptEscapeBytes,
   parseTarget,
   type TargetResult,
 } from "../scripts/multi_connect.ts";
+import { escapeBytes } from "../lib/terminal.ts";
 import { startEchoServer } from "../scripts/echo_server.ts";
 import { closedPort, runScript, startUnansweredPort } from "./helpers.ts";
 
@@ -90,6 +91,8 @@ Deno.test("a .invalid name is a DNS failure, within the timeout", async () => {
   });
   assert.ok(performance.now() - started < 3500);
   assert.equal(result.result, "DNS failure", JSON.stringify(result));
+  // The detail is lib/dial.ts's reason, as every client words it.
+  assert.match(result.detail ?? "", /^name not resolved: /);
 });
 
 Deno.test("a connect that never completes times out on time", async () => {
@@ -209,6 +212,8 @@ Deno.test("an IPv6 target in brackets", async (t) => {
 });
 
 Deno.test("escapeBytes keeps control characters and binary off the terminal", () => {
+  // The script's export is lib/terminal.ts's function (it moved there).
+  assert.equal(scriptEscapeBytes, escapeBytes);
   assert.equal(
     escapeBytes(encoder.encode('ok "x"\\\r\n\t\x1b[2J\x00')),
     '"ok \\"x\\"\\\\\\r\\n\\t\\x1b[2J\\x00"',
