@@ -15,7 +15,8 @@
  * each; on expiry one line says which one (`connect timed out after 1 s`,
  * `no reply: timed out after 1 s`), exit 1.
  * "The reply" is everything up to the first newline, or, if the server
- * closes first, whatever it sent; at most 64 KiB.
+ * closes first, whatever it sent; at most 64 KiB. It is printed as bytes,
+ * escaped when stdout is a terminal (lib/terminal.ts's writeReply).
  *
  * Read first: request()
  */
@@ -30,6 +31,7 @@ import { seconds, withDeadline } from "../lib/deadline.ts";
 import { dial, type DialOptions } from "../lib/dial.ts";
 import { classifyError, describeError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/io.ts";
+import { writeReply } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 9999; // the echo server's
 export const MAX_REPLY = 64 * 1024;
@@ -145,9 +147,6 @@ if (import.meta.main) {
       port: parsePort(values.port),
       timeout: parseSeconds(values.timeout, "--timeout"),
     });
-    await writeAll(Deno.stdout, reply);
-    if (reply.at(-1) !== NEWLINE) {
-      await writeAll(Deno.stdout, new Uint8Array([NEWLINE]));
-    }
+    await writeReply(reply);
   });
 }

@@ -16,7 +16,9 @@
  * answered. This one waits --timeout per try, sends again up to --retries
  * times, then says so and exits 1; it takes as the reply only a datagram
  * from the server's address that answers what it just sent. Output: each
- * reply's bytes, then a newline unless it ends with one.
+ * reply's bytes and a newline (escaped when stdout is a terminal). A closed
+ * port costs every try: Linux reports its ICMP "port unreachable" only to a
+ * connected UDP socket, and Deno's UDP API has no connect().
  *
  * Read first: openUdpClient(), whose one receive outlives a timeout
  */
@@ -32,8 +34,9 @@ import {
 } from "../lib/cli.ts";
 import { raceTimeout, TIMED_OUT } from "../lib/deadline.ts";
 import { describeError } from "../lib/errors.ts";
-import { closeQuietly, formatHostPort, writeAll } from "../lib/io.ts";
+import { closeQuietly, formatHostPort } from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
+import { writeReply } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 8081; // udp_server.ts's
 
@@ -163,9 +166,12 @@ export async function openUdpClient(
     }
   }
 
+  const target = formatHostPort(hostname, port);
   async function request(payload: Uint8Array): Promise<Uint8Array> {
     for (let attempt = 1; attempt <= tries; attempt++) {
-      await socket.send(payload, server);
+      await socket.send(payload, server).catch((error) => {
+        throw new Failure(`cannot send to ${target}: ${describeError(error)}`);
+      });
       const deadline = performance.now() + timeoutMs;
       while (true) {
         const reply = await receiveFromServer(deadline);
@@ -174,24 +180,15 @@ export async function openUdpClient(
         // A late reply to an earlier datagram: ignore it.
       }
     }
+    const times = tries === 1 ? "try" : "tries";
     throw new NoReplyError(
-      `no reply from ${formatHostPort(hostname, port)} after ${tries} ${
-        tries === 1 ? "try" : "tries"
-      }`,
+      `no reply from ${target} after ${tries} ${times}`,
       "timeout",
     );
   }
 
   const close = () => closeQuietly(socket);
   return { server, request, close, [Symbol.dispose]: close };
-}
-
-/** Prints a reply: its bytes, then a newline unless it ends with one. */
-async function printReply(reply: Uint8Array) {
-  await writeAll(Deno.stdout, reply);
-  if (reply.at(-1) !== 0x0a) {
-    await writeAll(Deno.stdout, new Uint8Array([0x0a]));
-  }
 }
 
 if (import.meta.main) {
@@ -219,7 +216,7 @@ if (import.meta.main) {
           `the message is ${payload.length} bytes; a UDP datagram holds at most ${MAX_UDP_PAYLOAD}`,
         );
       }
-      await printReply(await client.request(payload));
+      await writeReply(await client.request(payload));
       return;
     }
     const lines = new BufferedReader(Deno.stdin, { maxLine: MAX_UDP_PAYLOAD });
@@ -234,7 +231,7 @@ if (import.meta.main) {
         );
       }
       if (line === null) return;
-      await printReply(await client.request(line));
+      await writeReply(await client.request(line));
     }
   });
 }

@@ -10,6 +10,7 @@ import {
   closedPort,
   hasCommand,
   runScript,
+  runTool,
   skipBecause,
   startPeer,
   startUnansweredPort,
@@ -325,6 +326,77 @@ Deno.test("the reply is what came before the close, bytes kept, newline added", 
     output.stdout,
     new Uint8Array([0x6f, 0x6b, 0xff, 0xfe, 0x0a]),
   );
+});
+
+// Runs a command on a pseudo-terminal (Python's pty module) and returns
+// what the terminal showed: stdout and stderr, "\n" shown as "\r\n".
+const ON_A_TERMINAL = `
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+shown = b""
+while True:
+    try:
+        data = os.read(fd, 65536)
+    except OSError:
+        break
+    if not data:
+        break
+    shown += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(shown)
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+
+Deno.test({
+  name:
+    "on a terminal the reply's escapes are shown, not obeyed; into a pipe, the bytes",
+  ignore: !python,
+  async fn() {
+    const hostile = encoder.encode("hi \x1b[2J\x1b]0;owned\x07 \u202e!\r\n");
+    const server = oneShotServer(async (conn) => {
+      await conn.write(hostile);
+    });
+    const result = await runTool(
+      "python3",
+      [
+        "-c",
+        ON_A_TERMINAL,
+        Deno.execPath(),
+        "run",
+        "--allow-net",
+        new URL("../scripts/timeout_client.ts", import.meta.url).pathname,
+        "--port",
+        String(server.port),
+      ],
+      undefined,
+      10_000,
+    );
+    await server.done;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(
+      decoder.decode(result.stdout),
+      "hi \\x1b[2J\\x1b]0;owned\\x07 \\u{202e}!\r\n",
+    );
+    // The same reply into a pipe: every byte as sent.
+    const piped = oneShotServer(async (conn) => {
+      await conn.write(hostile);
+    });
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net",
+        new URL("../scripts/timeout_client.ts", import.meta.url).pathname,
+        "--port",
+        String(piped.port),
+      ],
+      stdin: "null",
+      stderr: "null",
+    }).output();
+    await piped.done;
+    assert.deepEqual(output.stdout, hostile);
+  },
 });
 
 Deno.test("a server that closes without a byte → 'no reply', exit 1", async () => {
