@@ -28,7 +28,7 @@ import { seconds, withDeadline } from "../lib/deadline.ts";
 import { type Connection, dial, DialError } from "../lib/dial.ts";
 import { describeError, Failure } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/io.ts";
-import { escapeBytes } from "../lib/terminal.ts";
+import { escapeBytes, printableJson } from "../lib/terminal.ts";
 
 export { escapeBytes }; // it was born here; lib/terminal.ts has it now
 
@@ -230,9 +230,8 @@ if (import.meta.main) {
     const results = await checkTargets(targets, options, (result) => {
       if (!values.json) console.log(formatLine(result, width));
     });
-    if (values.json) {
-      console.log(JSON.stringify(results.map(toJson), null, 2));
-    }
+    // printableJson: JSON.stringify, with C1 and bidi characters escaped too.
+    if (values.json) console.log(printableJson(results.map(toJson)));
     return results.every((result) => result.result === "connected") ? 0 : 1;
   });
 }

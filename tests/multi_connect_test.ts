@@ -308,6 +308,27 @@ Deno.test("CLI: --json prints an array for machines", async () => {
   assert.equal(results[1].firstBytes, null);
 });
 
+Deno.test("CLI: --json escapes C1 controls and bidi characters, the parsed text unchanged", async () => {
+  // U+009B is a one-character CSI on terminals that honour C1 controls;
+  // JSON.stringify would leave it (and U+202E) raw.
+  const banner = "\u009b2J\u202eevil\n";
+  const server = startBannerServer(encoder.encode(banner));
+  try {
+    const output = await runScript("multi_connect.ts", [
+      "--json",
+      `127.0.0.1:${server.port}`,
+    ]);
+    assert.equal(output.code, 0, output.stderr);
+    assert.ok(
+      output.stdout.includes('"firstBytes": "\\u009b2J\\u202eevil\\n"'),
+    );
+    assert.ok(!/[\u0080-\u009f\u202e]/.test(output.stdout), output.stdout);
+    assert.equal(JSON.parse(output.stdout)[0].firstBytes, banner);
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("CLI: a slow first target does not delay the total", async () => {
   const silent = startSilentServer();
   try {
