@@ -5,6 +5,7 @@
  *
  * Run:    deno run --allow-net scripts/multi_connect.ts 127.0.0.1:9999 127.0.0.1:8888 '[::1]:9000'
  *         deno run --allow-net scripts/multi_connect.ts --send hello --json 127.0.0.1:9999
+ *         deno run --allow-net --allow-read=certs scripts/multi_connect.ts --cacert certs/ca.pem localhost:9999
  * Try it: deno run --allow-net scripts/echo_server.ts   (then check 127.0.0.1:9999 --send hi)
  *
  * The tutorial (000 §4.3) makes one socket before its loop and closes it in
@@ -29,6 +30,12 @@ import { type Connection, dial, DialError } from "../lib/dial.ts";
 import { describeError, Failure } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/io.ts";
 import { escapeBytes, printableJson } from "../lib/terminal.ts";
+import {
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  type ClientTls,
+  loadClientTls,
+} from "../lib/tls.ts";
 
 export { escapeBytes }; // it was born here; lib/terminal.ts has it now
 
@@ -39,7 +46,7 @@ const USAGE = `Usage: multi_connect.ts [options] TARGET...
 Connects to every TARGET (host:port, [v6]:port for IPv6) at the same time
 and prints one line per target, in the order given:
   TARGET  RESULT  MILLISECONDS  FIRST BYTES or DETAIL
-RESULT: connected, refused, timed out, DNS failure or error.
+RESULT: connected, refused, timed out, DNS failure, TLS failed or error.
 MILLISECONDS: how long the connect took. FIRST BYTES: what the server sent
 first (${FIRST_BYTES_LIMIT} at most; escaped: \\n, \\xNN). Exit 0 if all connected, else 1.
 
@@ -49,15 +56,17 @@ Options:
                      at most this for the first bytes (default: the rest)
   --send TEXT        send TEXT plus "\\n" right after connecting
   --json             print a JSON array instead of aligned columns
+${CLIENT_TLS_HELP}
   -h, --help         show this help`;
 
 const MAX_PARALLEL = 256; // connections open at once, however many targets
 
-/** RESULT of a failed connect, by its kind in lib/errors.ts. */
+/** RESULT of a failed connect, by its kind in lib/errors.ts (or "tls"). */
 const FAILED = {
   refused: "refused",
   timeout: "timed out",
   dns: "DNS failure",
+  tls: "TLS failed", // TCP connected, the TLS handshake did not
 } as const;
 type Failed = typeof FAILED;
 export type ResultKind = "connected" | "error" | Failed[keyof Failed];
@@ -70,7 +79,7 @@ export interface Target {
 
 export interface TargetResult extends Target {
   result: ResultKind;
-  ms: number; // until the connect succeeded or failed
+  ms: number; // until the connect (TLS handshake included) ended
   firstBytes: Uint8Array | null; // the server's first (FIRST_BYTES_LIMIT)
   detail: string | null; // why it failed, or why no bytes came
 }
@@ -79,6 +88,7 @@ export interface CheckOptions {
   timeoutMs?: number; // per target, connect + first bytes (2000)
   readTimeoutMs?: number; // cap on the wait for bytes (rest of timeoutMs)
   send?: Uint8Array; // sent right after connecting ("--send TEXT" + "\n")
+  tls?: ClientTls; // speak TLS (lib/tls.ts's loadClientTls)
 }
 
 /** Parses "host:port" / "[v6]:port"; throws UsageError on bad syntax. */
@@ -129,12 +139,13 @@ export async function checkTarget(
   const started = performance.now();
   let conn: Connection;
   try {
-    // dial() bounds the whole connect, name lookup included: with
+    // dial() bounds the whole connect, name lookup and TLS included: with
     // no limit, a host that drops our packets keeps us waiting for minutes.
-    conn = await dial({ ...target, timeoutMs });
+    conn = await dial({ ...target, timeoutMs, tls: options.tls });
   } catch (error) {
     if (!(error instanceof DialError)) throw error; // NotCapable
-    const result = FAILED[error.kind as keyof Failed] ?? "error";
+    const kind = error.stage === "tls" ? "tls" : error.kind;
+    const result = FAILED[kind as keyof Failed] ?? "error";
     const detail = result === "refused"
       ? null
       : result === "timed out"
@@ -209,6 +220,7 @@ if (import.meta.main) {
         "read-timeout": { type: "string" },
         send: { type: "string" },
         json: { type: "boolean", default: false },
+        ...CLIENT_TLS_OPTIONS,
       },
     });
     if (positionals.length === 0) {
@@ -225,6 +237,7 @@ if (import.meta.main) {
       send: send === undefined
         ? undefined
         : new TextEncoder().encode(send + "\n"),
+      tls: await loadClientTls(values),
     };
     const width = Math.max(...targets.map((target) => target.target.length));
     const results = await checkTargets(targets, options, (result) => {

@@ -3,6 +3,7 @@
  * first line of the reply, and gives up in one line naming what was late.
  *
  * Run:    deno run --allow-net scripts/timeout_client.ts [--timeout 1] hello
+ *         deno run --allow-net --allow-read=certs scripts/timeout_client.ts --cacert certs/ca.pem hi
  * Try it: start scripts/echo_server.ts first (port 9999), or see a timeout
  *         with a server that never answers: nc -l 127.0.0.1 9999
  *
@@ -11,9 +12,9 @@
  * same "Connection timed out." whichever call it was; a refused connect is
  * not caught (a traceback), and its single recv(1024) may hold part of the
  * reply, or end inside a UTF-8 character so that decode() raises. Here the
- * connect (name lookup included) and the reply are two limits of --timeout
- * each; on expiry one line says which one (`connect timed out after 1 s`,
- * `no reply: timed out after 1 s`), exit 1.
+ * connect (name lookup and TLS handshake included) and the reply are two
+ * limits of --timeout each; on expiry one line says which one
+ * (`connect timed out after 1 s`, `no reply: timed out after 1 s`), exit 1.
  * "The reply" is everything up to the first newline, or, if the server
  * closes first, whatever it sent; at most 64 KiB. It is printed as bytes,
  * escaped when stdout is a terminal (lib/terminal.ts's writeReply).
@@ -32,6 +33,12 @@ import { dial, type DialOptions } from "../lib/dial.ts";
 import { classifyError, describeError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/io.ts";
 import { writeReply } from "../lib/terminal.ts";
+import {
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  type ClientTls,
+  loadClientTls,
+} from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 9999; // the echo server's
 export const MAX_REPLY = 64 * 1024;
@@ -45,6 +52,7 @@ Options:
   --hostname HOST    server address (default 127.0.0.1)
   --port PORT        server port (default ${DEFAULT_PORT}, the echo server)
   --timeout SECONDS  limit for the connect, and again for the reply (default 1)
+${CLIENT_TLS_HELP}
   -h, --help         show this help`;
 
 /** How to connect: lib/dial.ts's dial(), or a stand-in (tests). */
@@ -57,6 +65,8 @@ export interface TimeoutClientOptions {
   port?: number;
   /** Seconds allowed for the connect, and separately for the reply. */
   timeout?: number;
+  /** Speak TLS (lib/tls.ts's loadClientTls makes this from --tls, --cacert). */
+  tls?: ClientTls;
   /** How to connect (tests pass one that never completes). */
   connect?: Connect;
 }
@@ -85,6 +95,7 @@ export async function request(
       hostname,
       port,
       timeoutMs: limitMs,
+      tls: options.tls,
       signal: AbortSignal.timeout(limitMs),
     });
   } catch (error) {
@@ -139,6 +150,7 @@ if (import.meta.main) {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
         timeout: { type: "string", default: "1" },
+        ...CLIENT_TLS_OPTIONS,
       },
     });
     const text = positionals.length > 0 ? positionals.join(" ") : "hello";
@@ -146,6 +158,7 @@ if (import.meta.main) {
       hostname: values.hostname,
       port: parsePort(values.port),
       timeout: parseSeconds(values.timeout, "--timeout"),
+      tls: await loadClientTls(values),
     });
     await writeReply(reply);
   });

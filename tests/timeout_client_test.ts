@@ -9,10 +9,12 @@ import { Failure } from "../lib/cli.ts";
 import {
   closedPort,
   hasCommand,
+  makeTestCerts,
   runScript,
   runTool,
   skipBecause,
   startPeer,
+  startScript,
   startUnansweredPort,
 } from "./helpers.ts";
 
@@ -51,7 +53,7 @@ function oneShotServer(behave: (conn: Deno.TcpConn) => Promise<void>) {
 }
 
 /** Reads until the peer closes; returns what arrived. */
-async function drain(conn: Deno.TcpConn): Promise<string> {
+async function drain(conn: Deno.Conn): Promise<string> {
   const buffer = new Uint8Array(4096);
   let text = "";
   while (true) {
@@ -438,4 +440,280 @@ Deno.test("CLI errors: one message, a hint, exit 2, no stack trace", async () =>
   const help = await runScript("timeout_client.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: timeout_client\.ts/);
+});
+
+// --- TLS: --tls, --cacert, --client-cert/--client-key (lib/tls.ts). ---
+
+const openssl = await hasCommand("openssl");
+if (!openssl) {
+  skipBecause("openssl not installed: timeout_client TLS tests ignored");
+}
+
+/** A self-signed client certificate (CN=test-client) in `dir`. */
+async function makeClientCert(dir: string) {
+  const cert = `${dir}/client.pem`, key = `${dir}/client.key`;
+  const made = await runTool("openssl", [
+    ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    ...["-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=test-client"],
+    ...["-days", "1"],
+  ]);
+  assert.equal(made.code, 0, made.stderr);
+  return { cert, key };
+}
+
+// A Python TLS server: greets each client with the name in its client
+// certificate ("nobody" without one), then reads once and closes. With a
+// fourth argument it demands a client certificate signed by that file.
+const PYTHON_TLS_SERVER = `
+import socket, ssl, sys
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+if len(sys.argv) > 3:
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(sys.argv[3])
+listener = socket.create_server(("127.0.0.1", 0))
+print("READY", listener.getsockname()[1], flush=True)
+while True:
+    raw, _ = listener.accept()
+    raw.settimeout(5)
+    try:
+        with context.wrap_socket(raw, server_side=True) as conn:
+            peer = conn.getpeercert()
+            name = dict(p[0] for p in peer["subject"])["commonName"] if peer else "nobody"
+            conn.sendall(("python tls, you are %s\\n" % name).encode())
+            conn.recv(1024)
+    except (ssl.SSLError, OSError) as error:
+        print("failed:", error, file=sys.stderr, flush=True)
+`;
+
+Deno.test({
+  name:
+    "TLS: --cacert against echo_server.ts --cert/--key; wrong CA, no CA, wrong name: one line, exit 1",
+  ignore: !openssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using localhostOnly = await makeTestCerts({
+      names: ["DNS:localhost"],
+    });
+    const allow = [
+      "--allow-net",
+      `--allow-read=${certs.dir},${localhostOnly.dir}`,
+    ];
+    const serve = (files: { certFile: string; keyFile: string }) =>
+      startScript("echo_server.ts", [
+        ...["--port", "0", "--cert", files.certFile, "--key", files.keyFile],
+      ], { allow });
+    await using server = await serve(certs);
+    await using named = await serve(localhostOnly);
+    assert.equal(
+      server.listeningLine,
+      `Listening on tls://127.0.0.1:${server.port}`,
+    );
+    const run = (port: number, args: string[]) =>
+      runScript("timeout_client.ts", ["--port", String(port), ...args], {
+        allow,
+      });
+
+    const ok = await run(server.port, [
+      "--cacert",
+      certs.caFile,
+      "over",
+      "tls",
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, "over tls\n");
+    assert.equal(ok.stderr, "");
+    // The name is checked: "localhost" is in that certificate, 127.0.0.1 not.
+    const byName = await run(named.port, [
+      ...["--hostname", "localhost", "--cacert", localhostOnly.caFile, "hi"],
+    ]);
+    assert.equal(byName.code, 0, byName.stderr);
+    assert.equal(byName.stdout, "hi\n");
+
+    const cases: [number, string[], string][] = [
+      [
+        server.port,
+        ["--cacert", certs.otherCaFile],
+        "certificate not trusted (unknown issuer)",
+      ],
+      [server.port, ["--tls"], "certificate not trusted (unknown issuer)"],
+      [
+        named.port,
+        ["--cacert", localhostOnly.caFile],
+        "certificate is not valid for 127.0.0.1",
+      ],
+    ];
+    for (const [port, args, problem] of cases) {
+      const result = await run(port, args);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stdout, "");
+      assert.equal(
+        result.stderr,
+        `timeout_client.ts: cannot connect to 127.0.0.1:${port}: ${problem}\n`,
+      );
+    }
+  },
+});
+
+Deno.test({
+  name: "TLS: in-process against Deno.listenTls, and on ::1",
+  ignore: !openssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    for (
+      const hostname of ipv6Loopback() ? ["127.0.0.1", "::1"] : ["127.0.0.1"]
+    ) {
+      const listener = Deno.listenTls({
+        hostname,
+        port: 0,
+        cert: certs.cert,
+        key: certs.key,
+      });
+      const serving = (async () => {
+        const conn = await listener.accept();
+        try {
+          await conn.handshake();
+          await conn.write(encoder.encode("tls reply\n"));
+          await drain(conn);
+        } finally {
+          conn.close();
+        }
+      })();
+      try {
+        const reply = await request(encoder.encode("x\n"), {
+          hostname,
+          port: listener.addr.port,
+          timeout: 5,
+          tls: { caCerts: [certs.ca] },
+        });
+        assert.equal(decoder.decode(reply), "tls reply\n");
+      } finally {
+        listener.close();
+        await serving;
+      }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "TLS: a server that never answers the handshake → 'connect timed out' (the connect's limit); a plain server → 'does not speak TLS'",
+  ignore: !openssl,
+  async fn() {
+    const silent = oneShotServer(async (conn) => {
+      await drain(conn); // takes the ClientHello, answers nothing
+    });
+    const started = performance.now();
+    const stalled = await runScript("timeout_client.ts", [
+      ...["--port", String(silent.port), "--tls", "--timeout", "0.3"],
+    ], { timeoutMs: 10_000 });
+    const elapsed = performance.now() - started;
+    await silent.done;
+    assert.equal(stalled.code, 1);
+    assert.equal(
+      stalled.stderr,
+      "timeout_client.ts: connect timed out after 0.3 s\n",
+    );
+    assert.ok(elapsed < 5000, `took ${elapsed} ms`);
+
+    const plain = oneShotServer(async (conn) => {
+      await conn.write(encoder.encode("220 plain text here\r\n")).catch(() =>
+        0
+      );
+      await drain(conn);
+    });
+    const result = await runScript("timeout_client.ts", [
+      ...["--port", String(plain.port), "--tls", "--timeout", "2"],
+    ], { timeoutMs: 10_000 });
+    await plain.done;
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `timeout_client.ts: cannot connect to 127.0.0.1:${plain.port}: the peer does not speak TLS\n`,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "TLS: a Python ssl server; --client-cert/--client-key where it demands one, and without",
+  ignore: !openssl || !python,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const client = await makeClientCert(certs.dir);
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    const ask = (port: string, args: string[]) =>
+      runScript("timeout_client.ts", [
+        ...[
+          "--port",
+          port,
+          "--cacert",
+          certs.caFile,
+          "--timeout",
+          "5",
+          ...args,
+        ],
+      ], { allow, timeoutMs: 15_000 });
+    const serverArgs = ["-c", PYTHON_TLS_SERVER, certs.certFile, certs.keyFile];
+    {
+      await using open = await startPeer(
+        "python3",
+        serverArgs,
+        /READY (\d+)\n/,
+      );
+      const plain = await ask(open.match[1], []);
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.equal(plain.stdout, "python tls, you are nobody\n");
+    }
+    // Demands a certificate signed by the client's own (self-signed) one.
+    await using strict = await startPeer("python3", [
+      ...serverArgs,
+      client.cert,
+    ], /READY (\d+)\n/);
+    const port = strict.match[1];
+    const presented = await ask(port, [
+      ...["--client-cert", client.cert, "--client-key", client.key],
+    ]);
+    assert.equal(presented.code, 0, presented.stderr);
+    assert.equal(presented.stdout, "python tls, you are test-client\n");
+    // TLS 1.3: our side of the handshake ends first; the server's verdict
+    // comes as an alert, read where the reply was expected.
+    const without = await ask(port, []);
+    assert.equal(without.code, 1);
+    assert.equal(
+      without.stderr,
+      "timeout_client.ts: no reply: the server requires a client certificate\n",
+    );
+    // A certificate the server does not trust: its alert names ours.
+    await using other = await startPeer("python3", [
+      ...serverArgs,
+      certs.caFile,
+    ], /READY (\d+)\n/);
+    const untrusted = await ask(other.match[1], [
+      ...["--client-cert", client.cert, "--client-key", client.key],
+    ]);
+    assert.equal(untrusted.code, 1);
+    assert.equal(
+      untrusted.stderr,
+      "timeout_client.ts: no reply: the peer refused our certificate (alert UnknownCA)\n",
+    );
+  },
+});
+
+Deno.test("TLS options: half a client certificate is bad usage; an unreadable CA file one line", async () => {
+  const half = await runScript("timeout_client.ts", ["--client-cert", "x.pem"]);
+  assert.equal(half.code, 2);
+  assert.match(
+    half.stderr,
+    /^timeout_client\.ts: --client-cert and --client-key go together/,
+  );
+  const missing = await runScript("timeout_client.ts", [
+    "--cacert",
+    "/nonexistent/ca.pem",
+  ], { allow: ["--allow-net", "--allow-read"] });
+  assert.equal(missing.code, 1);
+  assert.equal(
+    missing.stderr,
+    "timeout_client.ts: cannot read --cacert /nonexistent/ca.pem: no such file\n",
+  );
 });
