@@ -87,6 +87,18 @@ Deno.test("keeps at most 64 bytes of a long banner", async () => {
   }
 });
 
+Deno.test("a server that accepts and closes at once: connected, closed without data", async () => {
+  const server = startBannerServer(new Uint8Array());
+  try {
+    const result = await checkTarget(target(server.port));
+    assert.equal(result.result, "connected");
+    assert.equal(result.firstBytes, null);
+    assert.equal(result.detail, "closed by server without data");
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("a closed port is refused", async () => {
   const result = await checkTarget(target(closedPort()));
   assert.equal(result.result, "refused");

@@ -305,6 +305,23 @@ Deno.test("the reply is the first line, even if more follows", async () => {
   assert.equal(result.stdout, "first\n");
 });
 
+Deno.test("a reply in pieces, a UTF-8 character split between them, arrives whole", async () => {
+  // The tutorial's single recv(1024) would take the first piece alone, and
+  // decode() would raise on the half character (0xc3 without its 0xa9).
+  const server = oneShotServer(async (conn) => {
+    await conn.write(new Uint8Array([0x63, 0x61, 0x66, 0xc3]));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await conn.write(new Uint8Array([0xa9, 0x21, 0x0a]));
+    await drain(conn);
+  });
+  const reply = await request(encoder.encode("x\n"), {
+    port: server.port,
+    timeout: 5,
+  });
+  await server.done;
+  assert.equal(decoder.decode(reply), "café!\n");
+});
+
 Deno.test("the reply is what came before the close, bytes kept, newline added", async () => {
   const server = oneShotServer(async (conn) => {
     await conn.write(new Uint8Array([0x6f, 0x6b, 0xff, 0xfe]));
