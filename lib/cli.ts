@@ -152,12 +152,12 @@ export async function runCommand(
  * Deno's UDP and QUIC APIs (Deno.listenDatagram, Deno.QuicEndpoint…) exist
  * only with `--unstable-net` ("unstable": ["net"] in deno.json). Without it a
  * call fails with "is not a function" and a stack trace; say what to do.
- * Used by every UDP and QUIC script.
+ * Used by every UDP and QUIC script; `what` names what needs it ("UDP").
  */
-export function requireUnstableNet(): void {
+export function requireUnstableNet(what = "this"): void {
   if (typeof Deno.listenDatagram !== "function") {
     throw new Failure(
-      "this needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …",
+      `${what} needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …`,
     );
   }
 }

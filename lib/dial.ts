@@ -26,12 +26,17 @@ export interface DialOptions {
   signal?: AbortSignal;
 }
 
-/** A failed connect: `kind` says why ("refused", "timeout", "dns", "tls"…). */
+/**
+ * A failed connect: `kind` says why ("refused", "timeout", "dns", "tls"…);
+ * `stage` is "tls" when TCP connected but the TLS handshake did not finish
+ * (a port checker tells "closed" from "open, but no TLS").
+ */
 export class DialError extends Failure {
   constructor(
     readonly target: string,
     readonly reason: string,
     kind: ErrorKind,
+    readonly stage: "connect" | "tls" = "connect",
   ) {
     super(`cannot connect to ${target}: ${reason}`, kind);
   }
@@ -77,17 +82,15 @@ function dialError(
   target: string,
   timedOut: boolean,
   timeoutMs: number,
+  stage: "connect" | "tls" = "connect",
 ) {
   if (error instanceof Deno.errors.NotCapable) return error; // a usage problem
   if (timedOut) {
-    return new DialError(
-      target,
-      `timed out after ${seconds(timeoutMs)}`,
-      "timeout",
-    );
+    const reason = `timed out after ${seconds(timeoutMs)}`;
+    return new DialError(target, reason, "timeout", stage);
   }
   const { kind, text } = classifyError(error);
-  return new DialError(target, text, kind);
+  return new DialError(target, text, kind, stage);
 }
 
 /**
@@ -109,9 +112,11 @@ async function dialWithClientCertificate(
     key: tls!.key!,
   });
   let conn: Deno.TlsConn | typeof TIMED_OUT;
+  let stage: "connect" | "tls" = "connect"; // connectTls resolves on TCP
   try {
     conn = await raceTimeout(
       pending.then(async (conn) => {
+        stage = "tls";
         try {
           await conn.handshake();
           return conn;
@@ -123,11 +128,11 @@ async function dialWithClientCertificate(
       timeoutMs,
     );
   } catch (error) {
-    throw dialError(error, target, false, timeoutMs);
+    throw dialError(error, target, false, timeoutMs, stage);
   }
   if (conn === TIMED_OUT) {
     pending.then(closeQuietly, () => {});
-    throw dialError(undefined, target, true, timeoutMs);
+    throw dialError(undefined, target, true, timeoutMs, stage);
   }
   return conn;
 }
@@ -160,7 +165,7 @@ export async function startTlsWithin(
   } catch (error) {
     closeQuietly(conn ?? tcp);
     const { kind, text } = classifyError(error);
-    throw new DialError(target, text, kind);
+    throw new DialError(target, text, kind, "tls");
   }
   return conn;
 }

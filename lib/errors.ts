@@ -112,6 +112,16 @@ export function classifyError(error: unknown): ErrorInfo {
     return { kind: "dns", text: `name not resolved: ${firstLine(error)}` };
   }
   if (error instanceof e.InvalidData) {
+    // A fatal alert is the peer's verdict, not ours: "UnknownCA" from a
+    // server means it does not trust the certificate *we* presented.
+    const alert = /received fatal alert: (\w+)/.exec(error.message)?.[1];
+    if (alert === "CertificateRequired") {
+      return { kind: "tls", text: "the server requires a client certificate" };
+    }
+    if (alert) {
+      const what = /Certificate|CA/.test(alert) ? "our certificate" : "TLS";
+      return { kind: "tls", text: `the peer refused ${what} (alert ${alert})` };
+    }
     // rustls names the name it checked: `… not valid for name "x"; …`
     const name = /not valid for name "([^"]*)"/.exec(error.message)?.[1];
     if (name) {

@@ -6,11 +6,16 @@
 //
 // - printable(): for messages and logs (all clients' error lines, the
 //   servers' logs of names, upload_client's reply, http_client's headers).
+// - writeReply(): a reply on stdout, exact bytes into a pipe or a file,
+//   printable() on a terminal (timeout_client, udp_client).
 // - escapeBytes(): a banner of raw bytes as a quoted ASCII string
 //   (multi_connect).
+// - printableJson(): JSON whose strings hold peer text (multi_connect --json).
 // - replaceControls(): for text passed on to other people's terminals
 //   (chat lines), where escapes would be noise: unsafe characters become
 //   U+FFFD, the rest, emoji included, stays as typed.
+
+import { writeAll, type Writer } from "./io.ts";
 
 // C0 and C1 controls, DEL, and the invisible format characters (bidi
 // overrides and isolates, zero-width space/joiners, BOM…).
@@ -38,6 +43,40 @@ export function printable(text: string, max = 200): string {
 /** Bytes as UTF-8 text (invalid bytes as U+FFFD), then printable(). */
 export function printableBytes(bytes: Uint8Array, max = 200): string {
   return printable(new TextDecoder().decode(bytes), max);
+}
+
+/**
+ * Writes a peer's reply and a newline unless it ends with one: the exact
+ * bytes when `out` is a pipe or a file (data stays data), all of it through
+ * printable() when `out` is a terminal (the reply cannot drive the screen).
+ */
+export async function writeReply(
+  reply: Uint8Array,
+  out: Writer & { isTerminal(): boolean } = Deno.stdout,
+): Promise<void> {
+  let bytes = reply;
+  if (out.isTerminal()) {
+    const text = new TextDecoder().decode(reply).replace(/\r?\n$/, "");
+    bytes = new TextEncoder().encode(printable(text, Infinity) + "\n");
+  }
+  await writeAll(out, bytes);
+  if (bytes.at(-1) !== 0x0a) await writeAll(out, new Uint8Array([0x0a]));
+}
+
+/**
+ * JSON.stringify(value, null, 2) safe to show: JSON escapes only U+0000 to
+ * U+001F, so DEL, C1 controls (U+009B starts a terminal command) and format
+ * characters (U+202E) are written as \u escapes too. It parses the same.
+ */
+export function printableJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(
+    /[\x7f-\x9f\p{Cf}]/gu,
+    (character) =>
+      // one \u per UTF-16 unit: two above U+FFFF
+      character.split("").map((unit) =>
+        `\\u${unit.charCodeAt(0).toString(16).padStart(4, "0")}`
+      ).join(""),
+  );
 }
 
 const NAMED: Record<number, string> = {

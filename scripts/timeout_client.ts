@@ -1,23 +1,25 @@
 /**
- * TCP client with time limits: connects, sends one line, prints the reply,
- * and gives up with a clear message if the connect or the reply takes too
- * long.
+ * TCP client with two time limits: connects, sends one line, prints the
+ * first line of the reply, and gives up in one line naming what was late.
  *
  * Run:    deno run --allow-net scripts/timeout_client.ts [--timeout 1] hello
+ *         deno run --allow-net --allow-read=certs scripts/timeout_client.ts --cacert certs/ca.pem hi
  * Try it: start scripts/echo_server.ts first (port 9999), or see a timeout
  *         with a server that never answers: nc -l 127.0.0.1 9999
  *
- * The tutorial's settimeout(1) covers every socket call with one number and
- * ends in an uncaught `socket.timeout` traceback that does not say what
- * timed out; and its single recv(1024) may return half a reply. Here the
- * connect and the reply each get their own --timeout, expiry is one line
- * naming which one (`connect timed out after 1 s`, `no reply: timed out
- * after 1 s`), exit 1.
+ * The tutorial (000 §4.5) calls settimeout(1) once, so each call (connect,
+ * sendall, recv) gets 1 s, and its one `except socket.timeout` prints the
+ * same "Connection timed out." whichever call it was; a refused connect is
+ * not caught (a traceback), and its single recv(1024) may hold part of the
+ * reply, or end inside a UTF-8 character so that decode() raises. Here the
+ * connect (name lookup and TLS handshake included) and the reply are two
+ * limits of --timeout each; on expiry one line says which one
+ * (`connect timed out after 1 s`, `no reply: timed out after 1 s`), exit 1.
+ * "The reply" is everything up to the first newline, or, if the server
+ * closes first, whatever it sent; at most 64 KiB. It is printed as bytes,
+ * escaped when stdout is a terminal (lib/terminal.ts's writeReply).
  *
- * "The reply" is everything up to and including the first newline, or, if
- * the server closes first, whatever it sent. It is bounded at 64 KiB: a
- * longer reply without a newline is an error. The reply is printed as is,
- * followed by a newline if it lacks one.
+ * Read first: request()
  */
 import {
   Failure,
@@ -26,8 +28,17 @@ import {
   parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
-import { describeError } from "../lib/errors.ts";
-import { closeQuietly, writeAll } from "../lib/net.ts";
+import { seconds, withDeadline } from "../lib/deadline.ts";
+import { dial, type DialOptions } from "../lib/dial.ts";
+import { classifyError, describeError } from "../lib/errors.ts";
+import { closeQuietly, writeAll } from "../lib/io.ts";
+import { writeReply } from "../lib/terminal.ts";
+import {
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  type ClientTls,
+  loadClientTls,
+} from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 9999; // the echo server's
 export const MAX_REPLY = 64 * 1024;
@@ -41,17 +52,21 @@ Options:
   --hostname HOST    server address (default 127.0.0.1)
   --port PORT        server port (default ${DEFAULT_PORT}, the echo server)
   --timeout SECONDS  limit for the connect, and again for the reply (default 1)
+${CLIENT_TLS_HELP}
   -h, --help         show this help`;
 
+/** How to connect: lib/dial.ts's dial(), or a stand-in (tests). */
 export type Connect = (
-  options: Deno.ConnectOptions & { signal: AbortSignal },
-) => Promise<Deno.TcpConn>;
+  options: DialOptions & { signal: AbortSignal },
+) => Promise<Deno.Conn>;
 
 export interface TimeoutClientOptions {
   hostname?: string;
   port?: number;
   /** Seconds allowed for the connect, and separately for the reply. */
   timeout?: number;
+  /** Speak TLS (lib/tls.ts's loadClientTls makes this from --tls, --cacert). */
+  tls?: ClientTls;
   /** How to connect (tests pass one that never completes). */
   connect?: Connect;
 }
@@ -68,47 +83,44 @@ export async function request(
 ): Promise<Uint8Array> {
   const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? DEFAULT_PORT;
-  const seconds = options.timeout ?? 1;
-  const connect: Connect = options.connect ?? Deno.connect;
+  const limitMs = (options.timeout ?? 1) * 1000;
+  const connect = options.connect ?? dial;
 
-  // Phase 1: the connect. AbortSignal.timeout cancels it for us.
-  const connectLimit = AbortSignal.timeout(seconds * 1000);
-  let conn: Deno.TcpConn;
+  // Limit 1: the connect. dial() gives up after limitMs and words every
+  // failure "cannot connect to HOST:PORT: why"; a timeout we say our way.
+  // (The signal lets a stand-in connect stop on time too.)
+  let conn: Deno.Conn;
   try {
-    conn = await connect({ hostname, port, signal: connectLimit });
+    conn = await connect({
+      hostname,
+      port,
+      timeoutMs: limitMs,
+      tls: options.tls,
+      signal: AbortSignal.timeout(limitMs),
+    });
   } catch (error) {
-    if (connectLimit.aborted) {
-      throw new Failure(`connect timed out after ${seconds} s`);
-    }
-    const target = hostname.includes(":") ? `[${hostname}]` : hostname;
-    throw new Failure(
-      `cannot connect to ${target}:${port}: ${describeError(error)}`,
-    );
+    if (classifyError(error).kind !== "timeout") throw error;
+    throw new Failure(`connect timed out after ${seconds(limitMs)}`, "timeout");
   }
 
-  // Phase 2: send and wait for the reply, with a fresh limit. When it
-  // expires we close the connection, which makes the pending read or
-  // write fail at once.
-  let timedOut = false;
-  const replyLimit = setTimeout(() => {
-    timedOut = true;
-    closeQuietly(conn);
-  }, seconds * 1000);
+  // Limit 2: a fresh limitMs for sending and for the reply. A read has no
+  // timeout of its own: withDeadline closes the connection when time is up,
+  // which ends the pending read (or write) at once.
   try {
-    await writeAll(conn, message);
-    return await readReply(conn);
+    return await withDeadline(conn, limitMs, async () => {
+      await writeAll(conn, message);
+      return await readReply(conn);
+    }, `no reply: timed out after ${seconds(limitMs)}`);
   } catch (error) {
-    if (timedOut) throw new Failure(`no reply: timed out after ${seconds} s`);
     if (error instanceof Failure) throw error;
     throw new Failure(`no reply: ${describeError(error)}`);
   } finally {
-    clearTimeout(replyLimit);
     closeQuietly(conn);
   }
 }
 
 /** Reads up to the first newline (kept), or until the server closes. */
-async function readReply(conn: Deno.TcpConn): Promise<Uint8Array> {
+async function readReply(conn: Deno.Conn): Promise<Uint8Array> {
   const buffer = new Uint8Array(MAX_REPLY);
   let received = 0;
   while (received < buffer.length) {
@@ -138,6 +150,7 @@ if (import.meta.main) {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
         timeout: { type: "string", default: "1" },
+        ...CLIENT_TLS_OPTIONS,
       },
     });
     const text = positionals.length > 0 ? positionals.join(" ") : "hello";
@@ -145,10 +158,8 @@ if (import.meta.main) {
       hostname: values.hostname,
       port: parsePort(values.port),
       timeout: parseSeconds(values.timeout, "--timeout"),
+      tls: await loadClientTls(values),
     });
-    await writeAll(Deno.stdout, reply);
-    if (reply.at(-1) !== NEWLINE) {
-      await writeAll(Deno.stdout, new Uint8Array([NEWLINE]));
-    }
+    await writeReply(reply);
   });
 }

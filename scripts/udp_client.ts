@@ -10,15 +10,17 @@
  * turns it on, a copy of the script elsewhere needs the flag.)
  *
  * UDP may lose a datagram or its reply, and nobody tells you. The tutorial's
- * client calls recvfrom() with no timeout and hangs forever when that
- * happens; it also accepts a datagram from anyone as "the reply". This one
- * waits --timeout seconds per try, sends again up to --retries times, then
- * says so and exits 1; it ignores datagrams that do not come from the
- * server's address or do not answer what it just sent (a late reply to an
- * earlier try, say).
+ * client (003 §UDP编程) waits in recvfrom() with no timeout, so a lost
+ * datagram hangs it for good; it takes whatever arrives as the reply, and
+ * even overwrites ADDR with its sender, so the next line goes to whoever
+ * answered. This one waits --timeout per try, sends again up to --retries
+ * times, then says so and exits 1; it takes as the reply only a datagram
+ * from the server's address that answers what it just sent. Output: each
+ * reply's bytes and a newline (escaped when stdout is a terminal). A closed
+ * port costs every try: Linux reports its ICMP "port unreachable" only to a
+ * connected UDP socket, and Deno's UDP API has no connect().
  *
- * Output: each reply's bytes exactly as received, then a newline unless the
- * reply already ends with one (a stdin line is sent without its newline).
+ * Read first: openUdpClient(), whose one receive outlives a timeout
  */
 import { lookup } from "node:dns/promises";
 import {
@@ -27,11 +29,14 @@ import {
   parseInteger,
   parsePort,
   parseSeconds,
+  requireUnstableNet,
   runCommand,
 } from "../lib/cli.ts";
+import { raceTimeout, TIMED_OUT } from "../lib/deadline.ts";
 import { describeError } from "../lib/errors.ts";
-import { closeQuietly, writeAll } from "../lib/net.ts";
-import { LineReader, LineTooLongError } from "../lib/lines.ts";
+import { closeQuietly, formatHostPort } from "../lib/io.ts";
+import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
+import { writeReply } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 8081; // udp_server.ts's
 
@@ -98,16 +103,11 @@ export function answers(reply: Uint8Array, payload: Uint8Array): boolean {
 export async function openUdpClient(
   options: UdpClientOptions = {},
 ): Promise<UdpClient> {
+  requireUnstableNet("UDP");
   const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? DEFAULT_PORT;
   const timeoutMs = (options.timeout ?? 1) * 1000;
   const tries = (options.retries ?? 2) + 1;
-  if (typeof Deno.listenDatagram !== "function") {
-    // Without the flag the call below fails with "is not a function".
-    throw new Failure(
-      "UDP needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …",
-    );
-  }
 
   let addresses;
   try {
@@ -132,8 +132,9 @@ export async function openUdpClient(
   });
 
   const buffer = new Uint8Array(65_536);
-  // At most one receive is outstanding; it survives a timeout and serves
-  // the next wait, so nothing is lost between tries.
+  // At most one receive is outstanding. A timeout does not cancel it (UDP
+  // has nothing to cancel): it stays pending and serves the next wait, so
+  // a reply that comes late is still seen, and never read twice.
   let pending: Promise<Received> | undefined;
   function receive(): Promise<Received> {
     pending ??= socket.receive(buffer).then(
@@ -150,13 +151,8 @@ export async function openUdpClient(
     while (true) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) return null;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const expired = new Promise<null>((resolve) => {
-        timer = setTimeout(() => resolve(null), remaining);
-      });
-      const received = await Promise.race([receive(), expired]);
-      clearTimeout(timer);
-      if (received === null) return null;
+      const received = await raceTimeout(receive(), remaining);
+      if (received === TIMED_OUT) return null; // the receive stays pending
       pending = undefined;
       if ("error" in received) throw received.error;
       const { data, from } = received;
@@ -170,9 +166,12 @@ export async function openUdpClient(
     }
   }
 
+  const target = formatHostPort(hostname, port);
   async function request(payload: Uint8Array): Promise<Uint8Array> {
     for (let attempt = 1; attempt <= tries; attempt++) {
-      await socket.send(payload, server);
+      await socket.send(payload, server).catch((error) => {
+        throw new Failure(`cannot send to ${target}: ${describeError(error)}`);
+      });
       const deadline = performance.now() + timeoutMs;
       while (true) {
         const reply = await receiveFromServer(deadline);
@@ -181,32 +180,15 @@ export async function openUdpClient(
         // A late reply to an earlier datagram: ignore it.
       }
     }
-    const target = hostname.includes(":") ? `[${hostname}]` : hostname;
+    const times = tries === 1 ? "try" : "tries";
     throw new NoReplyError(
-      `no reply from ${target}:${port} after ${tries} ${
-        tries === 1 ? "try" : "tries"
-      }`,
+      `no reply from ${target} after ${tries} ${times}`,
+      "timeout",
     );
   }
 
   const close = () => closeQuietly(socket);
   return { server, request, close, [Symbol.dispose]: close };
-}
-
-/** Prints a reply: its bytes, then a newline unless it ends with one. */
-async function printReply(reply: Uint8Array) {
-  await writeAll(Deno.stdout, reply);
-  if (reply.at(-1) !== 0x0a) {
-    await writeAll(Deno.stdout, new Uint8Array([0x0a]));
-  }
-}
-
-function checkSize(payload: Uint8Array, what: string) {
-  if (payload.length > MAX_UDP_PAYLOAD) {
-    throw new Failure(
-      `${what} is ${payload.length} bytes; a UDP datagram holds at most ${MAX_UDP_PAYLOAD}`,
-    );
-  }
 }
 
 if (import.meta.main) {
@@ -221,34 +203,35 @@ if (import.meta.main) {
         retries: { type: "string", default: "2" },
       },
     });
-    const options = {
+    using client = await openUdpClient({
       hostname: values.hostname,
       port: parsePort(values.port),
       timeout: parseSeconds(values.timeout, "--timeout"),
       retries: parseInteger(values.retries, "--retries", 0, 100),
-    };
-    using client = await openUdpClient(options);
+    });
     if (positionals.length > 0) {
       const payload = new TextEncoder().encode(positionals.join(" "));
-      checkSize(payload, "the message");
-      await printReply(await client.request(payload));
+      if (payload.length > MAX_UDP_PAYLOAD) {
+        throw new Failure(
+          `the message is ${payload.length} bytes; a UDP datagram holds at most ${MAX_UDP_PAYLOAD}`,
+        );
+      }
+      await writeReply(await client.request(payload));
       return;
     }
-    const lines = new LineReader(Deno.stdin, MAX_UDP_PAYLOAD);
+    const lines = new BufferedReader(Deno.stdin, { maxLine: MAX_UDP_PAYLOAD });
     for (let number = 1;; number++) {
       let line;
       try {
         line = await lines.readLine();
       } catch (error) {
-        if (error instanceof LineTooLongError) {
-          throw new Failure(
-            `line ${number} is longer than ${MAX_UDP_PAYLOAD} bytes, the largest UDP datagram`,
-          );
-        }
-        throw error;
+        if (!(error instanceof LineTooLongError)) throw error;
+        throw new Failure(
+          `line ${number} is longer than ${MAX_UDP_PAYLOAD} bytes, the largest UDP datagram`,
+        );
       }
       if (line === null) return;
-      await printReply(await client.request(line));
+      await writeReply(await client.request(line));
     }
   });
 }

@@ -6,24 +6,33 @@
  * Try it: deno run --unstable-net --allow-net scripts/udp_client.ts hello
  *    or:  echo hello | nc -u -W 1 127.0.0.1 8081
  *
- * Deno's UDP API (Deno.listenDatagram) is still behind --unstable-net. This
- * project's deno.json turns it on; a copy of the script elsewhere needs the
- * flag, and says so in one line if it is missing.
+ * (--unstable-net: Deno's UDP API still needs it. This project's deno.json
+ * turns it on; a copy elsewhere needs the flag, and says so in one line.)
  *
- * The tutorial's server decodes and re-encodes the data (breaking binary
- * payloads), stops for good when an empty datagram arrives, and dies on the
- * first send error. This one copies bytes untouched, answers an empty
- * datagram with just the stamp, cuts a reply that would not fit in one UDP
- * datagram, and logs (rate-limited) send errors without stopping.
+ * The tutorial's server (003 §UDP编程) calls close() inside its loop, so it
+ * answers one datagram and then fails with "Bad file descriptor"; it
+ * decode()s each datagram, so binary data, or a character cut by its
+ * 4096-byte buffer, raises and ends it; an empty datagram stops it for
+ * good. This one answers whatever arrives: the bytes untouched, an empty
+ * datagram with just the stamp, a reply too big for one datagram cut to
+ * fit; a failed send is logged (once a second at most) and serving goes on.
+ *
+ * Read first: serve() in startUdpServer()
  */
 import {
-  Failure,
   parseCommandLine,
   parsePort,
+  requireUnstableNet,
   runCommand,
 } from "../lib/cli.ts";
-import { closeQuietly, formatAddress } from "../lib/net.ts";
-import { runUntilSignal, type ServerHandle } from "../lib/server.ts";
+import { describeError } from "../lib/errors.ts";
+import { closeQuietly, formatAddress } from "../lib/io.ts";
+import {
+  rateLimitedLog,
+  runUntilSignal,
+  type ServerHandle,
+  serverHandle,
+} from "../lib/server.ts";
 
 export const DEFAULT_PORT = 8081;
 
@@ -51,23 +60,12 @@ export interface UdpServerOptions {
   iso?: boolean;
   /** The clock, in milliseconds since the epoch (tests pass a fixed one). */
   now?: () => number;
+  /** Where failed receives and sends are logged, once a second at most. */
+  log?: (line: string) => void;
 }
 
-const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS = [
-  "Jan",
-  "Feb",
-  "Mar",
-  "Apr",
-  "May",
-  "Jun",
-  "Jul",
-  "Aug",
-  "Sep",
-  "Oct",
-  "Nov",
-  "Dec",
-];
+const DAYS = "Sun Mon Tue Wed Thu Fri Sat".split(" ");
+const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
 
 function twoDigits(value: number): string {
   return String(value).padStart(2, "0");
@@ -97,7 +95,7 @@ export function formatIso(date: Date): string {
  * after close().
  */
 export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
-  requireUnstableNet();
+  requireUnstableNet("UDP");
   const socket = Deno.listenDatagram({
     transport: "udp",
     hostname: options.hostname ?? "127.0.0.1",
@@ -106,7 +104,7 @@ export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
   const format = options.iso ? formatIso : formatCtime;
   const now = options.now ?? Date.now;
   const encoder = new TextEncoder();
-  const log = rateLimitedLog();
+  const log = rateLimitedLog(options.log);
 
   // One buffer for the whole server. A datagram is received at offset
   // STAMP_ROOM and the stamp is written just in front of it, so the reply
@@ -119,8 +117,7 @@ export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
   let stampSecond = NaN;
   let stamp = new Uint8Array();
   function currentStamp(): Uint8Array {
-    const milliseconds = now();
-    const second = Math.floor(milliseconds / 1000);
+    const second = Math.floor(now() / 1000);
     if (second !== stampSecond) {
       stampSecond = second;
       stamp = encoder.encode(`[${format(new Date(second * 1000))}]`);
@@ -130,6 +127,8 @@ export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
 
   let closed = false;
 
+  // No accept() in UDP: every datagram arrives with its sender's address,
+  // and the reply goes back to that address. One loop serves everyone.
   async function serve() {
     while (true) {
       let payloadLength: number;
@@ -142,7 +141,7 @@ export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
         if (closed || error instanceof Deno.errors.BadResource) return;
         // Some systems report an earlier send's ICMP error here (Windows:
         // "connection reset"). It concerns one client, not the server.
-        log(`receive failed: ${(error as Error).message}`);
+        log(`receive failed: ${describeError(error)}`);
         continue;
       }
       const head = currentStamp();
@@ -155,67 +154,17 @@ export function startUdpServer(options: UdpServerOptions = {}): ServerHandle {
       } catch (error) {
         if (closed) return;
         // Unreachable or forbidden sender: its problem, not everyone's.
-        log(
-          `send to ${formatAddress(sender)} failed: ${
-            (error as Error).message
-          }`,
-        );
+        log(`send to ${formatAddress(sender)} failed: ${describeError(error)}`);
       }
     }
   }
 
   const serving = serve();
-  let closing: Promise<void> | undefined;
-  function close(): Promise<void> {
-    closing ??= (async () => {
-      closed = true;
-      closeQuietly(socket);
-      await serving;
-    })();
-    return closing;
-  }
-
-  return {
-    addr: socket.addr as Deno.NetAddr,
-    finished: serving.then(() => close()),
-    close,
-    [Symbol.asyncDispose]: close,
-  };
-}
-
-/**
- * Deno.listenDatagram only exists with --unstable-net (or "unstable": ["net"]
- * in deno.json). Without it the call would fail with "is not a function" and
- * a stack trace; say what to do instead.
- */
-export function requireUnstableNet() {
-  if (typeof Deno.listenDatagram !== "function") {
-    throw new Failure(
-      "UDP needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …",
-    );
-  }
-}
-
-/**
- * Logs to stderr at most once a second, counting what it held back: a
- * flood of bad datagrams must not turn into a flood of log lines.
- */
-function rateLimitedLog() {
-  let lastLogged = -Infinity;
-  let heldBack = 0;
-  return (message: string) => {
-    const time = performance.now();
-    if (time - lastLogged < 1000) {
-      heldBack++;
-      return;
-    }
-    const suffix = heldBack > 0
-      ? ` (${heldBack} similar errors not shown)`
-      : "";
-    console.error(`${message}${suffix}`);
-    lastLogged = time;
-    heldBack = 0;
-  };
+  return serverHandle(socket.addr as Deno.NetAddr, serving, async () => {
+    closed = true;
+    closeQuietly(socket);
+    await serving;
+  });
 }
 
 if (import.meta.main) {

@@ -9,12 +9,15 @@ import {
   MAX_UDP_PAYLOAD,
   startUdpServer,
 } from "../scripts/udp_server.ts";
-import { answers, openUdpClient } from "../scripts/udp_client.ts";
+import { answers, NoReplyError, openUdpClient } from "../scripts/udp_client.ts";
+import { Failure } from "../lib/cli.ts";
 import {
   concat,
   hasCommand,
+  randomBytes,
   runScript,
   runTool,
+  scriptPath,
   skipBecause,
   startScript,
 } from "./helpers.ts";
@@ -162,6 +165,47 @@ Deno.test("in-process: 200 clients at once each get their own reply", async () =
   }
 });
 
+Deno.test("in-process: 3,000 random datagrams, then a normal one still gets its stamp", async () => {
+  const logged: string[] = [];
+  await using server = startUdpServer({
+    port: 0,
+    now: () => FIXED_LOCAL,
+    log: (line) => logged.push(line),
+  });
+  // Four senders that never read their replies; sizes from empty to the
+  // largest datagram, bytes random (invalid UTF-8, NULs, escapes...).
+  const senders = Array.from(
+    { length: 4 },
+    () =>
+      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }),
+  );
+  try {
+    const sizes = [0, 1, 2, 63, 64, 65, 1500, 4096, 4097, MAX_UDP_PAYLOAD];
+    for (let index = 0; index < 3000; index++) {
+      const size = index % 50 === 0
+        ? sizes[(index / 50) % sizes.length]
+        : Math.floor(Math.random() * 2048);
+      await senders[index % senders.length].send(
+        randomBytes(size),
+        server.addr,
+      );
+    }
+  } finally {
+    for (const sender of senders) sender.close();
+  }
+  // The flood may have filled the socket's receive buffer, and the kernel
+  // drops what does not fit (that is UDP): ask as the client does, retrying.
+  using client = await openUdpClient({
+    port: server.addr.port,
+    timeout: 1,
+    retries: 5,
+  });
+  const reply = await client.request(encoder.encode("still ok?"));
+  assert.equal(decoder.decode(reply), "[Mon Nov  2 01:24:44 2026]still ok?");
+  // Replies to senders that closed are not errors for UDP: nothing to log.
+  assert.deepEqual(logged, []);
+});
+
 Deno.test("answers(): matches stamped or plain echoes of the payload only", () => {
   const payload = encoder.encode("lo");
   assert.ok(answers(encoder.encode("[t]lo"), payload));
@@ -300,6 +344,74 @@ Deno.test("subprocess client: no server → 'no reply' after every try, exit 1, 
   }
 });
 
+Deno.test("subprocess client: a closed port costs every try (Deno cannot see the ICMP port unreachable)", async () => {
+  // If Deno ever reports the refusal, this fails: then say it at once.
+  const closed = Deno.listenDatagram({
+    transport: "udp",
+    hostname: "127.0.0.1",
+    port: 0,
+  });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  const started = performance.now();
+  const result = await runScript("udp_client.ts", [
+    "--port",
+    String(port),
+    "--timeout",
+    "0.2",
+    "--retries",
+    "2",
+    "anyone?",
+  ], { timeoutMs: 10_000 });
+  const elapsed = performance.now() - started;
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stderr,
+    `udp_client.ts: no reply from 127.0.0.1:${port} after 3 tries\n`,
+  );
+  assert.ok(elapsed >= 600 && elapsed < 5000, `took ${elapsed} ms`);
+});
+
+Deno.test("in-process client: no reply is a timeout Failure; a send the system refuses is one line", async () => {
+  // On ::1 where there is one: the message puts the address in brackets.
+  const hostname = ipv6Available() ? "::1" : "127.0.0.1";
+  const silent = Deno.listenDatagram({ transport: "udp", hostname, port: 0 });
+  const port = (silent.addr as Deno.NetAddr).port;
+  const target = hostname === "::1" ? `[::1]:${port}` : `127.0.0.1:${port}`;
+  try {
+    using client = await openUdpClient({
+      hostname,
+      port,
+      timeout: 0.1,
+      retries: 0,
+    });
+    await assert.rejects(client.request(encoder.encode("x")), (error) => {
+      assert.ok(error instanceof NoReplyError);
+      assert.equal(error.kind, "timeout");
+      assert.equal(error.message, `no reply from ${target} after 1 try`);
+      return true;
+    });
+  } finally {
+    silent.close();
+  }
+  // Port 0 is no destination: the system refuses the send (EINVAL).
+  using nowhere = await openUdpClient({ port: 0, timeout: 0.1 });
+  await assert.rejects(nowhere.request(encoder.encode("x")), (error) => {
+    assert.ok(error instanceof Failure);
+    assert.match(error.message, /^cannot send to 127\.0\.0\.1:0: /);
+    return true;
+  });
+});
+
+Deno.test("subprocess client: port 0, a send the system refuses, is one line, exit 1", async () => {
+  const result = await runScript("udp_client.ts", ["--port", "0", "x"]);
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    /^udp_client\.ts: cannot send to 127\.0\.0\.1:0: [^\n]+\n$/,
+  );
+});
+
 Deno.test("subprocess client: a line too long for one datagram is a clear error", async () => {
   const result = await runScript("udp_client.ts", [
     "--port",
@@ -411,6 +523,57 @@ Deno.test({
   },
 });
 if (!ipv6) skipBecause("IPv6 loopback ::1 not available");
+
+// Runs a command on a pseudo-terminal (Python's pty module) and returns
+// what the terminal showed: stdout and stderr, "\n" shown as "\r\n".
+const ON_A_TERMINAL = `
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+shown = b""
+while True:
+    try:
+        data = os.read(fd, 65536)
+    except OSError:
+        break
+    if not data:
+        break
+    shown += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(shown)
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+
+Deno.test({
+  name:
+    "client on a terminal: escapes in a reply are shown, not obeyed; into a pipe, the bytes",
+  ignore: !python,
+  async fn() {
+    await using server = startUdpServer({ port: 0, now: () => FIXED_LOCAL });
+    const args = [
+      "run",
+      "--allow-net",
+      scriptPath("udp_client.ts"),
+      "--port",
+      String(server.addr.port),
+      "\x1b[2J\u202e",
+    ];
+    const shown = await runTool(
+      "python3",
+      ["-c", ON_A_TERMINAL, Deno.execPath(), ...args],
+      undefined,
+      10_000,
+    );
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal(
+      decoder.decode(shown.stdout),
+      "[Mon Nov  2 01:24:44 2026]\\x1b[2J\\u{202e}\r\n",
+    );
+    const piped = await runScript("udp_client.ts", args.slice(3));
+    assert.equal(piped.stdout, "[Mon Nov  2 01:24:44 2026]\x1b[2J\u202e\n");
+  },
+});
 
 Deno.test("CLI errors: one message, a hint, exit 2, no stack trace", async () => {
   const cases: [string, string[], RegExp][] = [
