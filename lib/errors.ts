@@ -36,7 +36,7 @@ export interface ErrorInfo {
 // Deno reports getaddrinfo failures as a plain Error whose message names the
 // lookup; these are the phrasings Linux, macOS and Windows produce.
 const DNS_FAILURE =
-  /failed to lookup address|name or service not known|nodename nor servname|no such host|temporary failure in name resolution|no address associated/i;
+  /failed to lookup address|name or service not known|nodename nor servname|no such host|temporary failure in name resolution|no address associated|ENOTFOUND|EAI_AGAIN/i;
 
 // rustls's words for certificate problems, and what a person should read.
 const CERTIFICATE_PROBLEMS: [RegExp, string][] = [
@@ -109,7 +109,11 @@ export function classifyError(error: unknown): ErrorInfo {
     return { kind: error.kind, text: error.message };
   }
   if (DNS_FAILURE.test(error.message)) {
-    return { kind: "dns", text: `name not resolved: ${firstLine(error)}` };
+    // Keep what the resolver said, without Deno's and Node's wrapping.
+    const said = firstLine(error)
+      .replace(/^failed to lookup address information: /i, "")
+      .replace(/^getaddrinfo /i, "");
+    return { kind: "dns", text: `name not resolved: ${said}` };
   }
   if (error instanceof e.InvalidData) {
     // A fatal alert is the peer's verdict, not ours: "UnknownCA" from a

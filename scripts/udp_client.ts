@@ -114,7 +114,7 @@ export async function openUdpClient(
     addresses = await lookup(hostname, { all: true });
   } catch (error) {
     throw new Failure(
-      `name not resolved: ${hostname}: ${describeError(error)}`,
+      `cannot send to ${hostname}: ${describeError(error)}`,
     );
   }
   const chosen = addresses.find((address) => address.family === 4) ??
