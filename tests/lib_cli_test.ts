@@ -14,6 +14,10 @@ import {
 } from "../lib/cli.ts";
 import { closedPort, runTool } from "./helpers.ts";
 
+// Deno 2.8+ runs tests without the op and resource sanitizers unless asked:
+// a leaked socket, timer or pending read must fail these tests.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const CLI = new URL("../lib/cli.ts", import.meta.url).href;
 
 /**

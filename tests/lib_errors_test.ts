@@ -20,6 +20,10 @@ import {
   type TestCerts,
 } from "./helpers.ts";
 
+// Deno 2.8+ runs tests without the op and resource sanitizers unless asked:
+// a leaked socket, timer or pending read must fail these tests.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const e = Deno.errors;
 
 // Each class of Deno.errors, built with a two-line message (the table keeps

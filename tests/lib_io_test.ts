@@ -426,6 +426,10 @@ while True:
     got += len(data)
 print(got)
 `;
+
+    // Deno 2.8+ runs tests without the op and resource sanitizers unless asked:
+    // a leaked socket, timer or pending read must fail these tests.
+    Deno.test.sanitizer({ ops: true, resources: true });
     const result = await runTool("python3", [
       "-c",
       client,

@@ -8,6 +8,10 @@ import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
 import type { Reader } from "../lib/io.ts";
 import { hasCommand, runTool, skipBecause } from "./helpers.ts";
 
+// Deno 2.8+ runs tests without the op and resource sanitizers unless asked:
+// a leaked socket, timer or pending read must fail these tests.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 

@@ -10,6 +10,10 @@ import {
   replaceControls,
 } from "../lib/terminal.ts";
 
+// Deno 2.8+ runs tests without the op and resource sanitizers unless asked:
+// a leaked socket, timer or pending read must fail these tests.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 /** Every code point (as a string) whose character matches `pattern`. */
 function codePoints(pattern: RegExp): string[] {
   const found: string[] = [];
