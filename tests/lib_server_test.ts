@@ -691,3 +691,35 @@ Deno.test("runUntilSignal: a handler that never ends; SIGTERM, SIGTERM, SIGINT â
   assert.ok(took >= 1500 && took < 5000, `exit took ${took} ms`);
   client.close();
 });
+
+Deno.test({
+  name:
+    "serveTcp TLS with a peer we did not write: openssl s_client verifies and reads",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using server = serve(
+      {
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: certs.cert, key: certs.key },
+      },
+      async (conn) => {
+        await conn.write(encoder.encode("secret for openssl\n"));
+      },
+    );
+    const result = await runTool("openssl", [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${server.addr.port}`,
+      "-CAfile",
+      certs.caFile,
+      "-verify_return_error",
+      "-verify_ip",
+      "127.0.0.1",
+      "-quiet",
+    ], "");
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(decoder.decode(result.stdout), "secret for openssl\n");
+  },
+});
