@@ -279,12 +279,12 @@ Deno.test({
     assert.equal(unreachable.kind, "dns");
     assert.match(
       unreachable.message,
-      /^cannot connect to nothing-here\.invalid:80: name not resolved: failed to lookup address information: /,
+      /^cannot connect to nothing-here\.invalid:80: name not resolved: \S/,
     );
     assert.equal(tooLong.kind, "dns");
     assert.match(
       tooLong.message,
-      /^cannot connect to a{64}\.invalid:80: name not resolved: failed to lookup address information: /,
+      /^cannot connect to a{64}\.invalid:80: name not resolved: \S/,
     );
   },
 });
