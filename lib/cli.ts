@@ -111,7 +111,7 @@ export function parseSeconds(
 
 /** Splits `host:port` (or `[v6]:port`), as targets are written. */
 export function parseHostAndPort(value: string, name: string) {
-  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d+)$/.exec(value.trim());
+  const match = /^(?:\[([^\]]+)\]|([^:\s[\]]+)):(\d+)$/.exec(value.trim());
   if (!match) {
     throw new UsageError(`${name} must look like host:port, got '${value}'`);
   }

@@ -77,7 +77,10 @@ export function classifyError(error: unknown): ErrorInfo {
   if (error instanceof e.UnexpectedEof) {
     return { kind: "disconnect", text: "connection closed unexpectedly" };
   }
-  if (error instanceof e.NotConnected || error instanceof e.BadResource) {
+  if (
+    error instanceof e.NotConnected || error instanceof e.BadResource ||
+    error instanceof e.Interrupted // a read pending when we closed it
+  ) {
     return { kind: "disconnect", text: "connection closed" };
   }
   if (error instanceof e.AddrInUse) {

@@ -172,7 +172,10 @@ export class BufferedReader implements Reader {
 
   #take(lineEnd: number, next: number, limit: number): Uint8Array {
     let end = lineEnd;
-    if (end > this.#start && this.#buffer[end - 1] === CARRIAGE_RETURN) end--;
+    // A CR ends a line only before "\n"; at end of input it is data.
+    const crlf = next > lineEnd && end > this.#start &&
+      this.#buffer[end - 1] === CARRIAGE_RETURN;
+    if (crlf) end--;
     const line = this.#buffer.slice(this.#start, end);
     this.consume(next - this.#start);
     // The whole line is here but too long: it is dropped, then reported.

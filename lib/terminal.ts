@@ -34,7 +34,10 @@ function escapeCharacter(character: string): string {
  * (`\x1b`, `\u{202e}`), cut to `max` characters with "…".
  */
 export function printable(text: string, max = 200): string {
-  const shown = text.length > max ? text.slice(0, max) + "…" : text;
+  // Cut between characters: never between the two halves of an emoji.
+  const shown = text.length > max
+    ? text.slice(0, max).replace(/[\ud800-\udbff]$/, "") + "…"
+    : text;
   return UNSAFE.test(shown)
     ? shown.replace(UNSAFE_ALL, escapeCharacter)
     : shown;
