@@ -7,7 +7,7 @@
 // - printable(): for messages and logs (all clients' error lines, the
 //   servers' logs of names, upload_client's reply, http_client's headers).
 // - escapeBytes(): a banner of raw bytes as a quoted ASCII string
-//   (multi_connect).
+//   (multi_connect); printableJson(): JSON that must stay JSON (rpc_client).
 // - replaceControls(): for text passed on to other people's terminals
 //   (chat lines), where escapes would be noise: unsafe characters become
 //   U+FFFD, the rest, emoji included, stays as typed.
@@ -38,6 +38,21 @@ export function printable(text: string, max = 200): string {
 /** Bytes as UTF-8 text (invalid bytes as U+FFFD), then printable(). */
 export function printableBytes(bytes: Uint8Array, max = 200): string {
   return printable(new TextDecoder().decode(bytes), max);
+}
+
+/**
+ * JSON text with the characters printable() escapes written as JSON's own
+ * \uXXXX escapes (JSON.stringify leaves C1 controls and format characters
+ * raw): the same JSON, harmless on a terminal (rpc_client's results).
+ */
+export function printableJson(json: string): string {
+  return json.replace(UNSAFE_ALL, (character) => {
+    let escaped = "";
+    for (let i = 0; i < character.length; i++) {
+      escaped += `\\u${character.charCodeAt(i).toString(16).padStart(4, "0")}`;
+    }
+    return escaped;
+  });
 }
 
 const NAMED: Record<number, string> = {
