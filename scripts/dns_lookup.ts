@@ -22,7 +22,7 @@
  */
 import { Failure, parseCommandLine, parseInteger } from "../lib/cli.ts";
 import { parseSeconds, runCommand, UsageError } from "../lib/cli.ts";
-import { ipv4Bytes, ipv6Bytes } from "../lib/dns_zone.ts";
+import { ipv4Bytes, ipv6Bytes } from "./dns_zone.ts";
 import { closeQuietly, formatAddress } from "../lib/net.ts";
 
 export const DEFAULT_TIMEOUT = 5; // seconds

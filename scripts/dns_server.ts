@@ -21,8 +21,8 @@
 import { Failure, parseCommandLine } from "../lib/cli.ts";
 import { describeError } from "../lib/errors.ts";
 import { parsePort, runCommand, UsageError } from "../lib/cli.ts";
-import { lookUp, nameKey, parseZone } from "../lib/dns_zone.ts";
-import type { Zone, ZoneRecord } from "../lib/dns_zone.ts";
+import { lookUp, nameKey, parseZone } from "./dns_zone.ts";
+import type { Zone, ZoneRecord } from "./dns_zone.ts";
 import { closeQuietly, formatAddress, writeAll } from "../lib/net.ts";
 import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
 

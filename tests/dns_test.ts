@@ -18,7 +18,7 @@ import {
   parseZone,
   type Zone,
   ZoneError,
-} from "../lib/dns_zone.ts";
+} from "../scripts/dns_zone.ts";
 import { UsageError } from "../lib/cli.ts";
 import {
   concat,
@@ -1054,7 +1054,57 @@ Deno.test("IPv6: the in-process server answers on ::1 over UDP and TCP", async (
 });
 
 // ---------------------------------------------------------------------------
-// The script as a command.
+// The scripts as commands.
+
+Deno.test("dns_zone.ts: prints every record as dig shows it, or the first bad line", async () => {
+  const path = await writeZone();
+  try {
+    const allow = [`--allow-read=${path}`];
+    const ok = await runScript("dns_zone.ts", [path], { allow });
+    assert.equal(ok.code, 0, ok.stderr);
+    const mid = ["m".repeat(255), "m".repeat(255), "m".repeat(190)];
+    assert.deepEqual(ok.stdout.split("\n").slice(0, 13), [
+      "www.example.test. 300 IN A 192.0.2.10",
+      "www.example.test. 60 IN A 192.0.2.11",
+      "www.example.test. 300 IN AAAA 2001:db8::10",
+      "alias.example.test. 300 IN CNAME www.example.test.",
+      "chain.example.test. 300 IN CNAME alias.example.test.",
+      "out.example.test. 300 IN CNAME elsewhere.example.org.",
+      "example.test. 300 IN MX 10 mail.example.test.",
+      "example.test. 300 IN MX 20 backup.example.test.",
+      'example.test. 300 IN TXT "v=spf1 mx -all"',
+      "mail.example.test. 300 IN A 192.0.2.25",
+      'quote.example.test. 300 IN TXT "say \\"hi\\" \\\\ there"',
+      'utf8.example.test. 300 IN TXT "h\\195\\169llo w\\195\\182rld"',
+      `mid.example.test. 300 IN TXT ${mid.map((m) => `"${m}"`).join(" ")}`,
+    ]);
+    assert.equal(ok.stdout.split("\n").length, 15); // 14 records, then ""
+    assert.equal(ok.stderr, `${path}: 14 records, 10 names\n`);
+    await Deno.writeTextFile(path, "ok.test A 192.0.2.1\n\nx.test MX 10\n");
+    const bad = await runScript("dns_zone.ts", [path], { allow });
+    assert.deepEqual([bad.code, bad.stdout, bad.stderr], [
+      1,
+      "",
+      `dns_zone.ts: ${path}:3: expected NAME MX PRIORITY HOST [TTL]\n`,
+    ]);
+    const absent = await runScript("dns_zone.ts", [`${path}.none`], {
+      allow: ["--allow-read"],
+    });
+    assert.equal(absent.code, 1);
+    assert.match(absent.stderr, /^dns_zone\.ts: cannot read .*\.none: .*\n$/);
+    for (const args of [[], [path, path], ["--bogus", path]]) {
+      const usage = await runScript("dns_zone.ts", args, { allow });
+      assert.equal(usage.code, 2, args.join(" "));
+      assert.match(usage.stderr, /\nTry 'dns_zone\.ts --help'/);
+    }
+    const help = await runScript("dns_zone.ts", ["--help"], { allow });
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: dns_zone\.ts FILE\n/);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
 
 Deno.test("dns_server.ts: Listening line, answers, SIGTERM and SIGINT exit 0", async () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
