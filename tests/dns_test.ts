@@ -839,6 +839,7 @@ Deno.test(`fuzz: ${FUZZ_CASES} mutated packets in-process, every answer well-for
 
 Deno.test("fuzz: 5,000 mutated packets over UDP; the server keeps answering, logs no bug", async () => {
   await using server = await startServerScript();
+  const started = performance.now();
   const random = mulberry32(FUZZ_SEED + 1);
   const socket = Deno.listenDatagram({
     transport: "udp",
@@ -883,6 +884,10 @@ Deno.test("fuzz: 5,000 mutated packets over UDP; the server keeps answering, log
     output.stderr,
     /internal error|Uncaught|at .*dns_server\.ts/,
   );
+  // Thousands of FORMERRs, yet a line a second at most on stderr.
+  const seconds = (performance.now() - started) / 1000;
+  const logged = output.stderr.match(/: FORMERR: /g)?.length ?? 0;
+  assert.ok(logged >= 1 && logged <= seconds + 1, `${logged} in ${seconds} s`);
   console.log(`UDP fuzz: 5000 sent, ${replies} answered`);
 });
 
@@ -1105,7 +1110,6 @@ Deno.test("dns_zone.ts: prints every record as dig shows it, or the first bad li
   }
 });
 
-
 Deno.test("dns_server.ts: Listening line, answers, SIGTERM and SIGINT exit 0", async () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     const path = await writeZone();
@@ -1176,6 +1180,48 @@ Deno.test("dns_server.ts: usage and zone errors are one line with the right exit
     `dns_server.ts: ${path}:2: bad IPv4 address '300.1.1.1'\n`,
   );
   await Deno.remove(path);
+});
+
+Deno.test("dns_server.ts: --max-connections caps TCP clients only; a bad cap exits 2", async () => {
+  const path = await writeZone();
+  const server = await startScript(
+    "dns_server.ts",
+    ["--zone", path, "--port", "0", "--max-connections", "1"],
+    { allow: SERVER_FLAGS },
+  );
+  try {
+    const port = server.port;
+    const first = await Deno.connect({ hostname: "127.0.0.1", port });
+    await first.write(framed(buildQuery("www.example.test", A)));
+    assert.equal(decode((await readReplies(first, 1))[0]).answers.length, 2);
+    const second = await Deno.connect({ hostname: "127.0.0.1", port });
+    const read = second.read(new Uint8Array(4));
+    assert.equal(await within(5000, read, "the refusal"), null);
+    second.close();
+    const udp = await udpExchange(port, buildQuery("mail.example.test", A));
+    assert.equal(decode(udp!).answers.length, 1); // UDP has no connections
+    first.close();
+  } finally {
+    const output = await server.stop();
+    await Deno.remove(path);
+    assert.equal(output.code, 0);
+    assert.match(
+      output.stderr,
+      /refused 127\.0\.0\.1: 1 connections open \(--max-connections\)\n/,
+    );
+  }
+  const bad = await runScript(
+    "dns_server.ts",
+    ["--zone", "x", "--max-per-address", "0"],
+    { allow: SERVER_FLAGS },
+  );
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^dns_server\.ts: --max-per-address must be/);
+  const help = await runScript("dns_server.ts", ["--help"], {
+    allow: SERVER_FLAGS,
+  });
+  assert.match(help.stdout, /Not for the open internet/);
+  assert.match(help.stdout, /--max-connections N .*\n.*\(default 100\)/);
 });
 
 Deno.test("dns_server.ts: a port taken over TCP is an error, not half a server", async () => {
