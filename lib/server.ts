@@ -172,6 +172,7 @@ export function serveTcp(
   const failureLog = rateLimitedLog(log);
   const shutdown = new AbortController();
   const connections = new Set<Deno.Conn>();
+  const turnedAway = new Set<Deno.Conn>();
   const perAddress = new Map<string, number>();
   const handlers = new Set<Promise<void>>();
 
@@ -225,17 +226,17 @@ export function serveTcp(
   }
 
   // Says "busy" within a second (a TLS client may stall its handshake), then
-  // closes without a reset that could destroy the message. close() closes
-  // it like any connection.
+  // closes without a reset that could destroy the message. It does not
+  // count against the caps; close() closes it too.
   async function turnAway(conn: Deno.Conn, message: Uint8Array) {
-    connections.add(conn);
+    turnedAway.add(conn);
     try {
       await withDeadline(conn, 1000, () => writeAll(conn, message), "busy");
       await lingeringClose(conn, 1000);
     } catch {
       // It left, or stalled: closed either way.
     } finally {
-      connections.delete(conn);
+      turnedAway.delete(conn);
       closeQuietly(conn);
     }
   }
@@ -285,6 +286,7 @@ export function serveTcp(
       closeQuietly(listener);
       await options.onShutdown?.();
       for (const conn of connections) closeQuietly(conn);
+      for (const conn of turnedAway) closeQuietly(conn);
       await accepting;
       await Promise.allSettled([...handlers]);
     })();
