@@ -1,8 +1,8 @@
 // JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as rpc_server.ts
 // and rpc_client.ts speak it, one JSON text per line: the error codes,
-// reading a line of JSON safely, answering a line (a request or a batch)
-// with a table of methods (server), and checking a response (client). What
-// is left in the scripts is the networking: concurrency, framing, limits.
+// reading a line of JSON safely, and answering a line (a request or a
+// batch) with a table of methods. What is left in the scripts is the
+// networking: concurrency, framing, limits.
 
 /** The codes the specification defines; -32000 to -32099 are the server's. */
 export const PARSE_ERROR = -32700, INVALID_REQUEST = -32600;
@@ -199,29 +199,4 @@ export function encodeError(id: Id | undefined, error: RpcError): string {
   const { code, message, data } = error;
   const body = data === undefined ? { code, message } : { code, message, data };
   return JSON.stringify({ jsonrpc: "2.0", error: body, id: id ?? null });
-}
-
-export type Response =
-  | { id: Id; result: unknown }
-  | { id: Id; error: RpcError };
-
-/** Checks one response object (client side); throws a plain Error if not. */
-export function checkResponse(value: unknown): Response {
-  if (!isObject(value) || value.jsonrpc !== "2.0" || !isId(value.id)) {
-    throw new Error("reply is not a JSON-RPC 2.0 response");
-  }
-  if ("result" in value && !("error" in value)) {
-    return { id: value.id, result: value.result };
-  }
-  const error = value.error;
-  if (
-    !isObject(error) || !Number.isInteger(error.code) ||
-    typeof error.message !== "string"
-  ) {
-    throw new Error("reply has neither a result nor a well-formed error");
-  }
-  return {
-    id: value.id,
-    error: new RpcError(error.code as number, error.message, error.data),
-  };
 }
