@@ -81,21 +81,22 @@ export const LIMIT_HELP =
                        one host cannot lock everyone out (default ${DEFAULT_MAX_PER_ADDRESS})`;
 
 /**
- * LIMIT_OPTIONS and LIMIT_HELP with a lower default --max-connections, for
- * servers whose connections may each hold far more than an echo's (rpc:
- * MiB-long lines; dns: 64 KiB messages; quic: many streams).
+ * LIMIT_OPTIONS and LIMIT_HELP with lower defaults, for servers whose
+ * connections may each hold far more than an echo's (rpc: MiB-long lines;
+ * dns: 64 KiB messages; quic: many streams).
  */
-export function limitOptionsWith(maxConnections: number) {
-  const text = String(maxConnections);
+export function limitOptionsWith(connections: number, perAddress: number) {
+  const [first, second] = LIMIT_HELP.split("  --max-per-address");
+  const setDefault = (help: string, value: number) =>
+    help.replace(/default \d+/, `default ${value}`);
   return {
     options: {
-      ...LIMIT_OPTIONS,
-      "max-connections": { type: "string", default: text },
+      "max-connections": { type: "string", default: `${connections}` },
+      "max-per-address": { type: "string", default: `${perAddress}` },
     } as const,
-    help: LIMIT_HELP.replace(
-      `(default ${DEFAULT_MAX_CONNECTIONS})`,
-      `(default ${text})`,
-    ),
+    help: `${setDefault(first, connections)}  --max-per-address${
+      setDefault(second, perAddress)
+    }`,
   };
 }
 
