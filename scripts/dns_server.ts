@@ -37,7 +37,7 @@ const FORMERR = 1, NXDOMAIN = 3, NOTIMP = 4, REFUSED = 5, BADVERS = 16;
 const QR = 0x8000, OPCODE = 0x7800, AA = 0x0400, TC = 0x0200, RD = 0x0100;
 
 const DEFAULT_TCP_CLIENTS = 100; // each may hold a 64 KiB message
-const LIMITS = limitOptionsWith(DEFAULT_TCP_CLIENTS); // for TCP
+const LIMITS = limitOptionsWith(DEFAULT_TCP_CLIENTS, 20); // for TCP
 const USAGE = `Usage: dns_server.ts --zone FILE [--hostname HOST] [--port PORT]
 
 Answers DNS queries over UDP and TCP (one port) from FILE: NAME TYPE VALUE [TTL]
@@ -242,7 +242,7 @@ export interface DnsServerOptions {
   port?: number;
   tcpIdleMs?: number; // a TCP client silent this long is dropped (10 s)
   maxTcpClients?: number; // TCP connections at once (100)
-  maxPerAddress?: number; // TCP connections from one address (2,000)
+  maxPerAddress?: number; // TCP connections from one address (20)
 }
 
 export function startDnsServer(options: DnsServerOptions): ServerHandle {
@@ -256,7 +256,7 @@ export function startDnsServer(options: DnsServerOptions): ServerHandle {
   let closed = false;
   const caps = {
     maxConnections: options.maxTcpClients ?? DEFAULT_TCP_CLIENTS,
-    maxPerAddress: options.maxPerAddress,
+    maxPerAddress: options.maxPerAddress ?? 20,
   };
 
   // A bug in answerQuery: serveTcp logs it and closes that connection only.

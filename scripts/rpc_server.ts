@@ -28,14 +28,15 @@ import { runUntilSignal, type ServerHandle } from "../lib/server.ts";
 
 export const DEFAULT_PORT = 7000, MAX_SLEEP_MS = 10_000;
 const SLEEP_USAGE = `sleep takes 0 to ${MAX_SLEEP_MS} ms: [ms] or {"ms": ms}`;
+const CAPS = { maxConnections: 1000, maxPerAddress: 200 }; // each holds MiBs
 const DEFAULTS = {
   maxLine: 1024 * 1024,
   maxInFlight: 100,
   maxQueue: 1024 * 1024,
-  maxConnections: 1000, // each may hold a line and answers: MiBs
   idleTimeout: 60,
+  ...CAPS,
 };
-const LIMITS = limitOptionsWith(DEFAULTS.maxConnections);
+const LIMITS = limitOptionsWith(CAPS.maxConnections, CAPS.maxPerAddress);
 
 const USAGE = `Usage: rpc_server.ts [--hostname HOST] [--port PORT] [options]
 
@@ -54,7 +55,6 @@ ${LIMITS.help}
 export interface RpcServerOptions extends Partial<typeof DEFAULTS> {
   hostname?: string;
   port?: number;
-  maxPerAddress?: number;
   log?: (message: string) => void; // connection notes (default: stderr)
 }
 
@@ -218,7 +218,7 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
     maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
-    maxPerAddress: options.maxPerAddress,
+    maxPerAddress: options.maxPerAddress ?? DEFAULTS.maxPerAddress,
     busyMessage: encoder.encode(errorLine(rpc.SERVER_BUSY, "Server busy")),
     log,
   }, serveConnection);

@@ -1222,6 +1222,7 @@ Deno.test("dns_server.ts: --max-connections caps TCP clients only; a bad cap exi
   });
   assert.match(help.stdout, /Not for the open internet/);
   assert.match(help.stdout, /--max-connections N .*\n.*\(default 100\)/);
+  assert.match(help.stdout, /--max-per-address N .*\n.*\(default 20\)/);
 });
 
 Deno.test("dns_server.ts: a port taken over TCP is an error, not half a server", async () => {

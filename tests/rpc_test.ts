@@ -1127,6 +1127,10 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
   for (const script of ["rpc_server.ts", "rpc_client.ts"]) {
     const help = await runScript(script, ["--help"]);
     assert.equal(help.code, 0);
+    if (script === "rpc_server.ts") { // a connection may hold MiBs: fewer
+      assert.match(help.stdout, /--max-connections N .*\n.*\(default 1000\)/);
+      assert.match(help.stdout, /--max-per-address N .*\n.*\(default 200\)/);
+    }
     assert.match(
       help.stdout,
       new RegExp(`^Usage: ${script.replace(".", "\\.")} `),
