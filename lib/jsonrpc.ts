@@ -1,8 +1,7 @@
-// JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as rpc_server.ts
-// and rpc_client.ts speak it, one JSON text per line: the error codes,
-// reading a line of JSON safely, and answering a line (a request or a
-// batch) with a table of methods. What is left in the scripts is the
-// networking: concurrency, framing, limits.
+// JSON-RPC 2.0 (https://www.jsonrpc.org/specification), one JSON text per
+// line, as rpc_server.ts answers it and rpc_client.ts reads it: the codes,
+// reading a line safely, answering a request or a batch with a table of
+// methods. The scripts keep the networking: concurrency, framing, limits.
 
 /** The codes the specification defines; -32000 to -32099 are the server's. */
 export const PARSE_ERROR = -32700, INVALID_REQUEST = -32600;
@@ -29,10 +28,9 @@ export type Request = { method: string; params?: Params; id?: Id };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** One received line as a JSON value. Throws RpcError: PARSE_ERROR if not
- * UTF-8 JSON; INVALID_REQUEST if nested deeper than MAX_DEPTH, refused before
- * parsing (recursive code, JSON.stringify with a replacer say, would throw a
- * RangeError on such a value). */
+/** A line as a JSON value, or RpcError: PARSE_ERROR if not UTF-8 JSON;
+ * INVALID_REQUEST if nested past MAX_DEPTH, refused before parsing (so that
+ * no recursive code, a logger say, can meet a RangeError). */
 export function parseMessage(line: Uint8Array): unknown {
   if (line.length > MAX_DEPTH && nestedTooDeep(line)) {
     const why = `nested deeper than ${MAX_DEPTH} levels`;
@@ -93,13 +91,9 @@ function checkRequest(value: unknown, line: Uint8Array) {
   return { method, params, id: "id" in value ? replyId : undefined } as Request;
 }
 
-/**
- * A number id that a double cannot hold exactly (12345678901234567890,
- * 1e400) is answered as the client wrote it: the line is parsed again, once
- * however many such ids its batch holds, keeping each request's "id" text,
- * and each call takes the first left that reads back as its number. Rare,
- * so the common case pays nothing.
- */
+/** An id a double cannot hold (12345678901234567890, 1e400) is answered as
+ * written: the line is parsed again (once per line, a rare cost) for each
+ * request's "id" text; each call takes the first left that reads as its. */
 function exactId(id: Id, line: Uint8Array): Id {
   if (typeof id !== "number" || Number.isSafeInteger(id)) return id;
   let texts = idTexts.get(line);
@@ -153,21 +147,16 @@ export async function answer(
   }
 }
 
-/**
- * One received line's answer (without "\n"): a response; for a batch, the
- * array of its responses in order (notifications add nothing, and a batch
- * of them only gets no answer); undefined for none, or for a blank line.
- * `run` answers one request (with answer(), when its turn comes).
- */
+/** A line's answer (without "\n"): a response; for a batch, the array of
+ * its responses in order (notifications add none; if none, no answer); or
+ * undefined. `run` answers one request (with answer(), when its turn comes). */
 export async function answerLine(
   line: Uint8Array,
   run: (request: unknown, line: Uint8Array) => Promise<string | undefined>,
   maxBatch: number,
 ): Promise<string | undefined> {
   // Only JSON whitespace (an Enter pressed in nc): nothing to answer.
-  if (line.every((byte) => byte === 0x20 || byte === 9 || byte === 0x0d)) {
-    return;
-  }
+  if (line.every((b) => b === 0x20 || b === 9 || b === 0x0d)) return;
   try {
     const message = parseMessage(line);
     if (!Array.isArray(message)) return await run(message, line);
