@@ -1647,6 +1647,16 @@ Deno.test("dns_lookup.ts: usage errors exit 2 with one line and a hint", async (
   });
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: dns_lookup\.ts NAME/);
+  // An alias prints its target's records only (Deno.resolveDns drops the
+  // CNAMEs); the help says so.
+  assert.match(help.stdout, /for an alias, only\s+its target's records/);
+  const flagless = await runScript("dns_lookup.ts", ["a.test"], {
+    allow: ["--no-config", "--allow-net"],
+  });
+  assert.deepEqual([flagless.code, flagless.stderr], [
+    1,
+    "dns_lookup.ts: this needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …\n",
+  ]);
 });
 
 // ---------------------------------------------------------------------------
