@@ -50,7 +50,16 @@ const CERTIFICATE_PROBLEMS: [RegExp, string][] = [
   ],
   [/BadSignature|BadEncoding/i, "certificate is malformed or badly signed"],
   [/InvalidContentType|corrupt message/i, "the peer does not speak TLS"],
+  [
+    /NoApplicationProtocol|support any known protocol/i,
+    "no protocol in common (ALPN): the peer speaks none of those offered",
+  ],
 ];
+
+// QUIC (Deno.connectQuic, QuicIncoming.accept) fails with a plain Error;
+// its TLS handshake failures read like rustls's, prefixed by these words.
+const QUIC_HANDSHAKE = /cryptographic handshake failed/;
+const QUIC_REFUSED = /refused to accept a new connection/;
 
 function firstLine(error: Error): string {
   return error.message.split("\n")[0];
@@ -118,7 +127,10 @@ export function classifyError(error: unknown): ErrorInfo {
       .replace(/^getaddrinfo /i, "");
     return { kind: "dns", text: `name not resolved: ${said}` };
   }
-  if (error instanceof e.InvalidData) {
+  if (QUIC_REFUSED.test(error.message)) {
+    return { kind: "refused", text: "connection refused by the server" };
+  }
+  if (error instanceof e.InvalidData || QUIC_HANDSHAKE.test(error.message)) {
     // A fatal alert is the peer's verdict, not ours: "UnknownCA" from a
     // server means it does not trust the certificate *we* presented.
     const alert = /received fatal alert: (\w+)/.exec(error.message)?.[1];

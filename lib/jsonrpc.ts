@@ -1,20 +1,14 @@
-// JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as rpc_server.ts
-// and rpc_client.ts speak it, one JSON text per line: the error codes,
-// reading a line of JSON safely, answering a request object with a table of
-// methods (server), and checking a response (client). What is left in the
-// scripts is the networking: concurrency, framing, limits.
+// JSON-RPC 2.0 (https://www.jsonrpc.org/specification), one JSON text per
+// line, as rpc_server.ts answers it and rpc_client.ts reads it: the codes,
+// reading a line safely, answering a request or a batch with a table of
+// methods. The scripts keep the networking: concurrency, framing, limits.
 
-/** The codes the specification defines; -32000 to -32099 are ours. */
-export const PARSE_ERROR = -32700;
-export const INVALID_REQUEST = -32600;
-export const METHOD_NOT_FOUND = -32601;
-export const INVALID_PARAMS = -32602;
-export const INTERNAL_ERROR = -32603;
-/** Implementation-defined server error: the server refuses the connection. */
-export const SERVER_BUSY = -32000;
+/** The codes the specification defines; -32000 to -32099 are the server's. */
+export const PARSE_ERROR = -32700, INVALID_REQUEST = -32600;
+export const METHOD_NOT_FOUND = -32601, INVALID_PARAMS = -32602;
+export const INTERNAL_ERROR = -32603, SERVER_BUSY = -32000;
 
-/** Deepest nesting of arrays and objects accepted in one message. */
-export const MAX_DEPTH = 64;
+export const MAX_DEPTH = 64; // of arrays and objects in one message
 
 /** An error that becomes (or came from) an error response. */
 export class RpcError extends Error {
@@ -24,32 +18,23 @@ export class RpcError extends Error {
 }
 
 /** A request id; a number JavaScript cannot hold exactly stays as its text. */
-export type Id = string | number | null | RawJson;
-type RawJson = { readonly rawJSON: string };
+export type Id = string | number | null | { readonly rawJSON: string };
 // JSON.rawJSON (V8 11.4+) makes JSON.stringify write the given text as is.
-const { rawJSON } = JSON as unknown as { rawJSON(text: string): RawJson };
+const { rawJSON } = JSON as unknown as { rawJSON(text: string): Id };
 
-export interface Request {
-  method: string;
-  params?: unknown[] | Record<string, unknown>;
-  /** Absent for a notification, which gets no response. */
-  id?: Id;
-}
+export type Params = unknown[] | Record<string, unknown> | undefined;
+/** A call; without an id, a notification, which gets no response. */
+export type Request = { method: string; params?: Params; id?: Id };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/**
- * One received line as a JSON value. Throws RpcError: PARSE_ERROR for bytes
- * that are not UTF-8 JSON, INVALID_REQUEST for nesting deeper than
- * MAX_DEPTH (refused before parsing: deep values make recursive code, such
- * as JSON.stringify with a replacer or a logger, throw RangeError).
- */
+/** A line as a JSON value, or RpcError: PARSE_ERROR if not UTF-8 JSON;
+ * INVALID_REQUEST if nested past MAX_DEPTH, refused before parsing (so that
+ * no recursive code, a logger say, can meet a RangeError). */
 export function parseMessage(line: Uint8Array): unknown {
   if (line.length > MAX_DEPTH && nestedTooDeep(line)) {
-    throw new RpcError(
-      INVALID_REQUEST,
-      `Invalid Request: nested deeper than ${MAX_DEPTH} levels`,
-    );
+    const why = `nested deeper than ${MAX_DEPTH} levels`;
+    throw new RpcError(INVALID_REQUEST, `Invalid Request: ${why}`);
   }
   let text;
   try {
@@ -61,13 +46,10 @@ export function parseMessage(line: Uint8Array): unknown {
   }
 }
 
-/**
- * Whether brackets nest deeper than MAX_DEPTH, counted on the raw bytes
- * (skipping strings) in one pass with no allocation.
- */
+/** Whether brackets nest deeper than MAX_DEPTH, counted on the raw bytes
+ * (skipping strings) in one pass with no allocation. */
 function nestedTooDeep(bytes: Uint8Array): boolean {
-  let depth = 0;
-  let inString = false;
+  let depth = 0, inString = false;
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i];
     if (inString) {
@@ -81,123 +63,112 @@ function nestedTooDeep(bytes: Uint8Array): boolean {
   return false;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
 
-function isId(value: unknown): value is Id {
-  return value === null || typeof value === "string" ||
-    typeof value === "number";
-}
+const isId = (value: unknown): value is Id =>
+  value === null || typeof value === "string" || typeof value === "number";
 
-/**
- * Checks one request object. Returns the request, or an RpcError carrying
- * the id to answer with (null when the id itself is unusable).
- */
-export function checkRequest(
-  value: unknown,
-  line: Uint8Array,
-): Request | { error: RpcError; id: Id } {
+/** One request object checked: the request, or the error to answer with
+ * and the id to answer it to (null when the id itself is unusable). */
+function checkRequest(value: unknown, line: Uint8Array) {
   const invalid = (why: string, id: Id = null) => ({
     error: new RpcError(INVALID_REQUEST, `Invalid Request: ${why}`),
     id,
   });
   if (!isObject(value)) return invalid("not a JSON object");
-  const { method, params } = value;
-  const id = value.id as Id | undefined;
+  const { method, params, id } = value;
   if ("id" in value && !isId(id)) {
     return invalid("id must be a string, a number or null");
   }
-  const replyId = id === undefined ? null : exactId(id, line);
-  if (value.jsonrpc !== "2.0") {
-    return invalid('"jsonrpc" must be "2.0"', replyId);
-  }
-  if (typeof method !== "string") {
-    return invalid('"method" must be a string', replyId);
-  }
+  const replyId = id === undefined ? null : exactId(id as Id, line);
+  const bad = (why: string) => invalid(why, replyId);
+  if (value.jsonrpc !== "2.0") return bad('"jsonrpc" must be "2.0"');
+  if (typeof method !== "string") return bad('"method" must be a string');
   if (params !== undefined && !Array.isArray(params) && !isObject(params)) {
-    return invalid('"params" must be an array or an object', replyId);
+    return bad('"params" must be an array or an object');
   }
-  return "id" in value ? { method, params, id: replyId } : { method, params };
+  return { method, params, id: "id" in value ? replyId : undefined } as Request;
 }
 
-/**
- * A number id that a double cannot hold exactly (12345678901234567890,
- * 1e400) is answered with the text the client sent: the line is parsed
- * again, once however many such ids its batch holds, keeping the source
- * text of every request's "id". Rare, so the common case pays nothing.
- */
+/** An id a double cannot hold (12345678901234567890, 1e400) is answered as
+ * written: the line is parsed again (once per line, a rare cost) for each
+ * request's "id" text; each call takes the first left that reads as its. */
 function exactId(id: Id, line: Uint8Array): Id {
   if (typeof id !== "number" || Number.isSafeInteger(id)) return id;
   let texts = idTexts.get(line);
   if (!texts) {
     const found: string[] = texts = [];
     idTexts.set(line, texts);
-    JSON.parse(
-      utf8.decode(line),
-      function (this: unknown, key, value, context?: { source?: string }) {
-        if (key === "id" && isObject(this) && "jsonrpc" in this) {
-          if (typeof value === "number" && context?.source) {
-            found.push(context.source);
-          }
-        }
-        return value;
-      },
-    );
+    type Context = { source: string };
+    JSON.parse(utf8.decode(line), function (key, value, context?: Context) {
+      const request = key === "id" && isObject(this) && "jsonrpc" in this;
+      if (request && typeof value === "number") found.push(context!.source);
+      return value;
+    });
   }
-  // The first id left in the line that reads back as this number: calls
-  // are checked in the order they come, so each takes its own.
   const index = texts.findIndex((source) => Number(source) === id);
   const text = index >= 0 ? texts.splice(index, 1)[0] : String(id);
   return /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(text) ? rawJSON(text) : id;
 }
 const idTexts = new WeakMap<Uint8Array, string[]>();
 
-export type Method = (
-  params: Request["params"],
-  signal: AbortSignal,
-) => unknown;
+export type Method = (params: Params, signal: AbortSignal) => unknown;
 
 /**
  * Answers one request object with `methods`: the response line (without
- * "\n"), undefined for a notification, or a promise of either when the
- * method returns one. Every outcome is an answer: an unexpected exception
- * is logged and becomes INTERNAL_ERROR, and nothing reaches the caller.
+ * "\n"), or undefined for a notification. Every outcome is an answer: an
+ * unexpected exception is logged and becomes INTERNAL_ERROR.
  */
-export function answer(
+export async function answer(
   message: unknown,
   line: Uint8Array,
   methods: Map<string, Method>,
   signal: AbortSignal,
-): string | undefined | Promise<string | undefined> {
+): Promise<string | undefined> {
   const request = checkRequest(message, line);
   if ("error" in request) return encodeError(request.id, request.error);
-  const { id } = request;
-  const succeed = (result: unknown) =>
-    id === undefined ? undefined : encodeResult(id, result);
-  const fail = (error: unknown) => {
-    if (!(error instanceof RpcError)) {
-      // A bug, unless the call was cancelled (its answer is never sent).
-      if (!signal.aborted) {
-        console.error(`${request.method}: ${(error as Error)?.stack ?? error}`);
-      }
-      error = new RpcError(INTERNAL_ERROR, "Internal error");
-    }
-    return id === undefined ? undefined : encodeError(id, error as RpcError);
-  };
-  const method = methods.get(request.method);
-  if (!method) {
-    return fail(
-      new RpcError(METHOD_NOT_FOUND, `Method not found: ${request.method}`),
-    );
-  }
+  const { method: name, params, id } = request;
   try {
-    const result = method(request.params, signal);
-    return result instanceof Promise
-      ? result.then(succeed, fail)
-      : succeed(result);
+    const method = methods.get(name);
+    if (!method) {
+      throw new RpcError(METHOD_NOT_FOUND, `Method not found: ${name}`);
+    }
+    const result = await method(params, signal);
+    return id === undefined ? undefined : encodeResult(id, result);
   } catch (error) {
-    return fail(error);
+    const known = error instanceof RpcError;
+    // A bug, unless the call was cancelled (its answer is never sent).
+    if (!known && !signal.aborted) {
+      console.error(`${name}: ${(error as Error)?.stack ?? error}`);
+    }
+    const sent = known ? error : new RpcError(INTERNAL_ERROR, "Internal error");
+    return id === undefined ? undefined : encodeError(id, sent);
+  }
+}
+
+/** A line's answer (without "\n"): a response; for a batch, the array of
+ * its responses in order (notifications add none; if none, no answer); or
+ * undefined. `run` answers one request (with answer(), when its turn comes). */
+export async function answerLine(
+  line: Uint8Array,
+  run: (request: unknown, line: Uint8Array) => Promise<string | undefined>,
+  maxBatch: number,
+): Promise<string | undefined> {
+  // Only JSON whitespace (an Enter pressed in nc): nothing to answer.
+  if (line.every((b) => b === 0x20 || b === 9 || b === 0x0d)) return;
+  try {
+    const message = parseMessage(line);
+    if (!Array.isArray(message)) return await run(message, line);
+    if (message.length === 0 || message.length > maxBatch) {
+      const why = message.length === 0 ? "empty batch" : "batch too long";
+      throw new RpcError(INVALID_REQUEST, `Invalid Request: ${why}`);
+    }
+    const all = await Promise.all(message.map((one) => run(one, line)));
+    const answers = all.filter((answer) => answer !== undefined);
+    return answers.length > 0 ? `[${answers.join(",")}]` : undefined;
+  } catch (error) { // parseMessage's, or the batch's: run() never throws
+    return encodeError(null, error as RpcError);
   }
 }
 
@@ -205,49 +176,16 @@ export function answer(
 export function encodeResult(id: Id, result: unknown): string {
   try {
     return JSON.stringify({ jsonrpc: "2.0", result: result ?? null, id });
-  } catch (error) {
-    // Cyclic or too deep to encode: the caller still gets an answer.
-    return encodeError(
-      id,
-      new RpcError(
-        INTERNAL_ERROR,
-        `Internal error: result cannot be encoded (${(error as Error).name})`,
-      ),
-    );
+  } catch (error) { // cyclic or too deep: the caller still gets an answer
+    const { name } = error as Error;
+    const why = `Internal error: result cannot be encoded (${name})`;
+    return encodeError(id, new RpcError(INTERNAL_ERROR, why));
   }
 }
 
 /** The response line (without "\n") for an error. */
 export function encodeError(id: Id | undefined, error: RpcError): string {
-  const body: Record<string, unknown> = {
-    code: error.code,
-    message: error.message,
-  };
-  if (error.data !== undefined) body.data = error.data;
+  const { code, message, data } = error;
+  const body = data === undefined ? { code, message } : { code, message, data };
   return JSON.stringify({ jsonrpc: "2.0", error: body, id: id ?? null });
-}
-
-export type Response =
-  | { id: Id; result: unknown }
-  | { id: Id; error: RpcError };
-
-/** Checks one response object (client side); throws a plain Error if not. */
-export function checkResponse(value: unknown): Response {
-  if (!isObject(value) || value.jsonrpc !== "2.0" || !isId(value.id)) {
-    throw new Error("reply is not a JSON-RPC 2.0 response");
-  }
-  if ("result" in value && !("error" in value)) {
-    return { id: value.id, result: value.result };
-  }
-  const error = value.error;
-  if (
-    !isObject(error) || !Number.isInteger(error.code) ||
-    typeof error.message !== "string"
-  ) {
-    throw new Error("reply has neither a result nor a well-formed error");
-  }
-  return {
-    id: value.id,
-    error: new RpcError(error.code as number, error.message, error.data),
-  };
 }

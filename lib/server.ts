@@ -10,7 +10,7 @@
 import { parseInteger } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
-import { closeQuietly, formatAddress } from "./io.ts";
+import { closeQuietly, formatAddress, lingeringClose, writeAll } from "./io.ts";
 
 /** What the start functions of the servers return. */
 export interface ServerHandle {
@@ -80,6 +80,26 @@ export const LIMIT_HELP =
   --max-per-address N  open connections from one client address at most, so
                        one host cannot lock everyone out (default ${DEFAULT_MAX_PER_ADDRESS})`;
 
+/**
+ * LIMIT_OPTIONS and LIMIT_HELP with lower defaults, for servers whose
+ * connections may each hold far more than an echo's (rpc: MiB-long lines;
+ * dns: 64 KiB messages; quic: many streams).
+ */
+export function limitOptionsWith(connections: number, perAddress: number) {
+  const [first, second] = LIMIT_HELP.split("  --max-per-address");
+  const setDefault = (help: string, value: number) =>
+    help.replace(/default \d+/, `default ${value}`);
+  return {
+    options: {
+      "max-connections": { type: "string", default: `${connections}` },
+      "max-per-address": { type: "string", default: `${perAddress}` },
+    } as const,
+    help: `${setDefault(first, connections)}  --max-per-address${
+      setDefault(second, perAddress)
+    }`,
+  };
+}
+
 /** The values of LIMIT_OPTIONS, checked, as serveTcp options. */
 export function parseLimits(
   values: { "max-connections": string; "max-per-address": string },
@@ -115,6 +135,12 @@ export interface TcpServerOptions {
   maxConnections?: number;
   /** Open connections from one address at most (2,000). */
   maxPerAddress?: number;
+  /**
+   * Sent to a client refused over a cap before it is closed, where the
+   * protocol has a word for "busy" (JSON-RPC -32000); else it is closed
+   * at once.
+   */
+  busyMessage?: Uint8Array;
   /** Called once when close() begins, before connections are closed. */
   onShutdown?: () => Promise<void> | void;
   /** Where refusals and failures are logged (default: stderr). */
@@ -147,6 +173,7 @@ export function serveTcp(
   const failureLog = rateLimitedLog(log);
   const shutdown = new AbortController();
   const connections = new Set<Deno.Conn>();
+  const turnedAway = new Set<Deno.Conn>();
   const perAddress = new Map<string, number>();
   const handlers = new Set<Promise<void>>();
 
@@ -174,12 +201,13 @@ export function serveTcp(
       const address = (conn.remoteAddr as Deno.NetAddr).hostname;
       const fromAddress = perAddress.get(address) ?? 0;
       if (connections.size >= maxConnections || fromAddress >= maxPerAddress) {
-        closeQuietly(conn);
         refusalLog(
           connections.size >= maxConnections
             ? `refused ${address}: ${maxConnections} connections open (--max-connections)`
             : `refused ${address}: ${maxPerAddress} connections from it (--max-per-address)`,
         );
+        if (options.busyMessage) track(turnAway(conn, options.busyMessage));
+        else closeQuietly(conn);
         continue;
       }
       // Our servers write whole messages (a line, a batch, a response), so
@@ -189,9 +217,28 @@ export function serveTcp(
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       connections.add(conn);
       perAddress.set(address, fromAddress + 1);
-      const task = runHandler(conn, address);
-      handlers.add(task);
-      task.finally(() => handlers.delete(task));
+      track(runHandler(conn, address));
+    }
+  }
+
+  function track(task: Promise<void>) {
+    handlers.add(task);
+    task.finally(() => handlers.delete(task));
+  }
+
+  // Says "busy" within a second (a TLS client may stall its handshake), then
+  // closes without a reset that could destroy the message. It does not
+  // count against the caps; close() closes it too.
+  async function turnAway(conn: Deno.Conn, message: Uint8Array) {
+    turnedAway.add(conn);
+    try {
+      await withDeadline(conn, 1000, () => writeAll(conn, message), "busy");
+      await lingeringClose(conn, 1000);
+    } catch {
+      // It left, or stalled: closed either way.
+    } finally {
+      turnedAway.delete(conn);
+      closeQuietly(conn);
     }
   }
 
@@ -240,6 +287,7 @@ export function serveTcp(
       closeQuietly(listener);
       await options.onShutdown?.();
       for (const conn of connections) closeQuietly(conn);
+      for (const conn of turnedAway) closeQuietly(conn);
       await accepting;
       await Promise.allSettled([...handlers]);
     })();

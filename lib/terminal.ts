@@ -10,7 +10,8 @@
 //   printable() on a terminal (timeout_client, udp_client).
 // - escapeBytes(): a banner of raw bytes as a quoted ASCII string
 //   (multi_connect).
-// - printableJson(): JSON whose strings hold peer text (multi_connect --json).
+// - printableJson(): JSON whose strings hold peer text (multi_connect --json,
+//   rpc_client's results).
 // - replaceControls(): for text passed on to other people's terminals
 //   (chat lines), where escapes would be noise: unsafe characters become
 //   U+FFFD, the rest, emoji included, stays as typed.
@@ -67,12 +68,13 @@ export async function writeReply(
 }
 
 /**
- * JSON.stringify(value, null, 2) safe to show: JSON escapes only U+0000 to
- * U+001F, so DEL, C1 controls (U+009B starts a terminal command) and format
- * characters (U+202E) are written as \u escapes too. It parses the same.
+ * JSON.stringify(value, null, indent) safe to show: JSON escapes only U+0000
+ * to U+001F, so DEL, C1 controls (U+009B starts a terminal command) and
+ * format characters (U+202E) are written as \u escapes too. It parses the
+ * same.
  */
-export function printableJson(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(
+export function printableJson(value: unknown, indent = 2): string {
+  return JSON.stringify(value, null, indent).replace(
     /[\x7f-\x9f\p{Cf}]/gu,
     (character) =>
       // one \u per UTF-16 unit: two above U+FFFF

@@ -6,7 +6,7 @@
  * Try it: deno run --unstable-net --allow-net scripts/dns_lookup.ts www.example.test --server 127.0.0.1:8053
  *         with dns_server.ts running; dig +short @127.0.0.1 -p 8053 www.example.test agrees
  *
- * The tutorials call DNS the distributed table from host names to IP
+ * The tutorials call DNS the distributed database from host names to IP
  * addresses (000 §1, §2.7) and leave the lookup out of sight, inside
  * connect(('www.baidu.com', 80)) (003 §TCP编程) or bind(('localhost', 9999))
  * (001 §3). Here it is a step of its own, done by Deno.resolveDns: ten record
@@ -15,15 +15,17 @@
  * every negative answer into one NotFound error, so the script then asks the
  * server once more by hand, in one UDP datagram, and reads the response code
  * in the reply's header: no such name (NXDOMAIN), no record of that type
- * (NOERROR), REFUSED, SERVFAIL. (With no --server it asks the first
- * nameserver of /etc/resolv.conf, if allowed to read it.)
+ * (NOERROR), REFUSED, SERVFAIL. It also drops the CNAMEs on the way to an
+ * alias's records, which dig +short shows: ask for -t CNAME to see them.
  *
  * Read first: lookUp, then askResponseCode.
  */
 import { Failure, parseCommandLine, parseInteger } from "../lib/cli.ts";
-import { parseSeconds, runCommand, UsageError } from "../lib/cli.ts";
-import { ipv4Bytes, ipv6Bytes } from "../lib/dns_zone.ts";
-import { closeQuietly, formatAddress } from "../lib/net.ts";
+import { requireUnstableNet, runCommand, UsageError } from "../lib/cli.ts";
+import { parseSeconds } from "../lib/cli.ts";
+import { seconds, withDeadline } from "../lib/deadline.ts";
+import { closeQuietly, formatHostPort } from "../lib/io.ts";
+import { ipv4Bytes, ipv6Bytes, quote } from "./dns_zone.ts";
 
 export const DEFAULT_TIMEOUT = 5; // seconds
 /** The types Deno.resolveDns answers, and their numbers on the wire. */
@@ -35,8 +37,9 @@ const USAGE =
   `Usage: dns_lookup.ts NAME [--type TYPE] [--server HOST[:PORT]] [--timeout S]
        dns_lookup.ts -x ADDRESS [--server HOST[:PORT]] [--timeout S]
 
-Prints the records of NAME one per line, like dig +short. Exits 1 when there
-are none (no such name, no such record, a refusal, a failure, no answer).
+Prints the records of NAME one per line, like dig +short (for an alias, only
+its target's records: -t CNAME shows the alias). Exits 1 when there are none
+(no such name, no such record, a refusal, a failure, no answer).
 
 Options:
   -t, --type TYPE           ${TYPES.join(", ")} (default A)
@@ -65,10 +68,11 @@ export async function lookUp(
 ): Promise<string[]> {
   const { type = "A", server, timeoutSeconds = DEFAULT_TIMEOUT } = options;
   const where = server
-    ? formatAddress({ transport: "udp", ...server })
+    ? formatHostPort(server.hostname, server.port)
     : "the system's resolver";
   const nameServer = server && { ipAddr: server.hostname, port: server.port };
-  const deadline = AbortSignal.timeout(timeoutSeconds * 1000);
+  const ms = timeoutSeconds * 1000, endsAt = performance.now() + ms;
+  const deadline = AbortSignal.timeout(ms);
   while (true) {
     try {
       const options = { nameServer, signal: deadline };
@@ -76,7 +80,7 @@ export async function lookUp(
       return records.map((record) => formatRecord(type, record));
     } catch (error) {
       if (deadline.aborted) {
-        throw new Failure(`no answer from ${where} within ${timeoutSeconds} s`);
+        throw new Failure(`no answer from ${where} within ${seconds(ms)}`);
       }
       // With a signal, Deno's resolver gives up after about a second; ask
       // again until our own deadline, as dig retries.
@@ -86,7 +90,8 @@ export async function lookUp(
         throw new Failure(`${name}: ${why}`);
       }
       const asked = server ?? await systemNameServer();
-      const code = await askResponseCode(name, type, asked, deadline);
+      const left = Math.min(2000, endsAt - performance.now());
+      const code = await askResponseCode(name, type, asked, left);
       if (code === 0) throw new Failure(`${name}: no ${type} record`);
       if (code === 3) throw new Failure(`${name}: no such name (NXDOMAIN)`);
       if (code !== undefined) {
@@ -99,20 +104,20 @@ export async function lookUp(
 
 /**
  * Asks again in a DNS message of our own and returns the reply's response
- * code, or undefined if none comes in 2 s (or before `signal`). The message:
- * a 12-byte header (a random ID; flags: recursion desired; one question),
- * then the name as length-prefixed labels, the empty label, type and class.
+ * code, or undefined if none comes within `ms`. The message: a 12-byte
+ * header (a random ID; flags: recursion desired; one question), then the
+ * name as length-prefixed labels, the empty label, type and class.
  */
 export async function askResponseCode(
   name: string,
   type: Deno.RecordType,
   server: NameServer | undefined,
-  signal: AbortSignal,
+  ms: number,
 ): Promise<number | undefined> {
-  if (!server || typeof Deno.listenDatagram !== "function") return undefined;
   const labels = name.replace(/\.$/, "").split(".")
     .map((label) => new TextEncoder().encode(label));
-  if (labels.some((label) => label.length === 0 || label.length > 63)) return;
+  const bad = labels.some((label) => label.length === 0 || label.length > 63);
+  if (!server || bad || ms <= 0) return undefined;
   const id = crypto.getRandomValues(new Uint16Array(1))[0];
   const number = NUMBERS[TYPES.indexOf(type)];
   // A Uint8Array keeps the low 8 bits of each number: id, then id >> 8.
@@ -123,19 +128,19 @@ export async function askResponseCode(
   const { hostname, port } = server;
   const ip = hostname.includes(":") ? "::" : "0.0.0.0"; // any local address
   const udp = Deno.listenDatagram({ transport: "udp", hostname: ip, port: 0 });
-  const stop = AbortSignal.any([signal, AbortSignal.timeout(2000)]);
-  stop.addEventListener("abort", () => closeQuietly(udp));
   try {
-    stop.throwIfAborted();
-    await udp.send(query, { transport: "udp", hostname, port });
-    while (true) { // the reply: from the server's port, our ID, QR set
-      const [reply, from] = await udp.receive();
-      const ours = (from as Deno.NetAddr).port === port && reply.length >= 12 &&
-        ((reply[0] << 8) | reply[1]) === id && reply[2] & 0x80;
-      if (ours) return reply[3] & 0x0f;
-    }
+    return await withDeadline(udp, ms, async () => {
+      await udp.send(query, { transport: "udp", hostname, port });
+      while (true) { // the reply: from the server's port, our ID, QR set
+        const [reply, from] = await udp.receive();
+        const ours = (from as Deno.NetAddr).port === port &&
+          reply.length >= 12 && ((reply[0] << 8) | reply[1]) === id &&
+          reply[2] & 0x80;
+        if (ours) return reply[3] & 0x0f;
+      }
+    }, "no reply");
   } catch {
-    return undefined; // no reply in time: `stop` closed the socket
+    return undefined; // no reply in time: the deadline closed the socket
   } finally {
     closeQuietly(udp);
   }
@@ -184,19 +189,6 @@ function absolute(name: string): string {
   return name.endsWith(".") ? name : `${name}.`;
 }
 
-/** Bytes (one char each) quoted as dig does: `"` `\` escaped, others \DDD. */
-function quote(bytes: string): string {
-  let text = "";
-  for (const char of bytes) {
-    const byte = char.charCodeAt(0);
-    if (byte === 0x22 || byte === 0x5c) text += `\\${char}`;
-    else if (byte < 0x20 || byte > 0x7e) {
-      text += `\\${String(byte).padStart(3, "0")}`;
-    } else text += char;
-  }
-  return `"${text}"`;
-}
-
 /** `192.0.2.1` → `1.2.0.192.in-addr.arpa`; IPv6 goes nibble by nibble. */
 export function reverseName(address: string): string | undefined {
   const v4 = ipv4Bytes(address);
@@ -239,6 +231,7 @@ if (import.meta.main) {
     if (!TYPES.includes(type)) throw new UsageError(`unknown type '${type}'`);
     const server = parseServer(values.server);
     const timeoutSeconds = parseSeconds(values.timeout, "--timeout");
+    requireUnstableNet(); // for askResponseCode's UDP socket
     if (positionals.length !== (address === undefined ? 1 : 0)) {
       throw new UsageError("give one NAME, or -x ADDRESS");
     }

@@ -1,30 +1,30 @@
 /**
  * An authoritative DNS server spoken by hand: answers queries for the names
- * in a zone file, over UDP and over TCP on the same port.
+ * in a zone file (checked by dns_zone.ts), over UDP and TCP on one port.
  *
  * Run:    deno run --unstable-net --allow-net --allow-read=scripts/dns_example.zone scripts/dns_server.ts --zone scripts/dns_example.zone
  * Try it: dig @127.0.0.1 -p 8053 www.example.test   (+tcp for TCP; MX example.test)
  *
- * The tutorials say what DNS is for, a distributed table from host names to
- * addresses (000 §1, §2.7), and let connect() look www.baidu.com up out of
- * sight (003 §TCP编程); they never show it on the wire. This script builds
- * every byte: the 12-byte header, the question, labels with compression
- * pointers, the records. A UDP answer must fit 512 bytes, or what an EDNS0
- * client offers (capped at 1232: no IP fragments); a longer one gets the TC
- * bit and no answers, and the client asks again over TCP (each message after
- * its 2-byte length). Every read is bounds-checked: a packet that lies gets
- * FORMERR, one without even a header silence, and none can throw past
- * answerQuery. Negative answers carry no SOA: resolvers do not cache them.
+ * The tutorials call DNS the distributed database from host names to IP
+ * addresses (000 §1, §2.7) and let connect() look www.baidu.com up out of
+ * sight (003 §TCP编程); they never show it on the wire. Here is every byte:
+ * header, question, compressed names, records. An answer too long for UDP
+ * gets the TC bit, and the client asks again over TCP. Every read is
+ * bounds-checked: a lying packet gets FORMERR, and nothing can throw. No
+ * response-rate limiting: not for the open internet.
  *
  * Read first: answerQuery, then Reader.name and writeName.
  */
-import { Failure, parseCommandLine } from "../lib/cli.ts";
+import { parseCommandLine, parsePort } from "../lib/cli.ts";
+import { requireUnstableNet, runCommand, UsageError } from "../lib/cli.ts";
+import { Sweeper } from "../lib/deadline.ts";
 import { describeError } from "../lib/errors.ts";
-import { parsePort, runCommand, UsageError } from "../lib/cli.ts";
-import { lookUp, nameKey, parseZone } from "../lib/dns_zone.ts";
-import type { Zone, ZoneRecord } from "../lib/dns_zone.ts";
-import { closeQuietly, formatAddress, writeAll } from "../lib/net.ts";
-import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
+import { closeQuietly, formatAddress, writeAll } from "../lib/io.ts";
+import { limitOptionsWith, parseLimits } from "../lib/server.ts";
+import { rateLimitedLog, runUntilSignal, serveTcp } from "../lib/server.ts";
+import { type ServerHandle, serverHandle } from "../lib/server.ts";
+import { lookUp, nameKey, readZone } from "./dns_zone.ts";
+import type { Zone, ZoneRecord } from "./dns_zone.ts";
 
 export const DEFAULT_PORT = 8053;
 const PLAIN_UDP_LIMIT = 512; // RFC 1035 §4.2.1: UDP, for a client sans EDNS0
@@ -35,18 +35,23 @@ const TYPE_NAMES = new Map(Object.entries(TYPE).map(([k, v]) => [v, k]));
 const OPT = 41, IN = 1, ANY = 255;
 const FORMERR = 1, NXDOMAIN = 3, NOTIMP = 4, REFUSED = 5, BADVERS = 16;
 const QR = 0x8000, OPCODE = 0x7800, AA = 0x0400, TC = 0x0200, RD = 0x0100;
-type Transport = "udp" | "tcp";
 
+const DEFAULT_TCP_CLIENTS = 100; // each may hold a 64 KiB message
+const LIMITS = limitOptionsWith(DEFAULT_TCP_CLIENTS, 20); // for TCP
 const USAGE = `Usage: dns_server.ts --zone FILE [--hostname HOST] [--port PORT]
 
 Answers DNS queries over UDP and TCP (one port) from FILE: NAME TYPE VALUE [TTL]
 per line; A, AAAA, CNAME, MX (PRIORITY HOST), TXT (rest of line); # comments.
+Check a zone file first with dns_zone.ts FILE. TCP clients are capped (below)
+and dropped after 10 s of silence. Not for the open internet: with no
+response-rate limiting, its UDP answers can be aimed at a forged address.
 
 Options:
-  --zone FILE      the zone file (example: scripts/dns_example.zone)
-  --hostname HOST  address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT      UDP and TCP port (default ${DEFAULT_PORT}; 0 picks one free for both)
-  -h, --help       show this help`;
+  --zone FILE          the zone file (example: scripts/dns_example.zone)
+  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
+  --port PORT          UDP and TCP port (default ${DEFAULT_PORT}; 0 picks one free for both)
+${LIMITS.help}
+  -h, --help           show this help`;
 
 // Reading a query. Every read checks the packet's end first; a packet that
 // lies becomes a Malformed error, which answerQuery answers with FORMERR.
@@ -173,7 +178,7 @@ function writeRecord(owner: string[], record: ZoneRecord) {
 export function answerQuery(
   zone: Zone,
   packet: Uint8Array,
-  transport: Transport,
+  transport: "udp" | "tcp",
   problem: (why: string) => void = () => {},
 ): Uint8Array | null {
   // The header: ID, flags, and how many questions, answers, authority and
@@ -205,6 +210,7 @@ export function answerQuery(
       const type = TYPE_NAMES.get(query.type) ?? ""; // "" matches nothing
       const found = lookUp(zone, query.labels, type);
       if (!found.exists) rcode = NXDOMAIN; // else NOERROR, maybe no answer
+      // (Neither carries an SOA record, so resolvers do not cache them.)
       // What must fit: the transport's limit, less room for our OPT record.
       const limit = (transport === "udp" ? query.udpLimit : 65_535) -
         (query.edns ? 11 : 0);
@@ -234,34 +240,31 @@ export interface DnsServerOptions {
   zone: Zone;
   hostname?: string;
   port?: number;
-  tcpIdleMs?: number; // a TCP client silent this long is dropped
-  maxTcpClients?: number;
+  tcpIdleMs?: number; // a TCP client silent this long is dropped (10 s)
+  maxTcpClients?: number; // TCP connections at once (100)
+  maxPerAddress?: number; // TCP connections from one address (20)
 }
 
 export function startDnsServer(options: DnsServerOptions): ServerHandle {
-  if (typeof Deno.listenDatagram !== "function") {
-    throw new Failure("UDP needs Deno's flag: deno run --unstable-net …");
-  }
+  requireUnstableNet();
   const { zone, hostname = "127.0.0.1", port = DEFAULT_PORT } = options;
-  const { tcpIdleMs = 10_000, maxTcpClients = 100 } = options;
-  let lastLog = -Infinity; // one stderr line a second: a flood costs one
-  const log = (message: string) => {
-    if (performance.now() - lastLog < 1000) return;
-    lastLog = performance.now();
-    console.error(message);
-  };
+  const tcpIdleMs = options.tcpIdleMs ?? 10_000;
+  const log = rateLimitedLog(); // one stderr line a second: a flood costs one
   const problem = (from: Deno.Addr) => (why: string) =>
     log(`${formatAddress(from)}: ${why}`);
-  let closed = false, tcpClients = 0;
+  const sweeper = new Sweeper(Math.min(1000, Math.max(50, tcpIdleMs / 4)));
+  let closed = false;
+  const caps = {
+    maxConnections: options.maxTcpClients ?? DEFAULT_TCP_CLIENTS,
+    maxPerAddress: options.maxPerAddress ?? 20,
+  };
 
   // A bug in answerQuery: serveTcp logs it and closes that connection only.
   async function serveTcpClient(conn: Deno.Conn) {
-    if (tcpClients >= maxTcpClients) return log("too many TCP clients");
-    tcpClients++;
     // Each message comes after its length in 2 bytes. A BYOB reader with
     // `min` reads exactly so many bytes, however TCP cuts the stream.
     const reader = conn.readable.getReader({ mode: "byob" });
-    let idle = setTimeout(() => closeQuietly(conn), tcpIdleMs);
+    const idle = sweeper.add(tcpIdleMs, () => closeQuietly(conn));
     try {
       while (true) {
         const head = await reader.read(new Uint8Array(2), { min: 2 });
@@ -275,12 +278,10 @@ export function startDnsServer(options: DnsServerOptions): ServerHandle {
         framed.set([reply.length >> 8, reply.length]); // length, the message
         framed.set(reply, 2);
         await writeAll(conn, framed);
-        clearTimeout(idle); // a query answered: the idle clock restarts
-        idle = setTimeout(() => closeQuietly(conn), tcpIdleMs);
+        idle.at = Date.now() + tcpIdleMs; // a query answered: the clock restarts
       }
     } finally {
-      clearTimeout(idle);
-      tcpClients--;
+      sweeper.remove(idle);
     }
   }
 
@@ -291,7 +292,7 @@ export function startDnsServer(options: DnsServerOptions): ServerHandle {
     udp = Deno.listenDatagram({ transport: "udp", hostname, port });
     try {
       const { port: udpPort } = udp.addr as Deno.NetAddr;
-      tcp = serveTcp({ hostname, port: udpPort }, serveTcpClient);
+      tcp = serveTcp({ hostname, port: udpPort, ...caps }, serveTcpClient);
     } catch (error) {
       udp.close();
       const again = port === 0 && error instanceof Deno.errors.AddrInUse;
@@ -313,18 +314,12 @@ export function startDnsServer(options: DnsServerOptions): ServerHandle {
     }
   }
 
-  const serving = serveUdp();
-  const close = async () => {
+  const serving = serveUdp(); // runs until close()
+  return serverHandle(udp.addr as Deno.NetAddr, serving, async () => {
     closed = true;
     closeQuietly(udp);
     await Promise.all([serving, tcp.close()]);
-  };
-  return {
-    addr: udp.addr as Deno.NetAddr,
-    finished: Promise.all([serving, tcp.finished]).then(() => {}),
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  });
 }
 
 if (import.meta.main) {
@@ -335,16 +330,21 @@ if (import.meta.main) {
         zone: { type: "string" },
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
+        ...LIMITS.options,
       },
     });
     if (!values.zone) throw new UsageError("--zone FILE is required");
     const port = parsePort(values.port);
-    const text = await Deno.readTextFile(values.zone).catch((error) => {
-      throw new Failure(`cannot read ${values.zone}: ${describeError(error)}`);
-    });
-    const zone = parseZone(text, values.zone); // a bad line: Failure, exit 1
+    const limits = parseLimits(values);
+    const zone = await readZone(values.zone); // a bad line: Failure, exit 1
     console.error(`${values.zone}: ${zone.size} names`);
-    const server = startDnsServer({ zone, hostname: values.hostname, port });
+    const server = startDnsServer({
+      zone,
+      hostname: values.hostname,
+      port,
+      maxTcpClients: limits.maxConnections,
+      maxPerAddress: limits.maxPerAddress,
+    });
     return runUntilSignal(server, "udp");
   });
 }

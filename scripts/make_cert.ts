@@ -6,13 +6,14 @@
  *    or:  deno run --allow-run=openssl --allow-read=. --allow-write=. scripts/make_cert.ts [DIR]
  * Try it: deno run --unstable-net --allow-net --allow-read=certs scripts/quic_server.ts --cert certs/localhost.pem --key certs/localhost.key
  *
- * Beyond the tutorials: 000 §1 lists SSL/TLS among what to learn, and none
- * of them makes a certificate. Why two certificates and not one self-signed:
- * a client trusts a CA, not a server, and rustls (Deno's TLS) rejects a
- * certificate that is its own CA. So: ca.pem (CA:TRUE, may only sign, and
- * its name constraints let it vouch for localhost and loopback addresses
- * only, so trusting it cannot help anyone impersonate another site even if
- * ca.key leaks) and localhost.pem (CA:FALSE, serverAuth, ECDSA P-256, names
+ * Beyond the tutorials: 000 §1 lists SSL/TLS among what to learn, and says
+ * sockets authenticate both ends before they talk; a socket authenticates
+ * nobody. A certificate is how a server proves its name. Why two and not one
+ * self-signed: a client trusts a CA, not a server, and rustls (Deno's TLS)
+ * rejects a certificate that is its own CA. So: ca.pem (CA:TRUE, may only
+ * sign, and its name constraints let it vouch for localhost and loopback
+ * only, so trusting it helps nobody impersonate another site even if ca.key
+ * leaks) and localhost.pem (CA:FALSE, serverAuth, ECDSA P-256, names
  * localhost, 127.0.0.1 and ::1), which the servers present. The leaf lives
  * 14 days by default: the most a browser accepts for WebTransport's
  * serverCertificateHashes. Running again keeps the CA you trusted and, with

@@ -17,16 +17,15 @@
  *
  * Read first: echoOnce
  */
-import {
-  Failure,
-  parseCommandLine,
-  parseInteger,
-  parsePort,
-  parseSeconds,
-  runCommand,
-} from "../lib/cli.ts";
-import { describeError } from "../lib/errors.ts";
-import { closeQuietly, formatAddress, writeAll } from "../lib/net.ts";
+import { Failure, parseCommandLine, parseInteger } from "../lib/cli.ts";
+import { parsePort, parseSeconds, requireUnstableNet } from "../lib/cli.ts";
+import { runCommand } from "../lib/cli.ts";
+import { raceTimeout, seconds, TIMED_OUT } from "../lib/deadline.ts";
+import { withDeadline } from "../lib/deadline.ts";
+import { DialError } from "../lib/dial.ts";
+import { classifyError, describeError } from "../lib/errors.ts";
+import { closeQuietly, formatHostPort, writeAll } from "../lib/io.ts";
+import { loadClientTls } from "../lib/tls.ts";
 
 const ALPN = "echo";
 
@@ -52,53 +51,36 @@ export interface QuicTarget {
   timeoutSeconds?: number;
 }
 
-/** Connects within the time limit. connectQuic takes no AbortSignal, so it
- * runs on an endpoint of our own, and closing that endpoint abandons it. */
+/**
+ * Connects within the time limit, or throws DialError worded as every
+ * client's "cannot connect" (lib/dial.ts). connectQuic takes no AbortSignal,
+ * so it runs on an endpoint of our own, and closing that endpoint abandons
+ * it. (UDP has no "refused": nothing listening looks like a silent server.)
+ */
 export async function connect(target: QuicTarget): Promise<Deno.QuicConn> {
-  const seconds = target.timeoutSeconds ?? 5;
-  const ipv4 = /^[\d.]+$/.test(target.hostname);
+  requireUnstableNet();
+  const { hostname, port } = target;
+  const ms = (target.timeoutSeconds ?? 5) * 1000;
+  const ipv4 = /^[\d.]+$/.test(hostname);
   const endpoint = new Deno.QuicEndpoint({ hostname: ipv4 ? "0.0.0.0" : "::" });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    endpoint.close();
-  }, seconds * 1000);
-  try {
-    return await Deno.connectQuic({
+  const connecting = async () =>
+    await Deno.connectQuic<false>({
       endpoint,
-      hostname: target.hostname,
-      port: target.port,
+      hostname,
+      port,
       alpnProtocols: [ALPN],
       caCerts: target.caCerts,
       maxIdleTimeout: 30_000,
       keepAliveInterval: 10_000, // keeps a quiet stdin session alive
     });
+  try {
+    const late = `timed out after ${seconds(ms)} (nothing listening?)`;
+    return await withDeadline(endpoint, ms, connecting, late);
   } catch (error) {
-    endpoint.close();
-    const reason = timedOut
-      ? `no answer within ${seconds} s (nothing listening?)`
-      : describeHandshakeError(error);
-    const address = formatAddress({ transport: "udp", ...target });
-    throw new Failure(`cannot connect to ${address}: ${reason}`);
-  } finally {
-    clearTimeout(timer);
+    closeQuietly(endpoint);
+    const { kind, text } = classifyError(error); // the one error table
+    throw new DialError(formatHostPort(hostname, port), text, kind);
   }
-}
-
-/** rustls's reasons, in words a user can act on. */
-function describeHandshakeError(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const problem = /invalid peer certificate: (.*)/.exec(message)?.[1];
-  const name = /not valid for name ("[^"]*")/.exec(message)?.[1];
-  if (problem?.startsWith("UnknownIssuer")) {
-    return "certificate not trusted: signed by an unknown CA (try --cacert)";
-  }
-  if (problem?.startsWith("Expired")) return "certificate expired";
-  if (name) return `certificate not valid for the name ${name}`;
-  if (problem) return `certificate rejected: ${problem}`;
-  if (/known protocol/.test(message)) return `server does not speak "${ALPN}"`;
-  if (/refused/.test(message)) return "the server refused the connection";
-  return describeError(error);
 }
 
 /**
@@ -164,30 +146,28 @@ export async function ping(
   return { times, min: Math.min(...times), avg, max: Math.max(...times) };
 }
 
-// Runs `exchange` within `seconds` (if given): then the connection is closed,
+// Runs `exchange` within `limit` seconds (if given): then the connection is closed,
 // failing whatever waits on it. A failed read says only "connection lost":
 // the server's close frame says why, so that is what we report.
 async function within<T>(
   conn: Deno.QuicConn,
-  seconds: number | undefined,
+  limit: number | undefined,
   exchange: () => Promise<T>,
 ): Promise<T> {
-  let timedOut = false;
-  const timer = seconds === undefined ? undefined : setTimeout(() => {
-    timedOut = true;
-    conn.close({ closeCode: 0, reason: "client timed out" });
-  }, seconds * 1000);
+  const closer = {
+    close: () => conn.close({ closeCode: 0, reason: "timeout" }),
+  };
   try {
-    return await exchange();
+    if (limit === undefined) return await exchange();
+    const late = `no reply: timed out after ${seconds(limit * 1000)}`;
+    return await withDeadline(closer, limit * 1000, exchange, late);
   } catch (error) {
-    if (timedOut) throw new Failure(`no reply: timed out after ${seconds} s`);
     if (error instanceof Failure) throw error;
-    const soon = new Promise<void>((resolve) => setTimeout(resolve, 100));
-    const closed = await Promise.race([conn.closed, soon]).catch(() => {});
-    if (!closed) throw new Failure(describeError(error));
+    const closed = await raceTimeout(conn.closed.catch(() => undefined), 100);
+    if (closed === TIMED_OUT || !closed) {
+      throw new Failure(describeError(error));
+    }
     throw new Failure(`the server closed the connection: ${closed.reason}`);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -219,14 +199,14 @@ if (import.meta.main) {
       ? undefined
       : parseInteger(values.count, "--count", 1, 1_000_000);
     const timeoutSeconds = parseSeconds(values.timeout, "--timeout");
-    const caCerts = cacert ? [await Deno.readTextFile(cacert)] : undefined;
+    const caCerts = (await loadClientTls({ cacert }))?.caCerts;
     const conn = await connect({ hostname, port, caCerts, timeoutSeconds });
     try {
       const text = positionals.length > 0 ? positionals.join(" ") : "ping";
       const message = new TextEncoder().encode(text + "\n");
       const once = () => echoOnce(conn, message);
       if (count !== undefined) {
-        const target = formatAddress({ transport: "udp", hostname, port });
+        const target = formatHostPort(hostname, port);
         const ms = (milliseconds: number) => milliseconds.toFixed(3);
         const result = await ping(conn, message, count, (sequence, time) => {
           const size = message.length;

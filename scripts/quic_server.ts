@@ -7,62 +7,65 @@
  *         deno run --unstable-net --allow-net --allow-read=certs scripts/quic_server.ts --cert certs/localhost.pem --key certs/localhost.key
  * Try it: deno run --unstable-net --allow-net --allow-read=certs scripts/quic_client.ts --cacert certs/ca.pem hello
  *
- * Beyond the tutorials: 001 §5 names QUIC as still being standardised; it is
- * RFC 9000 (2021) and carries HTTP/3. The tutorials' TCP sockets send every
- * byte in the clear, for anyone on the path to read and change (000 §1 only
- * names SSL/TLS). QUIC always runs TLS 1.3 inside UDP datagrams: an observer
- * sees addresses, ports and sizes, not the bytes nor stream boundaries. One
- * connection carries many independent streams, each with its own half-close;
- * opening one costs no round trip, and a lost packet stalls only its own.
+ * Beyond the tutorials: 001 §5 names QUIC, Google's transport over UDP, as
+ * still being standardised; it is RFC 9000 (2021) and carries HTTP/3. Unlike
+ * their TCP it always encrypts (TLS 1.3; 000 §1 only names SSL/TLS), and one
+ * connection carries many streams, each with its own half-close: a lost
+ * packet stalls only its own stream.
  *
  * Read first: echoStream
  */
-import {
-  Failure,
-  parseCommandLine,
-  parsePort,
-  runCommand,
-  UsageError,
-} from "../lib/cli.ts";
+import { parseCommandLine, parseInteger, parsePort } from "../lib/cli.ts";
+import { parseSeconds, requireUnstableNet } from "../lib/cli.ts";
+import { Failure, runCommand, UsageError } from "../lib/cli.ts";
+import { withDeadline } from "../lib/deadline.ts";
 import { describeError } from "../lib/errors.ts";
-import { closeQuietly, formatAddress } from "../lib/net.ts";
-import { runUntilSignal, type ServerHandle } from "../lib/server.ts";
+import { closeQuietly, formatHostPort } from "../lib/io.ts";
+import { limitOptionsWith, parseLimits, serverHandle } from "../lib/server.ts";
+import { rateLimitedLog, runUntilSignal } from "../lib/server.ts";
+import { type ServerHandle, type ServerTls } from "../lib/server.ts";
+import { loadServerTls, SERVER_TLS_OPTIONS } from "../lib/tls.ts";
+import { SERVER_TLS_HELP } from "../lib/tls.ts";
 
-export const DEFAULT_PORT = 4433;
-export const ALPN = "echo"; // the protocol name a client asks for (ALPN)
+export const DEFAULT_PORT = 4433, ALPN = "echo"; // the protocol clients ask
+const NO_CERT =
+  "--cert and --key are required: QUIC always encrypts (TLS 1.3). Make a pair with 'deno task cert'";
+const LIMITS = limitOptionsWith(1000, 200); // each holds far more than TCP's
 
 const USAGE = `Usage: quic_server.ts --cert FILE --key FILE [options]
 
-Echoes every QUIC stream back to its sender (ALPN "${ALPN}").
+Echoes every QUIC stream back to its sender (ALPN "${ALPN}"). A connection
+with no packet either way (keep-alives count) for --idle-timeout is closed.
+Deno cannot yet ask a client for a certificate (deno#26825), nor tell when a
+browser ends a WebTransport session: it is held until the idle timeout.
 
 Options:
-  --cert FILE             certificate chain, PEM ('deno task cert' makes one)
-  --key FILE              its private key, PEM
-  --hostname HOST         address to listen on (default 127.0.0.1; :: to expose)
-  --port PORT             UDP port (default ${DEFAULT_PORT}; 0 picks a free port)
-  --webtransport          also accept WebTransport sessions (HTTP/3, ALPN h3)
-  -h, --help              show this help
+${SERVER_TLS_HELP}
+  --hostname HOST      address to listen on (default 127.0.0.1; :: to expose)
+  --port PORT          UDP port (default ${DEFAULT_PORT}; 0 picks a free port)
+  --webtransport       also accept WebTransport sessions (HTTP/3, ALPN h3)
+  --idle-timeout S     close a connection silent S seconds (default 30)
+  --max-streams N      streams open at once per connection (default 100)
+${LIMITS.help}
+  -h, --help           show this help`;
 
-Limits: 1000 connections (more are refused), 100 open streams each, and a
-connection silent for 30 s is closed.`;
-
-export interface QuicServerOptions {
-  cert: string; // certificate chain, PEM text
-  key: string; // its private key, PEM text
+export interface QuicServerOptions extends ServerTls { // PEM cert and key
   hostname?: string;
   port?: number;
   webtransport?: boolean;
-  idleTimeoutSeconds?: number;
-  maxConnections?: number;
-  maxStreams?: number; // per connection, open at once
+  idleTimeoutSeconds?: number; // no packet either way this long: closed (30)
+  maxConnections?: number; // more are refused at once (1000)
+  maxPerAddress?: number; // from one address; more are closed (200)
+  maxStreams?: number; // per connection, open at once (100)
 }
 
 export function startQuicServer(options: QuicServerOptions): ServerHandle {
+  requireUnstableNet();
+  const { hostname = "127.0.0.1", port = DEFAULT_PORT } = options;
+  const { maxConnections = 1000, maxPerAddress = 200 } = options;
   const idleMs = (options.idleTimeoutSeconds ?? 30) * 1000;
-  const endpoint = new Deno.QuicEndpoint({
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? DEFAULT_PORT,
-  });
+  const log = rateLimitedLog(); // a flood of failures: a line a second
+  const endpoint = new Deno.QuicEndpoint({ hostname, port });
   // Both protocols share one endpoint: the client's ALPN picks one per
   // connection. HTTP/3 needs a few one-way streams (control, QPACK).
   let listener: Deno.QuicListener;
@@ -80,11 +83,12 @@ export function startQuicServer(options: QuicServerOptions): ServerHandle {
     throw new Failure(`--cert/--key: ${describeError(error)}`);
   }
   const connections = new Set<Promise<void>>();
-  let closing: Promise<void> | undefined;
+  const perAddress = new Map<string, number>();
+  let closing = false;
 
   async function acceptLoop() {
     for await (const incoming of listener) { // ends when the endpoint closes
-      if (connections.size >= (options.maxConnections ?? 1000)) {
+      if (connections.size >= maxConnections) {
         incoming.refuse(); // the client hears "refused" at once
         continue;
       }
@@ -98,38 +102,37 @@ export function startQuicServer(options: QuicServerOptions): ServerHandle {
     // (Not incoming.remoteAddr: in Deno 2.9.6 reading it drops the client.)
     const conn = await incoming.accept<false>().catch((error) => {
       // Our certificate distrusted, another ALPN wanted: this client only.
-      console.error(`handshake failed: ${describeError(error)}`);
+      log(`handshake failed: ${describeError(error)}`);
     });
     if (!conn) return;
-    const peer = formatAddress({ ...conn.remoteAddr, transport: "udp" });
+    const { hostname: address, port: peerPort } = conn.remoteAddr;
+    const peer = formatHostPort(address, peerPort);
+    perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
     try {
-      if (conn.protocol === "h3") await serveWebTransport(conn, idleMs);
+      if (perAddress.get(address)! > maxPerAddress) { // not every place to one
+        const why = `${maxPerAddress} connections from it (--max-per-address)`;
+        log(`refused ${address}: ${why}`);
+        conn.close({ closeCode: 0, reason: "too many from your address" });
+      } else if (conn.protocol === "h3") await serveWebTransport(conn, idleMs);
       else await echoStreams(conn, false);
-    } catch (error) {
-      // Idle timeout, or the connection died; expected while closing.
-      if (!closing) console.error(`${peer}: ${describeError(error)}`);
+    } catch (error) { // idle timeout, a vanished client: expected when closing
+      if (!closing) log(`${peer}: ${describeError(error)}`);
     } finally {
       closeQuietly(conn);
+      if (perAddress.get(address) === 1) perAddress.delete(address);
+      else perAddress.set(address, perAddress.get(address)! - 1);
     }
   }
 
-  function close(): Promise<void> {
-    closing ??= (async () => {
-      // Tells every client why (a CONNECTION_CLOSE frame), then stops.
-      endpoint.close({ closeCode: 0, reason: "server shutting down" });
-      await accepting.catch(() => {}); // then no connection can be added
-      await Promise.allSettled([...connections]);
-    })();
-    return closing;
-  }
-
   const accepting = acceptLoop();
-  return {
-    addr: { ...endpoint.addr, transport: "udp" },
-    finished: accepting.then(close, close),
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  const addr = { ...endpoint.addr, transport: "udp" } as const;
+  return serverHandle(addr, accepting, async () => {
+    closing = true;
+    // Tells every client why (a CONNECTION_CLOSE frame), then stops.
+    endpoint.close({ closeCode: 0, reason: "server shutting down" });
+    await accepting.catch(() => {}); // then no connection can be added
+    await Promise.allSettled([...connections]);
+  });
 }
 
 /** Echoes every stream the client opens, concurrently, until it leaves. */
@@ -171,8 +174,7 @@ export async function echoStream(
     }
     await writer.close(); // our FIN: everything has been echoed
   } catch {
-    // The client reset the stream, stopped reading it, or left. Release both
-    // directions so its writes fail now rather than stall.
+    // Reset, no longer read, or gone: release both ways (fail, not stall).
     await Promise.allSettled([reader.cancel(), writer.abort()]);
   }
 }
@@ -180,9 +182,9 @@ export async function echoStream(
 // A WebTransport session: Deno answers the browser's HTTP/3 SETTINGS and
 // CONNECT request (status 200, any path), within `deadlineMs` or never.
 async function serveWebTransport(conn: Deno.QuicConn, deadlineMs: number) {
-  const timer = setTimeout(() => closeQuietly(conn), deadlineMs);
-  const upgrading = Deno.upgradeWebTransport(conn);
-  const session = await upgrading.finally(() => clearTimeout(timer));
+  const upgrade = () => Deno.upgradeWebTransport(conn);
+  const late = "no WebTransport session in time";
+  const session = await withDeadline(conn, deadlineMs, upgrade, late);
   // It rejects when a browser vanishes; unhandled, that would end the server.
   session.closed.catch(() => {});
   // Its streams arrive as QUIC streams of this connection. We echo them
@@ -223,28 +225,26 @@ if (import.meta.main) {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        cert: { type: "string" },
-        key: { type: "string" },
+        ...SERVER_TLS_OPTIONS,
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
         webtransport: { type: "boolean", default: false },
+        "idle-timeout": { type: "string", default: `30` },
+        "max-streams": { type: "string", default: `100` },
+        ...LIMITS.options,
       },
     });
-    if (values.cert === undefined || values.key === undefined) {
-      throw new UsageError(
-        "--cert and --key are required: QUIC always encrypts (TLS 1.3). " +
-          "Make a pair with 'deno task cert'",
-      );
-    }
-    const server = startQuicServer({
+    if (!values.cert || !values.key) throw new UsageError(NO_CERT);
+    const { "idle-timeout": idle, "max-streams": streams } = values;
+    const options = {
       hostname: values.hostname,
       port: parsePort(values.port),
       webtransport: values.webtransport,
-      cert: await Deno.readTextFile(values.cert),
-      key: await Deno.readTextFile(values.key),
-    });
-    // runUntilSignal's type lists tcp, udp and http; QUIC is the same life
-    // cycle on UDP with its own scheme.
-    return runUntilSignal(server, "quic" as "udp");
+      idleTimeoutSeconds: parseSeconds(idle, "--idle-timeout"),
+      maxStreams: parseInteger(streams, "--max-streams", 1),
+      ...parseLimits(values),
+    };
+    const tls = (await loadServerTls(values))!; // a bad file: one line, exit 1
+    return runUntilSignal(startQuicServer({ ...options, ...tls }), "quic");
   });
 }

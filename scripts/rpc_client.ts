@@ -17,18 +17,15 @@
  *
  * Read first: RpcClient.call.
  */
-import {
-  Failure,
-  parseCommandLine,
-  parsePort,
-  parseSeconds,
-  runCommand,
-  UsageError,
-} from "../lib/cli.ts";
+import { Failure, parseCommandLine, parsePort } from "../lib/cli.ts";
+import { parseSeconds, runCommand, UsageError } from "../lib/cli.ts";
+import { seconds, withDeadline } from "../lib/deadline.ts";
+import { dial } from "../lib/dial.ts";
 import { describeError } from "../lib/errors.ts";
+import { closeQuietly, writeAll } from "../lib/io.ts";
 import * as rpc from "../lib/jsonrpc.ts";
-import { LineReader } from "../lib/lines.ts";
-import { closeQuietly, writeAll } from "../lib/net.ts";
+import { BufferedReader } from "../lib/reader.ts";
+import { printable, printableJson } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 7000;
 export const DEFAULT_TIMEOUT = 15; // seconds: longer than the longest sleep
@@ -47,10 +44,8 @@ Options:
   --timeout SECONDS  limit for the connect, and again for the reply (default ${DEFAULT_TIMEOUT})
   -h, --help         show this help`;
 
-export type Params = rpc.Request["params"];
-
 export class RpcClient {
-  #conn: Deno.TcpConn;
+  #conn: Deno.Conn;
   #pending = new Map<number, PromiseWithResolvers<unknown>>(); // by id
   #nextId = 1;
   #outbox: string[] = []; // lines waiting for the writer
@@ -58,7 +53,7 @@ export class RpcClient {
   #failure: Error | undefined; // set once the connection is unusable
   #encoder = new TextEncoder();
 
-  /** Connects; `timeout` (seconds) bounds the connect. */
+  /** Connects (lib/dial.ts); `timeout` (seconds) bounds the connect. */
   static async connect(
     options: {
       hostname?: string;
@@ -67,35 +62,25 @@ export class RpcClient {
       maxReply?: number;
     } = {},
   ): Promise<RpcClient> {
-    const hostname = options.hostname ?? "127.0.0.1";
-    const port = options.port ?? DEFAULT_PORT;
-    const seconds = options.timeout ?? DEFAULT_TIMEOUT;
-    const signal = AbortSignal.timeout(seconds * 1000);
-    try {
-      const conn = await Deno.connect({ hostname, port, signal });
-      return new RpcClient(conn, options.maxReply);
-    } catch (error) {
-      if (signal.aborted) {
-        throw new Failure(`connect timed out after ${seconds} s`);
-      }
-      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      throw new Failure(
-        `cannot connect to ${host}:${port}: ${describeError(error)}`,
-      );
-    }
+    const conn = await dial({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? DEFAULT_PORT,
+      timeoutMs: (options.timeout ?? DEFAULT_TIMEOUT) * 1000,
+    }); // with TCP_NODELAY: calls are small and each waits for an answer
+    return new RpcClient(conn, options.maxReply);
   }
 
-  constructor(conn: Deno.TcpConn, maxReply = MAX_REPLY) {
+  constructor(conn: Deno.Conn, maxReply = MAX_REPLY) {
     this.#conn = conn;
-    conn.setNoDelay(true); // calls are small and each waits for an answer
-    this.#readAnswers(new LineReader(conn, maxReply)); // until it fails
+    const lines = new BufferedReader(conn, { maxLine: maxReply });
+    this.#readAnswers(lines); // until it fails
   }
 
   /**
    * Calls `method`. Resolves with the result; rejects with rpc.RpcError for
    * an error answer, or Failure when the connection fails first.
    */
-  call(method: string, params?: Params): Promise<unknown> {
+  call(method: string, params?: rpc.Params): Promise<unknown> {
     if (this.#failure) return Promise.reject(this.#failure);
     const id = this.#nextId++;
     const answer = Promise.withResolvers<unknown>();
@@ -105,7 +90,7 @@ export class RpcClient {
   }
 
   /** Sends a notification: no id, so no answer (not even an error). */
-  async notify(method: string, params?: Params): Promise<void> {
+  async notify(method: string, params?: rpc.Params): Promise<void> {
     await this.#send({ jsonrpc: "2.0", method, params });
     if (this.#failure) throw this.#failure;
   }
@@ -140,19 +125,14 @@ export class RpcClient {
     }
   }
 
-  async #readAnswers(lines: LineReader) {
+  async #readAnswers(lines: BufferedReader) {
     try {
       while (true) {
         const line = await lines.readLine();
         if (line === null) {
           throw new Failure("no reply: the server closed the connection");
         }
-        let answer;
-        try {
-          answer = rpc.checkResponse(rpc.parseMessage(line));
-        } catch (error) {
-          throw new Failure(`bad reply: ${(error as Error).message}`);
-        }
+        const answer = parseResponse(line);
         const pending = this.#pending.get(answer.id as number);
         if (!pending) {
           // An error for no call in particular (a line it could not parse,
@@ -182,7 +162,7 @@ export class RpcClient {
 }
 
 /** The command line's PARAMs as params: JSON when they parse, else text. */
-export function parseParams(args: string[], named = false): Params {
+export function parseParams(args: string[], named = false): rpc.Params {
   const value = (text: string) => {
     try {
       return JSON.parse(text);
@@ -199,16 +179,30 @@ export function parseParams(args: string[], named = false): Params {
   }));
 }
 
-/** JSON with what terminals obey but JSON leaves raw (C1, bidi and format
- * characters) as \u escapes: the same JSON, harmless to print. */
-export function forTerminal(text: string): string {
-  return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (char) => {
-    let escaped = "";
-    for (let i = 0; i < char.length; i++) {
-      escaped += `\\u${char.charCodeAt(i).toString(16).padStart(4, "0")}`;
-    }
-    return escaped;
-  });
+/** One line as a response: its id, and its result or its error. */
+function parseResponse(line: Uint8Array) {
+  const bad = (why: string) => new Failure(`bad reply: ${why}`);
+  let reply;
+  try {
+    reply = rpc.parseMessage(line) as Record<string, unknown> | null;
+  } catch (error) {
+    throw bad((error as Error).message);
+  }
+  const id = reply?.id as rpc.Id;
+  const idOk = id === null || ["string", "number"].includes(typeof id);
+  if (typeof reply !== "object" || reply?.jsonrpc !== "2.0" || !idOk) {
+    throw bad("reply is not a JSON-RPC 2.0 response");
+  }
+  if ("result" in reply && !("error" in reply)) {
+    return { id, result: reply.result };
+  }
+  const { code, message, data } = (reply.error ?? {}) as {
+    [k: string]: unknown;
+  };
+  if (!Number.isInteger(code) || typeof message !== "string") {
+    throw bad("reply has neither a result nor a well-formed error");
+  }
+  return { id, error: new rpc.RpcError(code as number, message, data) };
 }
 
 if (import.meta.main) {
@@ -227,23 +221,25 @@ if (import.meta.main) {
     const [method, ...args] = positionals;
     if (method === undefined) throw new UsageError("missing METHOD");
     const params = parseParams(args, values.named);
-    const seconds = parseSeconds(values.timeout, "--timeout");
+    const timeout = parseSeconds(values.timeout, "--timeout");
     using client = await RpcClient.connect({
       hostname: values.hostname,
       port: parsePort(values.port),
-      timeout: seconds,
+      timeout,
     });
     if (values.notify) return await client.notify(method, params);
-    const timedOut = new Failure(`no reply: timed out after ${seconds} s`);
-    const timer = setTimeout(() => client.close(timedOut), seconds * 1000);
     try {
-      const result = await client.call(method, params);
-      console.log(forTerminal(JSON.stringify(result)));
+      // On time, or the connection is closed and the call fails with this.
+      const result = await withDeadline(
+        client,
+        timeout * 1000,
+        () => client.call(method, params),
+        `no reply: timed out after ${seconds(timeout * 1000)}`,
+      );
+      console.log(printableJson(result, 0));
     } catch (error) {
       if (!(error instanceof rpc.RpcError)) throw error;
-      throw new Failure(`error ${error.code}: ${forTerminal(error.message)}`);
-    } finally {
-      clearTimeout(timer);
+      throw new Failure(`error ${error.code}: ${printable(error.message)}`);
     }
   });
 }

@@ -23,15 +23,14 @@
  * server, so no Listening line; SIGINT/SIGTERM send BYE and exit 0.
  * Read first: startDiscovery.
  */
-import {
-  Failure,
-  parseCommandLine,
-  parsePort,
-  parseSeconds,
-  runCommand,
-  UsageError,
-} from "../lib/cli.ts";
-import { closeQuietly } from "../lib/net.ts";
+import { Failure, parseCommandLine, parsePort } from "../lib/cli.ts";
+import { parseSeconds, requireUnstableNet } from "../lib/cli.ts";
+import { runCommand, UsageError } from "../lib/cli.ts";
+import { describeError } from "../lib/errors.ts";
+import { Sweeper, type Timed } from "../lib/deadline.ts";
+import { closeQuietly, formatHostPort } from "../lib/io.ts";
+import { rateLimitedLog } from "../lib/server.ts";
+import { printable } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 4242;
 export const DEFAULT_GROUP = "239.255.42.99";
@@ -76,9 +75,7 @@ function parseDatagram(data: Uint8Array): string[] | undefined {
 }
 
 export async function startDiscovery(options: DiscoveryOptions) {
-  if (typeof Deno.listenDatagram !== "function") {
-    throw new Failure("UDP needs Deno's --unstable-net flag");
-  }
+  requireUnstableNet();
   const { name, group = DEFAULT_GROUP, port = DEFAULT_PORT } = options;
   const local = options.interface ?? "127.0.0.1";
   const intervalMs = Math.round((options.interval ?? 1) * 1000);
@@ -119,38 +116,39 @@ export async function startDiscovery(options: DiscoveryOptions) {
   const [sender, receiver] = sockets;
 
   let closed = false;
+  const log = rateLimitedLog(); // a send that fails each second: one line
   const announce = (bytes: Uint8Array) =>
     sender.send(bytes, { transport: "udp", hostname: target, port })
       .catch((error) => {
-        if (!closed) console.error(`send to ${target} failed: ${error}`);
+        if (!closed) log(`send to ${target} failed: ${describeError(error)}`);
       });
   const hello = datagram("HELLO");
   announce(hello);
   const ticker = setInterval(() => announce(hello), intervalMs);
 
-  // The peers we know, by id. Silent ones expire, checked often enough that
-  // "-" comes soon after a peer's third missed announcement.
-  const peers = new Map<string, { name: string; expires: number }>();
+  // The peers we know, by id. Each has a deadline, three of its intervals
+  // away and moved on by each HELLO; one timer (lib/deadline.ts) checks
+  // them often enough that "-" comes soon after the third silent interval.
+  const sweeper = new Sweeper(100);
+  const peers = new Map<string, { name: string; deadline: Timed }>();
   const gone = (peerId: string) => {
-    print(`- ${terminalSafe(peers.get(peerId)!.name)}`);
+    const { name, deadline } = peers.get(peerId)!;
+    sweeper.remove(deadline);
     peers.delete(peerId);
+    print(`- ${printable(name)}`);
   };
-  const sweep = setInterval(() => {
-    const now = performance.now();
-    for (const [peerId, peer] of peers) if (now > peer.expires) gone(peerId);
-  }, 100);
 
   function heard([kind, peerId, ms, name]: string[], host: string) {
     if (peerId === id) return; // our own, looped back
     const known = peers.get(peerId);
     if (known && (kind === "BYE" || known.name !== name)) gone(peerId);
     if (kind === "BYE") return;
-    const expires = performance.now() + 3 * Number(ms);
     const peer = peers.get(peerId);
-    if (peer) peer.expires = expires;
+    if (peer) peer.deadline.at = Date.now() + 3 * Number(ms);
     else if (peers.size < MAX_PEERS) { // else a flood of fakes: ignore it
-      peers.set(peerId, { name, expires });
-      print(`+ ${terminalSafe(name)} ${host}`);
+      const deadline = sweeper.add(3 * Number(ms), () => gone(peerId));
+      peers.set(peerId, { name, deadline });
+      print(`+ ${printable(name)} ${host}`);
     }
   }
 
@@ -173,24 +171,14 @@ export async function startDiscovery(options: DiscoveryOptions) {
   const close = () =>
     closing ??= (async () => {
       clearInterval(ticker);
-      clearInterval(sweep);
       await announce(datagram("BYE")); // peers print "-" now, not later
       closed = true;
       sockets.forEach(closeQuietly);
-      await finished;
+      await finished; // nothing is heard after this: stop the deadlines
+      for (const { deadline } of peers.values()) sweeper.remove(deadline);
     })();
-  const to = `${target}:${port}`;
+  const to = formatHostPort(target, port);
   return { id, to, finished, close, [Symbol.asyncDispose]: close };
-}
-
-/** Text with control, bidi and other invisible format characters escaped. */
-export function terminalSafe(text: string): string {
-  return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\\]/gu, (char) => {
-    const code = char.codePointAt(0)!;
-    if (char === "\\") return "\\\\";
-    if (code < 0x100) return `\\x${code.toString(16).padStart(2, "0")}`;
-    return `\\u{${code.toString(16)}}`;
-  });
 }
 
 /** A dotted IPv4 address as a 32-bit number, or undefined. */
@@ -237,7 +225,7 @@ if (import.meta.main) {
       broadcast: values.broadcast,
       interval: parseSeconds(values.interval, "--interval"),
     });
-    console.error(`announcing ${terminalSafe(name)} to ${discovery.to}`);
+    console.error(`announcing ${printable(name)} to ${discovery.to}`);
     // Not a server, so no Listening line; a signal ends it, with a BYE.
     const done = Promise.withResolvers<void>();
     Deno.addSignalListener("SIGINT", done.resolve);

@@ -18,7 +18,7 @@ import {
   parseZone,
   type Zone,
   ZoneError,
-} from "../lib/dns_zone.ts";
+} from "../scripts/dns_zone.ts";
 import { UsageError } from "../lib/cli.ts";
 import {
   concat,
@@ -839,6 +839,7 @@ Deno.test(`fuzz: ${FUZZ_CASES} mutated packets in-process, every answer well-for
 
 Deno.test("fuzz: 5,000 mutated packets over UDP; the server keeps answering, logs no bug", async () => {
   await using server = await startServerScript();
+  const started = performance.now();
   const random = mulberry32(FUZZ_SEED + 1);
   const socket = Deno.listenDatagram({
     transport: "udp",
@@ -883,6 +884,10 @@ Deno.test("fuzz: 5,000 mutated packets over UDP; the server keeps answering, log
     output.stderr,
     /internal error|Uncaught|at .*dns_server\.ts/,
   );
+  // Thousands of FORMERRs, yet a line a second at most on stderr.
+  const seconds = (performance.now() - started) / 1000;
+  const logged = output.stderr.match(/: FORMERR: /g)?.length ?? 0;
+  assert.ok(logged >= 1 && logged <= seconds + 1, `${logged} in ${seconds} s`);
   console.log(`UDP fuzz: 5000 sent, ${replies} answered`);
 });
 
@@ -1054,7 +1059,56 @@ Deno.test("IPv6: the in-process server answers on ::1 over UDP and TCP", async (
 });
 
 // ---------------------------------------------------------------------------
-// The script as a command.
+// The scripts as commands.
+
+Deno.test("dns_zone.ts: prints every record as dig shows it, or the first bad line", async () => {
+  const path = await writeZone();
+  try {
+    const allow = [`--allow-read=${path}`];
+    const ok = await runScript("dns_zone.ts", [path], { allow });
+    assert.equal(ok.code, 0, ok.stderr);
+    const mid = ["m".repeat(255), "m".repeat(255), "m".repeat(190)];
+    assert.deepEqual(ok.stdout.split("\n").slice(0, 13), [
+      "www.example.test. 300 IN A 192.0.2.10",
+      "www.example.test. 60 IN A 192.0.2.11",
+      "www.example.test. 300 IN AAAA 2001:db8::10",
+      "alias.example.test. 300 IN CNAME www.example.test.",
+      "chain.example.test. 300 IN CNAME alias.example.test.",
+      "out.example.test. 300 IN CNAME elsewhere.example.org.",
+      "example.test. 300 IN MX 10 mail.example.test.",
+      "example.test. 300 IN MX 20 backup.example.test.",
+      'example.test. 300 IN TXT "v=spf1 mx -all"',
+      "mail.example.test. 300 IN A 192.0.2.25",
+      'quote.example.test. 300 IN TXT "say \\"hi\\" \\\\ there"',
+      'utf8.example.test. 300 IN TXT "h\\195\\169llo w\\195\\182rld"',
+      `mid.example.test. 300 IN TXT ${mid.map((m) => `"${m}"`).join(" ")}`,
+    ]);
+    assert.equal(ok.stdout.split("\n").length, 15); // 14 records, then ""
+    assert.equal(ok.stderr, `${path}: 14 records, 10 names\n`);
+    await Deno.writeTextFile(path, "ok.test A 192.0.2.1\n\nx.test MX 10\n");
+    const bad = await runScript("dns_zone.ts", [path], { allow });
+    assert.deepEqual([bad.code, bad.stdout, bad.stderr], [
+      1,
+      "",
+      `dns_zone.ts: ${path}:3: expected NAME MX PRIORITY HOST [TTL]\n`,
+    ]);
+    const absent = await runScript("dns_zone.ts", [`${path}.none`], {
+      allow: ["--allow-read"],
+    });
+    assert.equal(absent.code, 1);
+    assert.match(absent.stderr, /^dns_zone\.ts: cannot read .*\.none: .*\n$/);
+    for (const args of [[], [path, path], ["--bogus", path]]) {
+      const usage = await runScript("dns_zone.ts", args, { allow });
+      assert.equal(usage.code, 2, args.join(" "));
+      assert.match(usage.stderr, /\nTry 'dns_zone\.ts --help'/);
+    }
+    const help = await runScript("dns_zone.ts", ["--help"], { allow });
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: dns_zone\.ts FILE\n/);
+  } finally {
+    await Deno.remove(path);
+  }
+});
 
 Deno.test("dns_server.ts: Listening line, answers, SIGTERM and SIGINT exit 0", async () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -1126,6 +1180,49 @@ Deno.test("dns_server.ts: usage and zone errors are one line with the right exit
     `dns_server.ts: ${path}:2: bad IPv4 address '300.1.1.1'\n`,
   );
   await Deno.remove(path);
+});
+
+Deno.test("dns_server.ts: --max-connections caps TCP clients only; a bad cap exits 2", async () => {
+  const path = await writeZone();
+  const server = await startScript(
+    "dns_server.ts",
+    ["--zone", path, "--port", "0", "--max-connections", "1"],
+    { allow: SERVER_FLAGS },
+  );
+  try {
+    const port = server.port;
+    const first = await Deno.connect({ hostname: "127.0.0.1", port });
+    await first.write(framed(buildQuery("www.example.test", A)));
+    assert.equal(decode((await readReplies(first, 1))[0]).answers.length, 2);
+    const second = await Deno.connect({ hostname: "127.0.0.1", port });
+    const read = second.read(new Uint8Array(4));
+    assert.equal(await within(5000, read, "the refusal"), null);
+    second.close();
+    const udp = await udpExchange(port, buildQuery("mail.example.test", A));
+    assert.equal(decode(udp!).answers.length, 1); // UDP has no connections
+    first.close();
+  } finally {
+    const output = await server.stop();
+    await Deno.remove(path);
+    assert.equal(output.code, 0);
+    assert.match(
+      output.stderr,
+      /refused 127\.0\.0\.1: 1 connections open \(--max-connections\)\n/,
+    );
+  }
+  const bad = await runScript(
+    "dns_server.ts",
+    ["--zone", "x", "--max-per-address", "0"],
+    { allow: SERVER_FLAGS },
+  );
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^dns_server\.ts: --max-per-address must be/);
+  const help = await runScript("dns_server.ts", ["--help"], {
+    allow: SERVER_FLAGS,
+  });
+  assert.match(help.stdout, /Not for the open internet/);
+  assert.match(help.stdout, /--max-connections N .*\n.*\(default 100\)/);
+  assert.match(help.stdout, /--max-per-address N .*\n.*\(default 20\)/);
 });
 
 Deno.test("dns_server.ts: a port taken over TCP is an error, not half a server", async () => {
@@ -1550,6 +1647,16 @@ Deno.test("dns_lookup.ts: usage errors exit 2 with one line and a hint", async (
   });
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: dns_lookup\.ts NAME/);
+  // An alias prints its target's records only (Deno.resolveDns drops the
+  // CNAMEs); the help says so.
+  assert.match(help.stdout, /for an alias, only\s+its target's records/);
+  const flagless = await runScript("dns_lookup.ts", ["a.test"], {
+    allow: ["--no-config", "--allow-net"],
+  });
+  assert.deepEqual([flagless.code, flagless.stderr], [
+    1,
+    "dns_lookup.ts: this needs Deno's --unstable-net flag: deno run --unstable-net --allow-net …\n",
+  ]);
 });
 
 // ---------------------------------------------------------------------------

@@ -10,10 +10,11 @@ import {
   type RpcServerOptions,
   startRpcServer,
 } from "../scripts/rpc_server.ts";
-import { forTerminal, parseParams, RpcClient } from "../scripts/rpc_client.ts";
+import { parseParams, RpcClient } from "../scripts/rpc_client.ts";
 import * as rpc from "../lib/jsonrpc.ts";
 import { Failure } from "../lib/cli.ts";
-import { writeAll } from "../lib/net.ts";
+import { writeAll } from "../lib/io.ts";
+import { printableJson } from "../lib/terminal.ts";
 import {
   closedPort,
   hasCommand,
@@ -21,6 +22,7 @@ import {
   runTool,
   skipBecause,
   startScript,
+  startUnansweredPort,
   within,
 } from "./helpers.ts";
 
@@ -561,7 +563,10 @@ Deno.test("--max-connections: one more gets -32000 and is closed; a freed slot i
   using third = await Peer.connect(port);
   await third.expect(error(-32000, "Server busy"));
   await third.ended();
-  assert.match(log.join("\n"), /refused, 2 connections already open/);
+  assert.match(
+    log.join("\n"),
+    /refused 127\.0\.0\.1: 2 connections open \(--max-connections\)/,
+  );
   const client = await runScript("rpc_client.ts", [
     "--port",
     String(port),
@@ -810,12 +815,13 @@ Deno.test("parseParams: JSON when it parses, else a string; --named", () => {
   );
 });
 
-Deno.test("forTerminal: control, bidi and format characters escaped; still the same JSON", () => {
-  const text = JSON.stringify([
+Deno.test("printableJson (rpc_client's output): control, bidi and format characters escaped; still the same JSON", () => {
+  const value = [
     "\x1b[2J\x9b31m\u202eevil\u200b\u{e0041}",
     "ok é 中",
-  ]);
-  const safe = forTerminal(text);
+  ];
+  const text = JSON.stringify(value);
+  const safe = printableJson(value, 0);
   assert.equal(
     safe,
     '["\\u001b[2J\\u009b31m\\u202eevil\\u200b\\udb40\\udc41","ok é 中"]',
@@ -886,6 +892,68 @@ Deno.test("rpc_client.ts: results on stdout, exit 0; error answer, refused, time
     run.stderr,
     `rpc_client.ts: cannot connect to 127.0.0.1:${refused}: connection refused\n`,
   );
+});
+
+Deno.test("rpc_client.ts: a connect that times out says so, and IPv6 targets are in brackets", async () => {
+  const unanswered = await startUnansweredPort();
+  try {
+    const started = performance.now();
+    const run = await runScript("rpc_client.ts", [
+      "--port",
+      String(unanswered.addr.port),
+      "--timeout",
+      "0.5",
+      "time",
+    ]);
+    assert.equal(run.code, 1);
+    assert.equal(
+      run.stderr,
+      `rpc_client.ts: cannot connect to 127.0.0.1:${unanswered.addr.port}: timed out after 0.5 s\n`,
+    );
+    assert.ok(performance.now() - started < 10_000);
+  } finally {
+    unanswered.close();
+  }
+  const listener = Deno.listen({ hostname: "::1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  const run = await runScript("rpc_client.ts", [
+    "--hostname",
+    "::1",
+    "--port",
+    String(port),
+    "time",
+  ]);
+  assert.equal(
+    run.stderr,
+    `rpc_client.ts: cannot connect to [::1]:${port}: connection refused\n`,
+  );
+});
+
+Deno.test("rpc_server.ts --max-per-address: one host's extra connection gets -32000", async () => {
+  const server = await startScript("rpc_server.ts", [
+    "--port",
+    "0",
+    "--max-per-address",
+    "1",
+  ]);
+  try {
+    using first = await Peer.connect(server.port);
+    await first.send(call("add", [1, 1], 1));
+    await first.expect(result("2", "1"));
+    using second = await Peer.connect(server.port);
+    await second.expect(error(-32000, "Server busy"));
+    await second.ended();
+    await first.send(call("add", [2, 2], 2)); // the first is still served
+    await first.expect(result("4", "2"));
+  } finally {
+    const output = await server.stop();
+    assert.equal(output.code, 0);
+    assert.match(
+      output.stderr,
+      /^refused 127\.0\.0\.1: 1 connections from it \(--max-per-address\)\n/,
+    );
+  }
 });
 
 Deno.test("rpc_client.ts against a server that answers rubbish or hangs up: one line, exit 1", async () => {
@@ -1037,6 +1105,11 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
     ],
     ["rpc_server.ts", ["extra"], "unexpected argument 'extra'"],
     [
+      "rpc_server.ts",
+      ["--max-connections", "0"],
+      "--max-connections must be a whole number from 1 to 9007199254740991, got '0'",
+    ],
+    [
       "rpc_client.ts",
       ["--timeout", "x", "add"],
       "--timeout must be a number of seconds above 0 (up to 86400), got 'x'",
@@ -1055,6 +1128,10 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
   for (const script of ["rpc_server.ts", "rpc_client.ts"]) {
     const help = await runScript(script, ["--help"]);
     assert.equal(help.code, 0);
+    if (script === "rpc_server.ts") { // a connection may hold MiBs: fewer
+      assert.match(help.stdout, /--max-connections N .*\n.*\(default 1000\)/);
+      assert.match(help.stdout, /--max-per-address N .*\n.*\(default 200\)/);
+    }
     assert.match(
       help.stdout,
       new RegExp(`^Usage: ${script.replace(".", "\\.")} `),
