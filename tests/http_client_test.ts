@@ -1287,7 +1287,7 @@ Deno.test({
         refused.stderr,
         `http_client.ts: localhost:${
           python.match[1]
-        }: TLS failed: received fatal alert: CertificateRequired\n`,
+        }: the server requires a client certificate\n`,
       );
     } finally {
       await python.stop();

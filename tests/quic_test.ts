@@ -20,11 +20,19 @@ const HAVE_OPENSSL = await hasCommand("openssl");
 const CHROMIUM = "/usr/bin/chromium";
 
 /** A test that needs a CA and a leaf (and so openssl). */
-function certTest(name: string, fn: (certs: TestCerts) => Promise<void>) {
-  Deno.test(name, async () => {
-    if (!HAVE_OPENSSL) return skipBecause("openssl is not installed");
-    await using certs = await makeTestCerts();
-    await fn(certs);
+function certTest(
+  name: string,
+  fn: (certs: TestCerts) => Promise<void>,
+  options: { sanitizeResources?: boolean } = {},
+) {
+  Deno.test({
+    name,
+    ...options,
+    async fn() {
+      if (!HAVE_OPENSSL) return skipBecause("openssl is not installed");
+      await using certs = await makeTestCerts();
+      await fn(certs);
+    },
   });
 }
 
@@ -772,6 +780,10 @@ certTest(
       conn.endpoint.close();
     }
   },
+  // Deno 2.9's WebTransport upgrade opens an HTTP/3 control stream of its
+  // own that nothing can close once the session never comes: the
+  // connection is gone, the "quicSendStream" entry stays behind.
+  { sanitizeResources: false },
 );
 
 /**
