@@ -3,11 +3,10 @@ import { createHash } from "node:crypto";
 import {
   CONTENT_SECURITY_POLICY,
   escapeHtml,
-  type MultipartEvent,
-  MultipartParser,
   page,
   startHttpServer,
 } from "../scripts/http_server.ts";
+import { type MultipartEvent, MultipartParser } from "../lib/multipart.ts";
 import {
   hasCommand,
   readAll,
@@ -331,7 +330,7 @@ Deno.test("/upload: over --max-size → 413 (declared, or counted when chunked);
   assert.equal(declared.status, 413);
   assert.equal(
     await declared.text(),
-    errorPage("413 Content Too Large", "The file is larger than 1000 bytes."),
+    errorPage("413 Payload Too Large", "The file is larger than 1000 bytes."),
   );
   // Chunked: no Content-Length, the file part alone passes the limit.
   const form = new Response(uploadForm("big.bin", new Uint8Array(5000)));
@@ -415,7 +414,12 @@ Deno.test("a stalled body gets 408 after --body-timeout; the upload leaves nothi
     '--B\r\nContent-Disposition: form-data; name="file"; filename="slow.bin"\r\n\r\nxxxx',
   );
   assert.match(upload, /^HTTP\/1\.1 408 Request Timeout\r\n/);
-  assert.ok(upload.includes("<p>No data for 0.3 s; giving up.</p>"), upload);
+  assert.ok(
+    upload.includes(
+      "<p>Too slow: a request body gets 0.3 s plus 1 s per KiB it sends.</p>",
+    ),
+    upload,
+  );
   assert.deepEqual(await listDir(server.dir), []);
 
   const register = await stall(
