@@ -2,9 +2,10 @@
  * The tutorial's Flask hello on Deno.serve, grown into a small site: a hello
  * page, a register form that shows the name back, and a file upload form.
  *
- * Run:    deno run --allow-net --allow-read=./uploads --allow-write=./uploads scripts/http_server.ts --dir ./uploads
- * Try it: curl -F file=@README.md http://127.0.0.1:8000/upload
- *    or:  open http://127.0.0.1:8000/register in a browser
+ * Run:    deno run --allow-net scripts/http_server.ts
+ * Try it: curl http://127.0.0.1:8000/   (or open /register in a browser)
+ * Uploads: deno run --allow-net --allow-read=./uploads --allow-write=./uploads scripts/http_server.ts --dir ./uploads
+ *     and: curl -F file=@README.md http://127.0.0.1:8000/upload
  *
  * 001 §4 routes '/' to a function returning 'Hello World!' and starts the
  * server with app.run() (port 5000); here Deno.serve is the server and
@@ -34,13 +35,14 @@ export const DEFAULT_BODY_TIMEOUT_SECONDS = 30;
 const FORM_OVERHEAD_BYTES = 64 * 1024; // multipart framing around the file
 const MAX_FORM_BYTES = 64 * 1024; // the register form: two short fields
 
-const USAGE = `Usage: http_server.ts --dir DIR [options]
+const USAGE = `Usage: http_server.ts [options]
 
 A hello page at /, a register form at /register and an upload form at
 /upload.
 
 Options:
-  --dir DIR          store uploads in DIR (created if missing)
+  --dir DIR          store uploads in DIR (run with --allow-read=DIR
+                     --allow-write=DIR); without it, uploads are off (405)
   --max-size BYTES   largest file accepted, larger gets 413 (default ${DEFAULT_MAX_SIZE})
   --overwrite        replace existing files (default: refuse with 409)
   --body-timeout SECONDS
@@ -52,7 +54,7 @@ Options:
 
 /** The command line's options; sizes in bytes, times in seconds. */
 export interface HttpServerOptions {
-  dir: string;
+  dir?: string; // without it, uploads are off
   hostname?: string;
   port?: number;
   maxSize?: number;
@@ -119,6 +121,7 @@ const REGISTER_PAGE = page(
 <p>A demo: nothing is stored, the answer only shows the name back.</p>`,
 );
 
+const UPLOADS_OFF = "Uploads are off: the server was started without --dir.";
 const uploadForm = (maxSize: number) =>
   `<form method="post" action="/upload" enctype="multipart/form-data">
 <p><input type="file" name="file" required></p>
@@ -147,11 +150,12 @@ type Settings = HttpServerOptions & {
   log: (line: string) => void;
 };
 
-/** Prepares `dir` for uploads, and starts serving. */
+/** Starts serving; with `dir`, prepares it for uploads first. */
 export async function startHttpServer(
-  options: HttpServerOptions,
+  options: HttpServerOptions = {},
 ): Promise<server.ServerHandle> {
-  await store.prepareUploadDir(options.dir);
+  const { dir } = options;
+  if (dir !== undefined) await store.prepareUploadDir(dir);
   const log = server.rateLimitedLog();
   const bodyTimeout = options.bodyTimeout ?? DEFAULT_BODY_TIMEOUT_SECONDS;
   const settings: Settings = {
@@ -160,7 +164,7 @@ export async function startHttpServer(
     bodies: new http.RequestBodies(bodyTimeout * 1000),
     log,
   };
-  const form = uploadForm(settings.maxSize);
+  const form = dir ? uploadForm(settings.maxSize) : `<p>${UPLOADS_OFF}</p>`;
   const uploadPage = page("Upload", `<h1>Upload a file</h1>\n${form}`);
 
   // The route table. Pages are answered synchronously, which Deno.serve
@@ -202,6 +206,7 @@ async function withBody(
     if (path === "/") throw notAllowed("GET, HEAD");
     if (request.method !== "POST") throw notAllowed("GET, HEAD, POST");
     if (path === "/register") return await register(request, body);
+    if (settings.dir === undefined) throw notAllowed("GET, HEAD", UPLOADS_OFF);
     return await upload(request, body, settings, peer);
   } catch (error) {
     if (error instanceof HttpError) return errorPage(error);
@@ -211,8 +216,8 @@ async function withBody(
   }
 }
 
-function notAllowed(allow: string) {
-  return new HttpError(405, `Allowed methods: ${allow}.`, { allow });
+function notAllowed(allow: string, why = `Allowed methods: ${allow}.`) {
+  return new HttpError(405, why, { allow });
 }
 
 /** /register: an urlencoded form; the answer shows the name, escaped. */
@@ -277,7 +282,7 @@ async function upload(
         const name = event.filename!;
         const problem = store.fileNameProblem(name);
         if (problem !== null) throw new HttpError(400, problem);
-        file = await store.createUpload(settings.dir, name, settings)
+        file = await store.createUpload(settings.dir!, name, settings)
           .catch(failed(name));
       }
     }
@@ -310,7 +315,7 @@ if (import.meta.main) {
         port: text(DEFAULT_PORT),
       },
     });
-    if (!values.dir) throw new cli.UsageError("--dir DIR is required");
+    if (values.dir === "") throw new cli.UsageError("--dir needs a directory");
     const site = await startHttpServer({
       dir: values.dir,
       hostname: values.hostname,

@@ -667,7 +667,7 @@ Deno.test("subprocess: SIGINT exits 0; IPv6 listening line in brackets", async (
 Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
   for (
     const args of [
-      [],
+      ["--dir", ""],
       ["--dir", "/tmp/x", "--port", "-1"],
       ["--dir", "/tmp/x", "--max-size", "lots"],
       ["--dir", "/tmp/x", "--bogus"],
@@ -682,4 +682,62 @@ Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
   const help = await runScript("http_server.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: http_server\.ts/);
+  // What a user must know before exposing it is in the help.
+  for (
+    const text of [
+      "--allow-read=DIR",
+      "uploads are off (405)",
+    ]
+  ) assert.ok(help.stdout.includes(text), text);
+});
+
+// ---------------------------------------------------------------------------
+// No option at all, like the Flask hello it retells.
+
+Deno.test("no options: pages work, uploads are off (the page says so, POST gets 405)", async () => {
+  await using server = await startHttpServer({ port: 0 });
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  assert.equal(await (await fetch(`${base}/`)).text(), HELLO_PAGE);
+  const form = await (await fetch(`${base}/upload`)).text();
+  assert.ok(
+    form.includes(
+      "<p>Uploads are off: the server was started without --dir.</p>",
+    ),
+    form,
+  );
+  assert.ok(!form.includes("<form"), "no form to fill in for nothing");
+  const refused = await fetch(`${base}/upload`, {
+    method: "POST",
+    body: uploadForm("a.txt", encoder.encode("data")),
+  });
+  assert.equal(refused.status, 405);
+  assert.equal(refused.headers.get("allow"), "GET, HEAD");
+  assert.equal(
+    await refused.text(),
+    errorPage(
+      "405 Method Not Allowed",
+      "Uploads are off: the server was started without --dir.",
+    ),
+  );
+  const register = await fetch(`${base}/register`, {
+    method: "POST",
+    body: new URLSearchParams({ username: "ann" }),
+  });
+  assert.equal(register.status, 200);
+  await register.body?.cancel();
+});
+
+Deno.test("subprocess: runs with --allow-net alone and no option but --port 0", async () => {
+  await using server = await startScript("http_server.ts", ["--port", "0"], {
+    allow: ["--allow-net"],
+  });
+  assert.match(
+    server.listeningLine,
+    /^Listening on http:\/\/127\.0\.0\.1:\d+$/,
+  );
+  const response = await fetch(`http://127.0.0.1:${server.port}/`);
+  assert.equal(await response.text(), HELLO_PAGE);
+  const output = await server.stop("SIGTERM");
+  assert.equal(output.code, 0);
+  assert.equal(output.stderr, "");
 });
