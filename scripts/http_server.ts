@@ -32,6 +32,7 @@ import { printable } from "../lib/terminal.ts";
 export const DEFAULT_PORT = 8000;
 export const DEFAULT_MAX_SIZE = 10 * 1024 * 1024;
 export const DEFAULT_BODY_TIMEOUT_SECONDS = 30;
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 20;
 const FORM_OVERHEAD_BYTES = 64 * 1024; // multipart framing around the file
 const MAX_FORM_BYTES = 64 * 1024; // the register form: two short fields
 
@@ -48,9 +49,15 @@ Options:
   --body-timeout SECONDS
                      a request body gets SECONDS plus 1 s per KiB it
                      sends, then 408 (default ${DEFAULT_BODY_TIMEOUT_SECONDS})
+  --idle-timeout SECONDS
+                     close idle or stalled connections within SECONDS
+                     (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0: never) by moving to a new listener
   --hostname HOST    address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT        port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
-  -h, --help         show this help`;
+  -h, --help         show this help
+
+Deno.serve cannot cap connections: exposed to strangers, put a reverse proxy
+in front.`;
 
 /** The command line's options; sizes in bytes, times in seconds. */
 export interface HttpServerOptions {
@@ -60,6 +67,7 @@ export interface HttpServerOptions {
   maxSize?: number;
   overwrite?: boolean;
   bodyTimeout?: number;
+  idleTimeout?: number; // 0: connections are never recycled
 }
 
 // Pages: every variable escaped, a few lines of CSS, and headers that let
@@ -182,6 +190,8 @@ export async function startHttpServer(
   return http.serveHttp({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
+    recycleMs: (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_SECONDS) * 1000,
+    busy: () => settings.bodies.open.size > 0,
     onShutdown: () => settings.bodies.close(),
     onError(error) {
       log(`request failed: ${(error as Error)?.stack ?? error}`);
@@ -311,18 +321,22 @@ if (import.meta.main) {
         "max-size": text(DEFAULT_MAX_SIZE),
         overwrite: { type: "boolean", default: false },
         "body-timeout": text(DEFAULT_BODY_TIMEOUT_SECONDS),
+        "idle-timeout": text(DEFAULT_IDLE_TIMEOUT_SECONDS),
         hostname: text("127.0.0.1"),
         port: text(DEFAULT_PORT),
       },
     });
     if (values.dir === "") throw new cli.UsageError("--dir needs a directory");
+    const seconds = (name: "body-timeout" | "idle-timeout", zero = false) =>
+      cli.parseSeconds(values[name], `--${name}`, zero);
     const site = await startHttpServer({
       dir: values.dir,
       hostname: values.hostname,
       port: cli.parsePort(values.port),
       maxSize: cli.parseInteger(values["max-size"], "--max-size"),
       overwrite: values.overwrite,
-      bodyTimeout: cli.parseSeconds(values["body-timeout"], "--body-timeout"),
+      bodyTimeout: seconds("body-timeout"),
+      idleTimeout: seconds("idle-timeout", true),
     });
     return server.runUntilSignal(site, "http");
   });
