@@ -282,7 +282,7 @@ async function upload(
           if (file!.size + event.bytes.length > settings.maxSize) {
             throw new HttpError(413, tooLarge);
           }
-          await file!.write(event.bytes);
+          await file!.write(event.bytes).catch(failed(file!.name));
           continue;
         }
         inFilePart = event.name === "file" && event.filename !== null;

@@ -292,6 +292,11 @@ Deno.test("/upload: the form; a file is stored byte for byte with its sha256", a
   assert.equal((await Deno.readFile(`${server.dir}/empty`)).length, 0);
 });
 
+const INVISIBLE =
+  "file name must not contain invisible formatting characters (bidi, zero-width)";
+const LOOKALIKE =
+  "file name must not contain characters that look like &#39;/&#39; or &#39;\\&#39;";
+
 Deno.test("/upload: unsafe names 400, existing name 409, nothing written", async () => {
   await using server = await startTestServer();
   await Deno.writeTextFile(`${server.dir}/taken.txt`, "original");
@@ -300,6 +305,11 @@ Deno.test("/upload: unsafe names 400, existing name 409, nothing written", async
     ["a\\b", 400, "file name must not contain &#39;/&#39; or &#39;\\&#39;"],
     ["bell\x07", 400, "file name must not contain control characters"],
     ["x".repeat(256), 400, "file name longer than 255 bytes"],
+    // Names that would deceive a person reading a listing or a log.
+    ["invoice\u202etxt.exe", 400, INVISIBLE],
+    ["a\u200bb.txt", 400, INVISIBLE],
+    ["   ", 400, "file name must not be only whitespace"],
+    ["..\u2215x", 400, LOOKALIKE],
     [
       "taken.txt",
       409,
@@ -327,6 +337,21 @@ Deno.test("/upload: unsafe names 400, existing name 409, nothing written", async
   });
   assert.equal(slash.status, 400);
   await slash.body?.cancel();
+  // Two Content-Disposition headers: a filter reading the first and a store
+  // using the last would disagree about the name. Refused.
+  const twice = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body: `--${boundary}\r\n` +
+      'Content-Disposition: form-data; name="file"; filename="safe.txt"\r\n' +
+      'Content-Disposition: form-data; name="file"; filename="evil.txt"\r\n' +
+      `\r\nevil\r\n--${boundary}--\r\n`,
+    headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+  });
+  assert.equal(twice.status, 400);
+  assert.equal(
+    await twice.text(),
+    errorPage("400 Bad Request", "A part has two Content-Disposition headers."),
+  );
   assert.deepEqual(await listDir(server.dir), ["taken.txt"]);
   assert.equal(await Deno.readTextFile(`${server.dir}/taken.txt`), "original");
 });
@@ -947,4 +972,212 @@ Deno.test("a body sent with GET, which Deno.serve reads by itself, is cut by --i
   );
   assert.match(result.received, /^HTTP\/1\.1 200 OK\r\n/);
   assert.equal((await fetch(`${server.base}/`)).status, 200);
+});
+
+// ---------------------------------------------------------------------------
+// Malformed bodies and a full disk: an answer that says what went wrong.
+
+Deno.test("a chunked body with a bad chunk size gets 400 and the connection closes", async () => {
+  await using server = await startTestServer();
+  for (const size of ["5junk", "-1", "f".repeat(18)]) {
+    using conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await conn.write(encoder.encode(
+      FORM_HEAD + "Transfer-Encoding: chunked\r\n\r\n9\r\nusername=\r\n",
+    ));
+    // The handler is reading by now; the bad size comes next.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await conn.write(encoder.encode(`${size}\r\nhello\r\n0\r\n\r\n`));
+    const bound = setTimeout(() => conn.close(), 5000);
+    const reply = decoder.decode(await readAll(conn)); // the server closes
+    clearTimeout(bound);
+    assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/, size);
+    assert.match(reply, /\r\nconnection: close\r\n/);
+    assert.ok(
+      reply.includes("<p>The request body is malformed or cut short.</p>"),
+    );
+  }
+  // Sent in one piece with its head, a bad chunk never reaches the handler:
+  // Deno.serve closes the connection without an answer (http_next.rs,
+  // try_take_full_body). It costs that connection only.
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await conn.write(encoder.encode(
+    FORM_HEAD + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n5junk\r\nx\r\n",
+  ));
+  const bound = setTimeout(() => conn.close(), 5000);
+  assert.equal(decoder.decode(await readAll(conn)), "");
+  clearTimeout(bound);
+  assert.equal(await (await fetch(`${server.base}/`)).text(), HELLO_PAGE);
+});
+
+Deno.test({
+  name:
+    "a full disk: 500 that names the failure, one log line, no stack, the space is given back",
+  ignore: !(await hasCommand("unshare")),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "http_server_full_" });
+    try {
+      // A 64 KiB file system of our own, in a private mount namespace that
+      // disappears with the server.
+      const child = new Deno.Command("unshare", {
+        args: [
+          "-rm",
+          "sh",
+          "-c",
+          'mount -t tmpfs -o size=64k tmpfs "$1" && shift && exec "$@"',
+          "sh",
+          dir,
+          Deno.execPath(),
+          "run",
+          "--allow-net",
+          `--allow-read=${dir}`,
+          `--allow-write=${dir}`,
+          new URL("../scripts/http_server.ts", import.meta.url).pathname,
+          "--dir",
+          dir,
+          "--port",
+          "0",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stderr = new Response(child.stderr).text();
+      const lines = child.stdout.pipeThrough(new TextDecoderStream())
+        .getReader();
+      const first = (await lines.read()).value ?? "";
+      const port = Number(/:(\d+)\n/.exec(first)?.[1]);
+      if (!port) {
+        child.kill("SIGKILL");
+        await child.status;
+        await lines.cancel();
+        return skipBecause(`cannot mount a tmpfs here: ${await stderr}`);
+      }
+      try {
+        const big = await fetch(`http://127.0.0.1:${port}/upload`, {
+          method: "POST",
+          body: uploadForm("big.bin", new Uint8Array(200_000)),
+        });
+        assert.equal(big.status, 500);
+        const page = await big.text();
+        assert.match(
+          page,
+          /<p>The file could not be stored \(storage failure: No space left on device \(os error 28\)\)\.<\/p>/,
+        );
+        // The temporary file went: a file that fits is stored.
+        const small = await fetch(`http://127.0.0.1:${port}/upload`, {
+          method: "POST",
+          body: uploadForm("small.bin", new Uint8Array(40_000)),
+        });
+        assert.equal(small.status, 200);
+        await small.body?.cancel();
+      } finally {
+        child.kill("SIGTERM");
+        await lines.cancel();
+      }
+      assert.equal((await child.status).code, 0);
+      const log = (await stderr).trim().split("\n");
+      assert.equal(log.length, 1, log.join("\n"));
+      assert.match(
+        log[0],
+        /^127\.0\.0\.1:\d+ upload "big\.bin": storage failure: No space left on device \(os error 28\)$/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+if (!(await hasCommand("unshare"))) skipBecause("unshare not installed");
+
+// ---------------------------------------------------------------------------
+// Out of file descriptors, and signals.
+
+Deno.test("out of file descriptors (ulimit -n 64): one log line, and it serves again when the load drops", async () => {
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -n 64 && exec "$@"',
+      "sh",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      new URL("../scripts/http_server.ts", import.meta.url).pathname,
+      "--port",
+      "0",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number(/:(\d+)\n/.exec((await lines.read()).value ?? "")?.[1]);
+  const flood: Deno.Conn[] = [];
+  try {
+    assert.ok(port > 0, "no Listening line");
+    // More connections than descriptors: accept() fails with EMFILE, and on
+    // the old code that ended Deno.serve and the process (exit 1).
+    for (let i = 0; i < 120; i++) {
+      try {
+        flood.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      } catch {
+        break; // refused: the listener is down until descriptors come back
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    for (const conn of flood.splice(0)) conn.close();
+    // Served again: within a few seconds of the load dropping.
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      status = await fetch(`http://127.0.0.1:${port}/`)
+        .then(async (
+          response,
+        ) => (await response.body?.cancel(), response.status))
+        .catch(() => 0);
+    }
+    assert.equal(status, 200);
+  } finally {
+    for (const conn of flood) conn.close();
+    child.kill("SIGTERM");
+    await lines.cancel();
+  }
+  assert.equal((await child.status).code, 0);
+  const log = await stderr;
+  assert.match(
+    log,
+    /^listener failed \(.*Too many open files \(os error 24\)\); listening again\n/,
+  );
+  assert.ok(!log.includes("Uncaught"), log);
+  assert.ok(log.split("\n").length <= 4, `a few lines at most:\n${log}`);
+});
+
+Deno.test("two SIGTERMs 50 ms apart during a stalled upload: exit 0 within 2 s, no temp file", async () => {
+  const dir = await Deno.makeTempDir();
+  const { allow, args } = runLine(dir);
+  try {
+    const server = await startScript("http_server.ts", args, { allow });
+    using conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await conn.write(encoder.encode(
+      UPLOAD_HEAD + "Content-Length: 100000\r\n\r\n" +
+        '--B\r\nContent-Disposition: form-data; name="file"; filename="hang"\r\n\r\nabc',
+    ));
+    for (let i = 0; i < 200 && (await listDir(dir)).length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal((await listDir(dir)).length, 1, "the upload has begun");
+    const started = performance.now();
+    server.child.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const output = await server.stop("SIGTERM");
+    assert.equal(output.code, 0, output.stderr);
+    assert.equal(output.signal, null);
+    assert.ok(performance.now() - started < 2000);
+    assert.deepEqual(await listDir(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
