@@ -28,6 +28,7 @@ import { formatAddress } from "../lib/io.ts";
 import { multipartBoundary, MultipartParser } from "../lib/multipart.ts";
 import * as server from "../lib/server.ts";
 import { printable } from "../lib/terminal.ts";
+import * as tls from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8000;
 export const DEFAULT_MAX_SIZE = 10 * 1024 * 1024;
@@ -39,7 +40,7 @@ const MAX_FORM_BYTES = 64 * 1024; // the register form: two short fields
 const USAGE = `Usage: http_server.ts [options]
 
 A hello page at /, a register form at /register and an upload form at
-/upload.
+/upload, over HTTP/1.1, and HTTP/2 too with --cert/--key.
 
 Options:
   --dir DIR          store uploads in DIR (run with --allow-read=DIR
@@ -52,12 +53,13 @@ Options:
   --idle-timeout SECONDS
                      close idle or stalled connections within SECONDS
                      (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0: never) by moving to a new listener
+${tls.SERVER_TLS_HELP}
   --hostname HOST    address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT        port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
   -h, --help         show this help
 
-Deno.serve cannot cap connections: exposed to strangers, put a reverse proxy
-in front.`;
+Deno.serve cannot cap connections nor demand client certificates
+(deno#26825): exposed to strangers, put a reverse proxy in front.`;
 
 /** The command line's options; sizes in bytes, times in seconds. */
 export interface HttpServerOptions {
@@ -68,6 +70,7 @@ export interface HttpServerOptions {
   overwrite?: boolean;
   bodyTimeout?: number;
   idleTimeout?: number; // 0: connections are never recycled
+  tls?: server.ServerTls;
 }
 
 // Pages: every variable escaped, a few lines of CSS, and headers that let
@@ -190,6 +193,7 @@ export async function startHttpServer(
   return http.serveHttp({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
+    tls: options.tls,
     recycleMs: (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_SECONDS) * 1000,
     busy: () => settings.bodies.open.size > 0,
     onShutdown: () => settings.bodies.close(),
@@ -317,6 +321,7 @@ if (import.meta.main) {
     const { values } = cli.parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
+        ...tls.SERVER_TLS_OPTIONS,
         dir: { type: "string" },
         "max-size": text(DEFAULT_MAX_SIZE),
         overwrite: { type: "boolean", default: false },
@@ -329,6 +334,7 @@ if (import.meta.main) {
     if (values.dir === "") throw new cli.UsageError("--dir needs a directory");
     const seconds = (name: "body-timeout" | "idle-timeout", zero = false) =>
       cli.parseSeconds(values[name], `--${name}`, zero);
+    const certificate = await tls.loadServerTls(values);
     const site = await startHttpServer({
       dir: values.dir,
       hostname: values.hostname,
@@ -337,7 +343,8 @@ if (import.meta.main) {
       overwrite: values.overwrite,
       bodyTimeout: seconds("body-timeout"),
       idleTimeout: seconds("idle-timeout", true),
+      tls: certificate,
     });
-    return server.runUntilSignal(site, "http");
+    return server.runUntilSignal(site, certificate ? "https" : "http");
   });
 }

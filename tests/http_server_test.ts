@@ -9,6 +9,7 @@ import {
 import { type MultipartEvent, MultipartParser } from "../lib/multipart.ts";
 import {
   hasCommand,
+  makeTestCerts,
   readAll,
   readUntil,
   runScript,
@@ -710,6 +711,7 @@ Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
     const args of [
       ["--dir", ""],
       ["--idle-timeout", "soon"],
+      ["--cert", "only-a-cert.pem"],
       ["--dir", "/tmp/x", "--port", "-1"],
       ["--dir", "/tmp/x", "--max-size", "lots"],
       ["--dir", "/tmp/x", "--bogus"],
@@ -731,7 +733,9 @@ Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
       "uploads are off (405)",
       "--idle-timeout SECONDS",
       "plus 1 s per KiB",
+      "--cert FILE",
       "cannot cap connections",
+      "deno#26825",
       "reverse proxy",
     ]
   ) assert.ok(help.stdout.includes(text), text);
@@ -1180,4 +1184,155 @@ Deno.test("two SIGTERMs 50 ms apart during a stalled upload: exit 0 within 2 s, 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// ---------------------------------------------------------------------------
+// TLS: --cert/--key give HTTPS, and Deno.serve then offers HTTP/2 by ALPN.
+
+const haveTlsTools = await hasCommand("openssl") && await hasCommand("curl");
+
+/** curl against the HTTPS server; returns its output, exit code and stderr. */
+async function curl(args: string[]) {
+  const result = await runTool("curl", ["-s", "--max-time", "10", ...args]);
+  return { ...result, stdout: decoder.decode(result.stdout) };
+}
+
+Deno.test({
+  name:
+    "TLS subprocess: https:// line, HTTP/2 and HTTP/1.1 (curl), Python ssl, wrong CA and wrong name fail alone",
+  ignore: !haveTlsTools,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using server = await startScript("http_server.ts", [
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+      "--port",
+      "0",
+    ], { allow: ["--allow-net", `--allow-read=${certs.dir}`] });
+    assert.match(
+      server.listeningLine,
+      /^Listening on https:\/\/127\.0\.0\.1:\d+$/,
+    );
+    const url = `https://localhost:${server.port}/`;
+    const h2 = await curl(["-i", "--http2", "--cacert", certs.caFile, url]);
+    assert.equal(h2.code, 0, h2.stderr);
+    assert.match(h2.stdout, /^HTTP\/2 200 \r\n/);
+    assert.ok(h2.stdout.endsWith(HELLO_PAGE));
+    const h1 = await curl(["-i", "--http1.1", "--cacert", certs.caFile, url]);
+    assert.match(h1.stdout, /^HTTP\/1\.1 200 OK\r\n/);
+    // An upload form posted over HTTP/2 reaches the same handler.
+    const form = await curl([
+      "--http2",
+      "--cacert",
+      certs.caFile,
+      "--data-urlencode",
+      "username=<b>",
+      `${url}register`,
+    ]);
+    assert.ok(form.stdout.includes("<h1>Welcome, &lt;b&gt;!</h1>"));
+
+    // A CA that signed nothing here, and a name the certificate lacks.
+    const untrusted = await curl(["--cacert", certs.otherCaFile, url]);
+    assert.equal(untrusted.code, 60, "curl: peer certificate not trusted");
+    const misnamed = await curl([
+      "--cacert",
+      certs.caFile,
+      "--resolve",
+      `example.com:${server.port}:127.0.0.1`,
+      `https://example.com:${server.port}/`,
+    ]);
+    assert.ok([51, 60].includes(misnamed.code), `curl exit ${misnamed.code}`);
+    // Plain HTTP to the HTTPS port costs that connection only.
+    const plain = await curl([`http://127.0.0.1:${server.port}/`]);
+    assert.notEqual(plain.code, 0);
+
+    if (await hasCommand("python3")) {
+      const program = `
+import http.client, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[1])
+conn = http.client.HTTPSConnection("localhost", int(sys.argv[2]), context=context, timeout=5)
+conn.request("GET", "/")
+response = conn.getresponse()
+print(response.status, response.version, conn.sock.version(), len(response.read()))
+`;
+      const python = await runTool("python3", [
+        "-c",
+        program,
+        certs.caFile,
+        String(server.port),
+      ]);
+      assert.equal(python.code, 0, python.stderr);
+      assert.match(
+        decoder.decode(python.stdout),
+        new RegExp(
+          `^200 11 TLSv1\\.[23] ${encoder.encode(HELLO_PAGE).length}\n$`,
+        ),
+      );
+    } else skipBecause("python3 not installed");
+
+    // After all that, it still serves.
+    const again = await curl(["--http2", "--cacert", certs.caFile, url]);
+    assert.equal(again.stdout, HELLO_PAGE);
+    const output = await server.stop("SIGTERM");
+    assert.equal(output.code, 0);
+  },
+});
+if (!haveTlsTools) skipBecause("openssl or curl not installed");
+
+Deno.test({
+  name: "TLS in-process: 50 concurrent clients, and ::1",
+  ignore: !(await hasCommand("openssl")),
+  async fn() {
+    await using certs = await makeTestCerts();
+    const tls = { cert: certs.cert, key: certs.key };
+    await using server = await startHttpServer({ port: 0, tls });
+    using client = Deno.createHttpClient({ caCerts: [certs.ca] });
+    const url = `https://localhost:${server.addr.port}/`;
+    const pages = await Promise.all(
+      Array.from(
+        { length: 50 },
+        () => fetch(url, { client }).then((response) => response.text()),
+      ),
+    );
+    assert.ok(pages.every((page) => page === HELLO_PAGE));
+
+    await using v6 = await startHttpServer({ hostname: "::1", port: 0, tls })
+      .catch(() => null);
+    if (v6 === null) return skipBecause("no IPv6 loopback");
+    const response = await fetch(`https://[::1]:${v6.addr.port}/`, { client });
+    assert.equal(await response.text(), HELLO_PAGE);
+  },
+});
+
+Deno.test({
+  name:
+    "known gap (Deno.serve): a client stalled mid-TLS-handshake keeps its socket, even across recycling",
+  ignore: !(await hasCommand("openssl")),
+  async fn() {
+    // Deno.serve's TLS handshake runs in a task of its own that neither
+    // shutdown() nor aborting the server stops (seen open after 120 s), so no
+    // bound we set reaches it. Each such client holds one descriptor: with
+    // TLS exposed to strangers, terminate it in a proxy that bounds
+    // handshakes. This test documents the gap; it fails the day it closes.
+    await using certs = await makeTestCerts();
+    const tls = { cert: certs.cert, key: certs.key };
+    await using server = await startHttpServer({
+      port: 0,
+      tls,
+      idleTimeout: 0.3,
+    });
+    const stalled = await probe(
+      server.addr.port,
+      "\x16\x03\x01",
+      "",
+      100,
+      1500,
+    );
+    assert.equal(stalled.closedAfter, null, JSON.stringify(stalled));
+    using client = Deno.createHttpClient({ caCerts: [certs.ca] });
+    const url = `https://localhost:${server.addr.port}/`;
+    assert.equal(await (await fetch(url, { client })).text(), HELLO_PAGE);
+  },
 });
