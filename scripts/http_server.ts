@@ -39,8 +39,8 @@ const MAX_FORM_BYTES = 64 * 1024; // the register form: two short fields
 
 const USAGE = `Usage: http_server.ts [options]
 
-A hello page at /, a register form at /register and an upload form at
-/upload, over HTTP/1.1, and HTTP/2 too with --cert/--key.
+A hello page at /, a register form at /register and an upload form at /upload;
+HTTPS and HTTP/2 with --cert/--key (run with --allow-read for their files).
 
 Options:
   --dir DIR          store uploads in DIR (run with --allow-read=DIR
@@ -51,8 +51,8 @@ Options:
                      a request body gets SECONDS plus 1 s per KiB it
                      sends, then 408 (default ${DEFAULT_BODY_TIMEOUT_SECONDS})
   --idle-timeout SECONDS
-                     close idle or stalled connections within SECONDS
-                     (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0: never) by moving to a new listener
+                     cut idle or stalled connections within SECONDS by moving
+                     to a new listener; busy clients reconnect (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0: off)
 ${tls.SERVER_TLS_HELP}
   --hostname HOST    address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT        port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
