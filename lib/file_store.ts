@@ -13,6 +13,7 @@
 //    name race exactly one wins. ("Check it does not exist, then rename"
 //    has a gap between the check and the rename where both can pass.)
 import { createHash, type Hash } from "node:crypto";
+import { Failure } from "./errors.ts";
 import { writeAll } from "./io.ts";
 
 /** Longest file name Linux, macOS and Windows all accept, in UTF-8 bytes. */
@@ -276,4 +277,21 @@ function randomHex(bytes: number): string {
   const random = crypto.getRandomValues(new Uint8Array(bytes));
   return Array.from(random, (byte) => byte.toString(16).padStart(2, "0"))
     .join("");
+}
+
+/**
+ * Makes `dir` ready for uploads at start-up: creates it if missing (Failure
+ * if it is something else), and removes the temporary files a crash left.
+ */
+export async function prepareUploadDir(
+  dir: string,
+  log = (line: string) => console.error(line),
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  if (!(await Deno.stat(dir)).isDirectory) {
+    throw new Failure(`--dir ${dir} is not a directory`);
+  }
+  for (const name of await removeLeftoverTempFiles(dir)) {
+    log(`removed leftover temporary file ${name}`);
+  }
 }

@@ -3,13 +3,13 @@ import { createHash } from "node:crypto";
 import {
   CONTENT_SECURITY_POLICY,
   escapeHtml,
-  type MultipartEvent,
-  MultipartParser,
   page,
   startHttpServer,
 } from "../scripts/http_server.ts";
+import { type MultipartEvent, MultipartParser } from "../lib/multipart.ts";
 import {
   hasCommand,
+  makeTestCerts,
   readAll,
   readUntil,
   runScript,
@@ -67,9 +67,19 @@ async function rawExchange(port: number, request: string): Promise<string> {
 }
 
 /** Starts an in-process server on a fresh temporary directory. */
-async function startTestServer(maxSize?: number, bodyTimeout?: number) {
+async function startTestServer(
+  maxSize?: number,
+  bodyTimeout?: number,
+  idleTimeout?: number,
+) {
   const dir = await Deno.makeTempDir({ prefix: "http_server_test_" });
-  const server = await startHttpServer({ dir, port: 0, maxSize, bodyTimeout });
+  const server = await startHttpServer({
+    dir,
+    port: 0,
+    maxSize,
+    bodyTimeout,
+    idleTimeout,
+  });
   return {
     dir,
     base: `http://127.0.0.1:${server.addr.port}`,
@@ -283,6 +293,11 @@ Deno.test("/upload: the form; a file is stored byte for byte with its sha256", a
   assert.equal((await Deno.readFile(`${server.dir}/empty`)).length, 0);
 });
 
+const INVISIBLE =
+  "file name must not contain invisible formatting characters (bidi, zero-width)";
+const LOOKALIKE =
+  "file name must not contain characters that look like &#39;/&#39; or &#39;\\&#39;";
+
 Deno.test("/upload: unsafe names 400, existing name 409, nothing written", async () => {
   await using server = await startTestServer();
   await Deno.writeTextFile(`${server.dir}/taken.txt`, "original");
@@ -291,6 +306,11 @@ Deno.test("/upload: unsafe names 400, existing name 409, nothing written", async
     ["a\\b", 400, "file name must not contain &#39;/&#39; or &#39;\\&#39;"],
     ["bell\x07", 400, "file name must not contain control characters"],
     ["x".repeat(256), 400, "file name longer than 255 bytes"],
+    // Names that would deceive a person reading a listing or a log.
+    ["invoice\u202etxt.exe", 400, INVISIBLE],
+    ["a\u200bb.txt", 400, INVISIBLE],
+    ["   ", 400, "file name must not be only whitespace"],
+    ["..\u2215x", 400, LOOKALIKE],
     [
       "taken.txt",
       409,
@@ -318,6 +338,21 @@ Deno.test("/upload: unsafe names 400, existing name 409, nothing written", async
   });
   assert.equal(slash.status, 400);
   await slash.body?.cancel();
+  // Two Content-Disposition headers: a filter reading the first and a store
+  // using the last would disagree about the name. Refused.
+  const twice = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body: `--${boundary}\r\n` +
+      'Content-Disposition: form-data; name="file"; filename="safe.txt"\r\n' +
+      'Content-Disposition: form-data; name="file"; filename="evil.txt"\r\n' +
+      `\r\nevil\r\n--${boundary}--\r\n`,
+    headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+  });
+  assert.equal(twice.status, 400);
+  assert.equal(
+    await twice.text(),
+    errorPage("400 Bad Request", "A part has two Content-Disposition headers."),
+  );
   assert.deepEqual(await listDir(server.dir), ["taken.txt"]);
   assert.equal(await Deno.readTextFile(`${server.dir}/taken.txt`), "original");
 });
@@ -331,7 +366,7 @@ Deno.test("/upload: over --max-size → 413 (declared, or counted when chunked);
   assert.equal(declared.status, 413);
   assert.equal(
     await declared.text(),
-    errorPage("413 Content Too Large", "The file is larger than 1000 bytes."),
+    errorPage("413 Payload Too Large", "The file is larger than 1000 bytes."),
   );
   // Chunked: no Content-Length, the file part alone passes the limit.
   const form = new Response(uploadForm("big.bin", new Uint8Array(5000)));
@@ -415,7 +450,12 @@ Deno.test("a stalled body gets 408 after --body-timeout; the upload leaves nothi
     '--B\r\nContent-Disposition: form-data; name="file"; filename="slow.bin"\r\n\r\nxxxx',
   );
   assert.match(upload, /^HTTP\/1\.1 408 Request Timeout\r\n/);
-  assert.ok(upload.includes("<p>No data for 0.3 s; giving up.</p>"), upload);
+  assert.ok(
+    upload.includes(
+      "<p>Too slow: a request body gets 0.3 s plus 1 s per KiB it sends.</p>",
+    ),
+    upload,
+  );
   assert.deepEqual(await listDir(server.dir), []);
 
   const register = await stall(
@@ -585,7 +625,13 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     const { allow, args } = runLine(dir);
     try {
-      await using server = await startScript("http_server.ts", args, { allow });
+      // Recycling cuts busy keep-alive connections too, which wrk counts as
+      // errors: off for this run (its cost is measured, not asserted).
+      await using server = await startScript(
+        "http_server.ts",
+        [...args, "--idle-timeout", "0"],
+        { allow },
+      );
       const rate = await runWrk(`http://127.0.0.1:${server.port}/`);
       console.log(
         `http_server.ts under wrk -c100: ${rate.toFixed(0)} requests/s`,
@@ -663,7 +709,9 @@ Deno.test("subprocess: SIGINT exits 0; IPv6 listening line in brackets", async (
 Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
   for (
     const args of [
-      [],
+      ["--dir", ""],
+      ["--idle-timeout", "soon"],
+      ["--cert", "only-a-cert.pem"],
       ["--dir", "/tmp/x", "--port", "-1"],
       ["--dir", "/tmp/x", "--max-size", "lots"],
       ["--dir", "/tmp/x", "--bogus"],
@@ -678,4 +726,613 @@ Deno.test("CLI errors: one line, a hint, exit 2; --help exits 0", async () => {
   const help = await runScript("http_server.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: http_server\.ts/);
+  // What a user must know before exposing it is in the help.
+  for (
+    const text of [
+      "--allow-read=DIR",
+      "uploads are off (405)",
+      "--idle-timeout SECONDS",
+      "plus 1 s per KiB",
+      "--cert FILE",
+      "cannot cap connections",
+      "deno#26825",
+      "reverse proxy",
+    ]
+  ) assert.ok(help.stdout.includes(text), text);
+});
+
+// ---------------------------------------------------------------------------
+// No option at all, like the Flask hello it retells.
+
+Deno.test("no options: pages work, uploads are off (the page says so, POST gets 405)", async () => {
+  await using server = await startHttpServer({ port: 0 });
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  assert.equal(await (await fetch(`${base}/`)).text(), HELLO_PAGE);
+  const form = await (await fetch(`${base}/upload`)).text();
+  assert.ok(
+    form.includes(
+      "<p>Uploads are off: the server was started without --dir.</p>",
+    ),
+    form,
+  );
+  assert.ok(!form.includes("<form"), "no form to fill in for nothing");
+  const refused = await fetch(`${base}/upload`, {
+    method: "POST",
+    body: uploadForm("a.txt", encoder.encode("data")),
+  });
+  assert.equal(refused.status, 405);
+  assert.equal(refused.headers.get("allow"), "GET, HEAD");
+  assert.equal(
+    await refused.text(),
+    errorPage(
+      "405 Method Not Allowed",
+      "Uploads are off: the server was started without --dir.",
+    ),
+  );
+  const register = await fetch(`${base}/register`, {
+    method: "POST",
+    body: new URLSearchParams({ username: "ann" }),
+  });
+  assert.equal(register.status, 200);
+  await register.body?.cancel();
+});
+
+Deno.test("subprocess: runs with --allow-net alone and no option but --port 0", async () => {
+  await using server = await startScript("http_server.ts", ["--port", "0"], {
+    allow: ["--allow-net"],
+  });
+  assert.match(
+    server.listeningLine,
+    /^Listening on http:\/\/127\.0\.0\.1:\d+$/,
+  );
+  const response = await fetch(`http://127.0.0.1:${server.port}/`);
+  assert.equal(await response.text(), HELLO_PAGE);
+  const output = await server.stop("SIGTERM");
+  assert.equal(output.code, 0);
+  assert.equal(output.stderr, "");
+});
+
+// ---------------------------------------------------------------------------
+// Slow and idle clients. Deno.serve has no timeout of its own for them;
+// lib/http_serve.ts bounds them (see its header for how, and the price).
+
+interface Probe {
+  /** When it was closed, in ms after it connected, or null if still open. */
+  closedAfter: number | null;
+  received: string;
+}
+
+/**
+ * Connects, writes `head`, then one byte of `drip` every `everyMs` until the
+ * server closes or `forMs` pass; reports what came back and when it closed.
+ */
+async function probe(
+  port: number,
+  head: string,
+  drip: string,
+  everyMs: number,
+  forMs: number,
+): Promise<Probe> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const started = performance.now();
+  let closedAfter: number | null = null;
+  let received = "";
+  const reading = (async () => {
+    const buffer = new Uint8Array(4096);
+    try {
+      for (let n; (n = await conn.read(buffer)) !== null;) {
+        received += decoder.decode(buffer.subarray(0, n));
+      }
+    } catch {
+      // Reset or closed by us: either way, over.
+    }
+    closedAfter ??= performance.now() - started;
+  })();
+  try {
+    if (head) await conn.write(encoder.encode(head));
+    for (let i = 0; closedAfter === null; i++) {
+      if (performance.now() - started > forMs) break;
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+      if (drip && closedAfter === null) {
+        await conn.write(encoder.encode(drip[i % drip.length])).catch(() => {});
+      }
+    }
+  } finally {
+    const stillOpen = closedAfter === null;
+    conn.close();
+    await reading;
+    if (stillOpen) closedAfter = null;
+  }
+  return { closedAfter, received };
+}
+
+const FORM_HEAD = "POST /register HTTP/1.1\r\nHost: x\r\n" +
+  "Content-Type: application/x-www-form-urlencoded\r\n";
+const UPLOAD_HEAD = "POST /upload HTTP/1.1\r\nHost: x\r\n" +
+  "Content-Type: multipart/form-data; boundary=B\r\n";
+
+Deno.test("idle, silent and slow-head connections are closed within --idle-timeout", async () => {
+  await using server = await startTestServer(undefined, undefined, 0.5);
+  const [silent, slowHead, idle] = await Promise.all([
+    probe(server.port, "", "", 100, 8000),
+    probe(server.port, "GET / HTTP/1.1\r\n", "X-Slow: yes\r\n", 100, 8000),
+    probe(server.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "", 100, 8000),
+  ]);
+  // 0.5 s plus scheduling; on the old code all three stayed open.
+  for (const [what, result] of Object.entries({ silent, slowHead, idle })) {
+    assert.ok(
+      result.closedAfter !== null && result.closedAfter < 4000,
+      `${what}: ${JSON.stringify(result)}`,
+    );
+  }
+  assert.equal(silent.received, "");
+  assert.equal(slowHead.received, "", "half a request head gets no answer");
+  assert.match(idle.received, /^HTTP\/1\.1 200 OK\r\n/);
+  // And the server still serves.
+  assert.equal(await (await fetch(`${server.base}/`)).text(), HELLO_PAGE);
+});
+
+Deno.test("an upload that spans several --idle-timeout periods is not cut by them", async () => {
+  await using server = await startTestServer(undefined, undefined, 0.3);
+  // 1.5 s of steady data: five recycling periods go by meanwhile.
+  const head =
+    '--B\r\nContent-Disposition: form-data; name="file"; filename="slow.bin"\r\n\r\n';
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (sent === 0) controller.enqueue(encoder.encode(head));
+      if (sent === 150_000) {
+        controller.enqueue(encoder.encode("\r\n--B--\r\n"));
+        return controller.close();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      controller.enqueue(new Uint8Array(10_000).fill(0x61));
+      sent += 10_000;
+    },
+  });
+  const response = await fetch(`${server.base}/upload`, {
+    method: "POST",
+    body,
+    headers: { "content-type": "multipart/form-data; boundary=B" },
+  });
+  assert.equal(response.status, 200, await response.clone().text());
+  await response.body?.cancel();
+  assert.equal((await Deno.readFile(`${server.dir}/slow.bin`)).length, 150_000);
+});
+
+Deno.test("a trickled body gets 408 within --body-timeout plus 1 s per KiB, and its connection closes", async () => {
+  await using server = await startTestServer(undefined, 0.5, 0);
+  const results = await Promise.all([
+    // One byte every 100 ms: on the old code each byte restarted the timer.
+    probe(
+      server.port,
+      FORM_HEAD + "Content-Length: 1000\r\n\r\n",
+      "a",
+      100,
+      9000,
+    ),
+    probe(
+      server.port,
+      UPLOAD_HEAD + "Content-Length: 100000\r\n\r\n" +
+        '--B\r\nContent-Disposition: form-data; name="file"; filename="t"\r\n\r\n',
+      "x",
+      100,
+      9000,
+    ),
+    probe(
+      server.port,
+      FORM_HEAD + "Transfer-Encoding: chunked\r\n\r\n",
+      "1\r\na\r\n",
+      100,
+      9000,
+    ),
+  ]);
+  for (const result of results) {
+    // 0.5 s, the bytes' allowance, then at most 2 s of lingering.
+    assert.ok(
+      result.closedAfter !== null && result.closedAfter < 5000,
+      JSON.stringify(result),
+    );
+    assert.match(result.received, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.match(result.received, /\r\nconnection: close\r\n/);
+  }
+  assert.deepEqual(await listDir(server.dir), []);
+});
+
+Deno.test("refused before the body is read (413): the rest is not read, the connection closes", async () => {
+  await using server = await startTestServer(1000, undefined, 0);
+  const result = await probe(
+    server.port,
+    UPLOAD_HEAD + "Content-Length: 10000000000\r\n\r\n",
+    "x",
+    100,
+    9000,
+  );
+  // On the old code Deno.serve went on reading the 10 GB, one byte at a time.
+  assert.ok(
+    result.closedAfter !== null && result.closedAfter < 5000,
+    JSON.stringify(result),
+  );
+  assert.match(result.received, /^HTTP\/1\.1 413 Payload Too Large\r\n/);
+});
+
+Deno.test("a body sent with GET, which Deno.serve reads by itself, is cut by --idle-timeout", async () => {
+  // Deno.serve gives a GET handler no body to read, and after answering it
+  // reads and drops the body itself, as slowly as the client sends it
+  // (ext/http/http_next.rs: discard_body). Only recycling the listener ends
+  // that; on the old code the connection stayed open as long as the client
+  // kept sending.
+  await using server = await startTestServer(undefined, undefined, 0.3);
+  const result = await probe(
+    server.port,
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n",
+    "x",
+    100,
+    8000,
+  );
+  assert.ok(
+    result.closedAfter !== null && result.closedAfter < 4000,
+    JSON.stringify(result),
+  );
+  assert.match(result.received, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.equal((await fetch(`${server.base}/`)).status, 200);
+});
+
+// ---------------------------------------------------------------------------
+// Malformed bodies and a full disk: an answer that says what went wrong.
+
+Deno.test("a chunked body with a bad chunk size gets 400 and the connection closes", async () => {
+  await using server = await startTestServer();
+  for (const size of ["5junk", "-1", "f".repeat(18)]) {
+    using conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await conn.write(encoder.encode(
+      FORM_HEAD + "Transfer-Encoding: chunked\r\n\r\n9\r\nusername=\r\n",
+    ));
+    // The handler is reading by now; the bad size comes next.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await conn.write(encoder.encode(`${size}\r\nhello\r\n0\r\n\r\n`));
+    const bound = setTimeout(() => conn.close(), 5000);
+    const reply = decoder.decode(await readAll(conn)); // the server closes
+    clearTimeout(bound);
+    assert.match(reply, /^HTTP\/1\.1 400 Bad Request\r\n/, size);
+    assert.match(reply, /\r\nconnection: close\r\n/);
+    assert.ok(
+      reply.includes("<p>The request body is malformed or cut short.</p>"),
+    );
+  }
+  // Sent in one piece with its head, a bad chunk never reaches the handler:
+  // Deno.serve closes the connection without an answer (http_next.rs,
+  // try_take_full_body). It costs that connection only.
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  await conn.write(encoder.encode(
+    FORM_HEAD + "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n5junk\r\nx\r\n",
+  ));
+  const bound = setTimeout(() => conn.close(), 5000);
+  assert.equal(decoder.decode(await readAll(conn)), "");
+  clearTimeout(bound);
+  assert.equal(await (await fetch(`${server.base}/`)).text(), HELLO_PAGE);
+});
+
+Deno.test({
+  name:
+    "a full disk: 500 that names the failure, one log line, no stack, the space is given back",
+  ignore: !(await hasCommand("unshare")),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "http_server_full_" });
+    try {
+      // A 64 KiB file system of our own, in a private mount namespace that
+      // disappears with the server.
+      const child = new Deno.Command("unshare", {
+        args: [
+          "-rm",
+          "sh",
+          "-c",
+          'mount -t tmpfs -o size=64k tmpfs "$1" && shift && exec "$@"',
+          "sh",
+          dir,
+          Deno.execPath(),
+          "run",
+          "--allow-net",
+          `--allow-read=${dir}`,
+          `--allow-write=${dir}`,
+          new URL("../scripts/http_server.ts", import.meta.url).pathname,
+          "--dir",
+          dir,
+          "--port",
+          "0",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stderr = new Response(child.stderr).text();
+      const lines = child.stdout.pipeThrough(new TextDecoderStream())
+        .getReader();
+      const first = (await lines.read()).value ?? "";
+      const port = Number(/:(\d+)\n/.exec(first)?.[1]);
+      if (!port) {
+        child.kill("SIGKILL");
+        await child.status;
+        await lines.cancel();
+        return skipBecause(`cannot mount a tmpfs here: ${await stderr}`);
+      }
+      try {
+        const big = await fetch(`http://127.0.0.1:${port}/upload`, {
+          method: "POST",
+          body: uploadForm("big.bin", new Uint8Array(200_000)),
+        });
+        assert.equal(big.status, 500);
+        const page = await big.text();
+        assert.match(
+          page,
+          /<p>The file could not be stored \(storage failure: No space left on device \(os error 28\)\)\.<\/p>/,
+        );
+        // The temporary file went: a file that fits is stored.
+        const small = await fetch(`http://127.0.0.1:${port}/upload`, {
+          method: "POST",
+          body: uploadForm("small.bin", new Uint8Array(40_000)),
+        });
+        assert.equal(small.status, 200);
+        await small.body?.cancel();
+      } finally {
+        child.kill("SIGTERM");
+        await lines.cancel();
+      }
+      assert.equal((await child.status).code, 0);
+      const log = (await stderr).trim().split("\n");
+      assert.equal(log.length, 1, log.join("\n"));
+      assert.match(
+        log[0],
+        /^127\.0\.0\.1:\d+ upload "big\.bin": storage failure: No space left on device \(os error 28\)$/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+if (!(await hasCommand("unshare"))) skipBecause("unshare not installed");
+
+// ---------------------------------------------------------------------------
+// Out of file descriptors, and signals.
+
+Deno.test("out of file descriptors (ulimit -n 64): one log line, and it serves again when the load drops", async () => {
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      'ulimit -n 64 && exec "$@"',
+      "sh",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      new URL("../scripts/http_server.ts", import.meta.url).pathname,
+      "--port",
+      "0",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number(/:(\d+)\n/.exec((await lines.read()).value ?? "")?.[1]);
+  const flood: Deno.Conn[] = [];
+  try {
+    assert.ok(port > 0, "no Listening line");
+    // More connections than descriptors: accept() fails with EMFILE, and on
+    // the old code that ended Deno.serve and the process (exit 1).
+    for (let i = 0; i < 120; i++) {
+      try {
+        flood.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      } catch {
+        break; // refused: the listener is down until descriptors come back
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    for (const conn of flood.splice(0)) conn.close();
+    // Served again: within a few seconds of the load dropping.
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      status = await fetch(`http://127.0.0.1:${port}/`)
+        .then(async (
+          response,
+        ) => (await response.body?.cancel(), response.status))
+        .catch(() => 0);
+    }
+    assert.equal(status, 200);
+  } finally {
+    for (const conn of flood) conn.close();
+    child.kill("SIGTERM");
+    await lines.cancel();
+  }
+  assert.equal((await child.status).code, 0);
+  const log = await stderr;
+  assert.match(
+    log,
+    /^listener failed \(.*Too many open files \(os error 24\)\); listening again\n/,
+  );
+  assert.ok(!log.includes("Uncaught"), log);
+  assert.ok(log.split("\n").length <= 4, `a few lines at most:\n${log}`);
+});
+
+Deno.test("two SIGTERMs 50 ms apart during a stalled upload: exit 0 within 2 s, no temp file", async () => {
+  const dir = await Deno.makeTempDir();
+  const { allow, args } = runLine(dir);
+  try {
+    const server = await startScript("http_server.ts", args, { allow });
+    using conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await conn.write(encoder.encode(
+      UPLOAD_HEAD + "Content-Length: 100000\r\n\r\n" +
+        '--B\r\nContent-Disposition: form-data; name="file"; filename="hang"\r\n\r\nabc',
+    ));
+    for (let i = 0; i < 200 && (await listDir(dir)).length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal((await listDir(dir)).length, 1, "the upload has begun");
+    const started = performance.now();
+    server.child.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const output = await server.stop("SIGTERM");
+    assert.equal(output.code, 0, output.stderr);
+    assert.equal(output.signal, null);
+    assert.ok(performance.now() - started < 2000);
+    assert.deepEqual(await listDir(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// TLS: --cert/--key give HTTPS, and Deno.serve then offers HTTP/2 by ALPN.
+
+const haveTlsTools = await hasCommand("openssl") && await hasCommand("curl");
+
+/** curl against the HTTPS server; returns its output, exit code and stderr. */
+async function curl(args: string[]) {
+  const result = await runTool("curl", ["-s", "--max-time", "10", ...args]);
+  return { ...result, stdout: decoder.decode(result.stdout) };
+}
+
+Deno.test({
+  name:
+    "TLS subprocess: https:// line, HTTP/2 and HTTP/1.1 (curl), Python ssl, wrong CA and wrong name fail alone",
+  ignore: !haveTlsTools,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using server = await startScript("http_server.ts", [
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+      "--port",
+      "0",
+    ], { allow: ["--allow-net", `--allow-read=${certs.dir}`] });
+    assert.match(
+      server.listeningLine,
+      /^Listening on https:\/\/127\.0\.0\.1:\d+$/,
+    );
+    const url = `https://localhost:${server.port}/`;
+    const h2 = await curl(["-i", "--http2", "--cacert", certs.caFile, url]);
+    assert.equal(h2.code, 0, h2.stderr);
+    assert.match(h2.stdout, /^HTTP\/2 200 \r\n/);
+    assert.ok(h2.stdout.endsWith(HELLO_PAGE));
+    const h1 = await curl(["-i", "--http1.1", "--cacert", certs.caFile, url]);
+    assert.match(h1.stdout, /^HTTP\/1\.1 200 OK\r\n/);
+    // An upload form posted over HTTP/2 reaches the same handler.
+    const form = await curl([
+      "--http2",
+      "--cacert",
+      certs.caFile,
+      "--data-urlencode",
+      "username=<b>",
+      `${url}register`,
+    ]);
+    assert.ok(form.stdout.includes("<h1>Welcome, &lt;b&gt;!</h1>"));
+
+    // A CA that signed nothing here, and a name the certificate lacks.
+    const untrusted = await curl(["--cacert", certs.otherCaFile, url]);
+    assert.equal(untrusted.code, 60, "curl: peer certificate not trusted");
+    const misnamed = await curl([
+      "--cacert",
+      certs.caFile,
+      "--resolve",
+      `example.com:${server.port}:127.0.0.1`,
+      `https://example.com:${server.port}/`,
+    ]);
+    assert.ok([51, 60].includes(misnamed.code), `curl exit ${misnamed.code}`);
+    // Plain HTTP to the HTTPS port costs that connection only.
+    const plain = await curl([`http://127.0.0.1:${server.port}/`]);
+    assert.notEqual(plain.code, 0);
+
+    if (await hasCommand("python3")) {
+      const program = `
+import http.client, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[1])
+conn = http.client.HTTPSConnection("localhost", int(sys.argv[2]), context=context, timeout=5)
+conn.request("GET", "/")
+response = conn.getresponse()
+print(response.status, response.version, conn.sock.version(), len(response.read()))
+`;
+      const python = await runTool("python3", [
+        "-c",
+        program,
+        certs.caFile,
+        String(server.port),
+      ]);
+      assert.equal(python.code, 0, python.stderr);
+      assert.match(
+        decoder.decode(python.stdout),
+        new RegExp(
+          `^200 11 TLSv1\\.[23] ${encoder.encode(HELLO_PAGE).length}\n$`,
+        ),
+      );
+    } else skipBecause("python3 not installed");
+
+    // After all that, it still serves.
+    const again = await curl(["--http2", "--cacert", certs.caFile, url]);
+    assert.equal(again.stdout, HELLO_PAGE);
+    const output = await server.stop("SIGTERM");
+    assert.equal(output.code, 0);
+  },
+});
+if (!haveTlsTools) skipBecause("openssl or curl not installed");
+
+Deno.test({
+  name: "TLS in-process: 50 concurrent clients, and ::1",
+  ignore: !(await hasCommand("openssl")),
+  async fn() {
+    await using certs = await makeTestCerts();
+    const tls = { cert: certs.cert, key: certs.key };
+    await using server = await startHttpServer({ port: 0, tls });
+    using client = Deno.createHttpClient({ caCerts: [certs.ca] });
+    const url = `https://localhost:${server.addr.port}/`;
+    const pages = await Promise.all(
+      Array.from(
+        { length: 50 },
+        () => fetch(url, { client }).then((response) => response.text()),
+      ),
+    );
+    assert.ok(pages.every((page) => page === HELLO_PAGE));
+
+    await using v6 = await startHttpServer({ hostname: "::1", port: 0, tls })
+      .catch(() => null);
+    if (v6 === null) return skipBecause("no IPv6 loopback");
+    const response = await fetch(`https://[::1]:${v6.addr.port}/`, { client });
+    assert.equal(await response.text(), HELLO_PAGE);
+  },
+});
+
+Deno.test({
+  name:
+    "known gap (Deno.serve): a client stalled mid-TLS-handshake keeps its socket, even across recycling",
+  ignore: !(await hasCommand("openssl")),
+  async fn() {
+    // Deno.serve's TLS handshake runs in a task of its own that neither
+    // shutdown() nor aborting the server stops (seen open after 120 s), so no
+    // bound we set reaches it. Each such client holds one descriptor: with
+    // TLS exposed to strangers, terminate it in a proxy that bounds
+    // handshakes. This test documents the gap; it fails the day it closes.
+    await using certs = await makeTestCerts();
+    const tls = { cert: certs.cert, key: certs.key };
+    await using server = await startHttpServer({
+      port: 0,
+      tls,
+      idleTimeout: 0.3,
+    });
+    const stalled = await probe(
+      server.addr.port,
+      "\x16\x03\x01",
+      "",
+      100,
+      1500,
+    );
+    assert.equal(stalled.closedAfter, null, JSON.stringify(stalled));
+    using client = Deno.createHttpClient({ caCerts: [certs.ca] });
+    const url = `https://localhost:${server.addr.port}/`;
+    assert.equal(await (await fetch(url, { client })).text(), HELLO_PAGE);
+  },
 });
