@@ -80,6 +80,20 @@ export async function copy(
   }
 }
 
+/** The chunks joined into one array (the only one when there is one). */
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  let size = 0;
+  for (const chunk of chunks) size += chunk.byteLength;
+  const joined = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return joined;
+}
+
 /** Closes a connection or listener that may already be closed. */
 export function closeQuietly(resource: { close(): void }) {
   try {
