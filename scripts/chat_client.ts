@@ -1,56 +1,47 @@
 /**
- * Chat client: connects to chat_server.ts, sends each line you type and
- * prints the room's lines as they arrive, both at the same time.
+ * Chat client: joins a chat_server.ts room; the lines you type go to the
+ * room while the room's lines print as they arrive.
  *
  * Run:    deno run --allow-net scripts/chat_client.ts [--hostname HOST] [--port 8888]
- * Try it: start scripts/chat_server.ts first, then run this in two terminals
- *         (or: printf 'hello\n/who\n' | deno run --allow-net scripts/chat_client.ts)
+ * Try it: start scripts/chat_server.ts, then run this in two terminals, or
+ *         printf 'hello\n/who\n' | deno run --allow-net scripts/chat_client.ts
  *
- * The tutorial's client alternates: it blocks in input() until you press
- * Enter, then in recv() for one reply, so nothing the others say shows up
- * while you are typing (or it needs select() on sys.stdin, which does not work
- * on Windows). Here sending and receiving are two independent tasks. When
- * stdin ends we half-close, so the server knows we are done but can still
- * deliver what it has queued for us, and we exit once it closes.
+ * The tutorials' conversations take turns: 000 §4.2's client sends one
+ * message and reads one reply with recv(1024), and 000 §4.1's server waits
+ * in recv(), then in input(); each side waits for the other to finish. A
+ * chat cannot: here sending and receiving are two tasks. When stdin ends
+ * we half-close, so the server knows we are done yet can still deliver
+ * what it queued for us. The connect is bounded by --timeout (lib/dial.ts),
+ * the wait for the server's goodbye by 2 s.
+ *
+ * Read first: chat().
  */
 import {
-  Failure,
   parseCommandLine,
   parsePort,
+  parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
-import { describeError } from "../lib/errors.ts";
-import {
-  closeQuietly,
-  isDisconnect,
-  writeAll,
-  type Writer,
-} from "../lib/net.ts";
-import type { Reader } from "../lib/lines.ts";
+import { raceTimeout } from "../lib/deadline.ts";
+import { type Connection, dial } from "../lib/dial.ts";
+import { isDisconnect } from "../lib/errors.ts";
+import * as io from "../lib/io.ts";
 
 export const DEFAULT_PORT = 8888;
+export const DEFAULT_TIMEOUT = 5; // seconds
 /** After stdin ends, how long to wait for the server to close. */
 export const DEFAULT_LINGER_MS = 2000;
 
-const USAGE = `Usage: chat_client.ts [--hostname HOST] [--port PORT]
+const USAGE = `Usage: chat_client.ts [--hostname HOST] [--port PORT] [options]
 
 Joins a chat_server.ts room: lines from stdin go to the room, lines from the
 room go to stdout. Type /help for the server's commands, /quit to leave.
 
 Options:
-  --hostname HOST  server address (default 127.0.0.1)
-  --port PORT      server port (default ${DEFAULT_PORT})
-  -h, --help       show this help`;
-
-/** Copies bytes through one reused buffer until end of input. */
-async function copy(from: Reader, to: Writer) {
-  const buffer = new Uint8Array(16 * 1024);
-  while (true) {
-    const count = await from.read(buffer);
-    if (count === null) return;
-    await writeAll(to, buffer.subarray(0, count));
-  }
-}
+  --hostname HOST    server address (default 127.0.0.1)
+  --port PORT        server port (default ${DEFAULT_PORT})
+  --timeout SECONDS  limit for the connect (default ${DEFAULT_TIMEOUT})
+  -h, --help         show this help`;
 
 /**
  * Runs a chat session on `conn`: `input` goes to the server while what the
@@ -59,15 +50,15 @@ async function copy(from: Reader, to: Writer) {
  * The caller closes `conn`.
  */
 export async function chat(
-  conn: Deno.TcpConn,
-  input: Reader,
-  output: Writer,
+  conn: Connection,
+  input: io.Reader,
+  output: io.Writer,
   lingerMs = DEFAULT_LINGER_MS,
 ): Promise<void> {
-  const receiving = copy(conn, output);
+  const receiving = io.copy(conn, output);
   const sending = (async () => {
     try {
-      await copy(input, conn);
+      await io.copy(input, conn);
       // Half-close: "nothing more from me". The server leaves us in the
       // room long enough to send what it queued for us, then closes.
       await conn.closeWrite();
@@ -82,13 +73,7 @@ export async function chat(
     receiving.then(() => "server closed" as const),
     sending.then(() => "input ended" as const),
   ]);
-  if (first === "server closed") return;
-  let timer;
-  await Promise.race([
-    receiving,
-    new Promise((resolve) => timer = setTimeout(resolve, lingerMs)),
-  ]);
-  clearTimeout(timer);
+  if (first === "input ended") await raceTimeout(receiving, lingerMs);
 }
 
 if (import.meta.main) {
@@ -98,25 +83,18 @@ if (import.meta.main) {
       options: {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
+        timeout: { type: "string", default: String(DEFAULT_TIMEOUT) },
       },
     });
+    const { hostname } = values;
     const port = parsePort(values.port);
-    // An IPv6 address in brackets, as in URLs: "[::1]:8888", not "::1:8888".
-    const target = values.hostname.includes(":")
-      ? `[${values.hostname}]:${port}`
-      : `${values.hostname}:${port}`;
-    let conn: Deno.TcpConn;
-    try {
-      conn = await Deno.connect({ hostname: values.hostname, port });
-    } catch (error) {
-      throw new Failure(
-        `cannot connect to ${target}: ${describeError(error)}`,
-      );
-    }
+    const timeoutMs = parseSeconds(values.timeout, "--timeout") * 1000;
+    // Refused, unresolved, timed out: one line naming HOST:PORT, exit 1.
+    const conn = await dial({ hostname, port, timeoutMs });
     try {
       await chat(conn, Deno.stdin, Deno.stdout);
     } finally {
-      closeQuietly(conn);
+      io.closeQuietly(conn);
     }
     // Return a code so runCommand exits now, even if a read of a terminal
     // stdin is still waiting (the server closed first).

@@ -4,9 +4,12 @@
 // reads, resets, hundreds of clients), the client script, nc, the CLI and
 // SIGTERM.
 import assert from "node:assert/strict";
-import { startChatServer } from "../scripts/chat_server.ts";
+import {
+  type ChatServerOptions,
+  startChatServer,
+} from "../scripts/chat_server.ts";
 import { chat } from "../scripts/chat_client.ts";
-import { writeAll } from "../lib/net.ts";
+import { writeAll } from "../lib/io.ts";
 import {
   hasCommand,
   runScript,
@@ -14,6 +17,7 @@ import {
   scriptPath,
   skipBecause,
   startScript,
+  startUnansweredPort,
   within,
 } from "./helpers.ts";
 
@@ -122,7 +126,7 @@ class Peer {
 }
 
 /** A server on a free port that logs into an array instead of stderr. */
-function startServer(options: { maxLine?: number; maxQueue?: number } = {}) {
+function startServer(options: ChatServerOptions = {}) {
   const log: string[] = [];
   const server = startChatServer({
     port: 0,
@@ -682,6 +686,28 @@ Deno.test("chat_client.ts exits 0 when the server shuts down, 1 when refused", a
   );
 });
 
+Deno.test("chat_client.ts: a connect that hangs is one line, exit 1, after --timeout", async () => {
+  const unanswered = await startUnansweredPort();
+  try {
+    const started = performance.now();
+    const result = await runScript("chat_client.ts", [
+      "--port",
+      String(unanswered.addr.port),
+      "--timeout",
+      "1",
+    ]);
+    const elapsed = performance.now() - started;
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `chat_client.ts: cannot connect to 127.0.0.1:${unanswered.addr.port}: timed out after 1 s\n`,
+    );
+    assert.ok(elapsed < 6000, `took ${elapsed} ms`);
+  } finally {
+    unanswered.close();
+  }
+});
+
 const haveNc = await hasCommand("nc");
 Deno.test({
   name: "nc is a full client",
@@ -736,6 +762,11 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
       ["--port", "x"],
       "--port must be a whole number from 0 to 65535, got 'x'",
     ],
+    [
+      "chat_client.ts",
+      ["--timeout", "0"],
+      "--timeout must be a number of seconds above 0 (up to 86400), got '0'",
+    ],
   ];
   await Promise.all(cases.map(async ([script, args, message]) => {
     const result = await runScript(script, args);
@@ -749,6 +780,9 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
   const help = await runScript("chat_server.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: chat_server\.ts /);
+  const clientHelp = await runScript("chat_client.ts", ["--help"]);
+  assert.equal(clientHelp.code, 0);
+  assert.match(clientHelp.stdout, /--timeout SECONDS/);
 });
 
 Deno.test("chat_server.ts subprocess: Listening line, SIGTERM tells everyone and exits 0", async () => {
