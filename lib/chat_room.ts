@@ -103,8 +103,8 @@ export class Room {
     else member.end();
     if (this.closing) return; // everyone already got the shutdown notice
     this.options.log(`${member.name} left (${reason})`);
-    const suffix = reason === "not reading" ? " (not reading)" : "";
-    this.broadcast(notice(`${member.name} left${suffix}`));
+    const shown = reason === "not reading" || reason === "idle";
+    this.broadcast(notice(`${member.name} left${shown ? ` (${reason})` : ""}`));
   }
 
   /** The notice for a line over the limit, to its sender only. */

@@ -15,7 +15,9 @@
  * UTF-8 repaired, and a member who stops reading must not freeze the rest
  * (the general pitfall of writing to each member in turn). Here each
  * member has its own queue and writer task; the room (lib/chat_room.ts)
- * only queues bytes, and drops a member whose queue passes a bound.
+ * only queues bytes, and drops a member whose queue passes a bound. Idle
+ * connections are closed after --idle-timeout, and --max-connections and
+ * --max-per-address keep one host from taking every descriptor.
  *
  * Read first: TcpMember.send, then serveMember.
  */
@@ -23,10 +25,11 @@ import {
   parseCommandLine,
   parseInteger,
   parsePort,
+  parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
 import { type Member, Room } from "../lib/chat_room.ts";
-import { raceTimeout, TIMED_OUT } from "../lib/deadline.ts";
+import { raceTimeout, seconds, Sweeper, TIMED_OUT } from "../lib/deadline.ts";
 import { isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
@@ -36,6 +39,7 @@ import { replaceControls } from "../lib/terminal.ts";
 export const DEFAULT_PORT = 8888;
 export const DEFAULT_MAX_LINE = 4096;
 export const DEFAULT_MAX_QUEUE = 1024 * 1024;
+export const DEFAULT_IDLE_TIMEOUT = 1800; // seconds
 export { MAX_NAME_LENGTH } from "../lib/chat_room.ts";
 const FLUSH_TIMEOUT_MS = 2000; // for a leaving member's last lines
 
@@ -50,6 +54,15 @@ Options:
   --max-line BYTES   longest line accepted from a client (default ${DEFAULT_MAX_LINE})
   --max-queue BYTES  output queued for one client before it is dropped as
                      not reading (default ${DEFAULT_MAX_QUEUE})
+  --idle-timeout SECONDS
+                     close a connection silent both ways for this long
+                     (default ${DEFAULT_IDLE_TIMEOUT}; 0: never); lines delivered count, so
+                     a member who only reads stays while the room talks
+  --max-connections N
+                     clients at once (default ${server.DEFAULT_MAX_CONNECTIONS}); keep it below
+                     the open-file limit (ulimit -n)
+  --max-per-address N
+                     clients at once from one address (default ${server.DEFAULT_MAX_PER_ADDRESS})
   -h, --help         show this help`;
 
 export interface ChatServerOptions {
@@ -57,6 +70,9 @@ export interface ChatServerOptions {
   port?: number;
   maxLine?: number; // longest line accepted, in bytes, without "\n"
   maxQueue?: number; // bytes queued for a member before it is dropped
+  idleTimeout?: number; // seconds silent both ways before closing; 0: never
+  maxConnections?: number;
+  maxPerAddress?: number;
   log?: (message: string) => void; // joins and leaves (default: stderr)
 }
 
@@ -72,6 +88,7 @@ class TcpMember implements Member {
   #ending = false; // no more messages: finish the queue, then stop
   #broken = false; // the connection failed or was closed
   readonly written: Promise<void>; // the writer task has stopped
+  readonly traffic: io.Traffic = { bytes: 0 }; // both ways, for idleness
 
   constructor(
     readonly conn: Deno.Conn,
@@ -117,6 +134,7 @@ class TcpMember implements Member {
         this.#queue = [];
         await io.writeAll(this.conn, batch);
         this.#queuedBytes -= batch.byteLength;
+        this.traffic.bytes += batch.byteLength;
       }
     } catch (error) {
       if (!isDisconnect(error)) throw error;
@@ -126,14 +144,28 @@ class TcpMember implements Member {
   }
 }
 
+/** One timer for every connection's idle deadline (lib/deadline.ts). */
+type Idle = { sweeper: Sweeper; ms: number };
+
 /**
  * One TCP member, from welcome to goodbye. TCP is a byte stream: a read may
  * end mid-line, so the reader cuts lines at "\n" (at most maxLine bytes
  * each) and keeps the rest for the next read.
  */
-async function serveMember(room: Room, conn: Deno.Conn, maxQueue: number) {
+async function serveMember(
+  room: Room,
+  conn: Deno.Conn,
+  maxQueue: number,
+  idle?: Idle,
+) {
   const member = new TcpMember(conn, room.newName(), maxQueue);
   room.join(member, io.formatAddress(conn.remoteAddr));
+  const timer = idle?.sweeper.idle(member.traffic, idle.ms, () => {
+    room.tell(member, `idle for ${seconds(idle.ms)}; closing`);
+    room.leave(member, "idle");
+    // The read below waits on a silent peer: closing ends it.
+    raceTimeout(member.written, FLUSH_TIMEOUT_MS).then(() => member.abort());
+  });
   const lines = new BufferedReader(conn, { maxLine: room.options.maxLine });
   const decoder = new TextDecoder(); // not fatal: bad UTF-8 becomes U+FFFD
   let reason = "disconnected";
@@ -151,6 +183,7 @@ async function serveMember(room: Room, conn: Deno.Conn, maxQueue: number) {
         line = null; // the input ended inside the long line
       }
       if (line === null) break; // the client closed (or half-closed)
+      member.traffic.bytes += line.length + 1;
       // Escape sequences must not reach the other members' terminals.
       if (!room.handleLine(member, replaceControls(decoder.decode(line)))) {
         reason = "quit";
@@ -161,6 +194,7 @@ async function serveMember(room: Room, conn: Deno.Conn, maxQueue: number) {
     if (!isDisconnect(error)) throw error;
     reason = "connection lost";
   } finally {
+    if (timer) idle!.sweeper.remove(timer);
     room.leave(member, reason);
   }
   // Its last lines (a "bye") get a bounded time to leave; then a lingering
@@ -177,30 +211,43 @@ export function startChatServer(
   const log = options.log ?? ((message: string) => console.error(message));
   const room = new Room({ maxLine: options.maxLine ?? DEFAULT_MAX_LINE, log });
   const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
+  const ms = (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT) * 1000;
+  const idle = ms > 0 ? { sweeper: new Sweeper(ms / 4), ms } : undefined;
   return server.serveTcp({
+    ...options,
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
     onShutdown: () => room.shutdown(),
     log,
-  }, (conn) => serveMember(room, conn, maxQueue));
+  }, (conn) => serveMember(room, conn, maxQueue, idle));
 }
 
 if (import.meta.main) {
   await runCommand("chat_server.ts", () => {
+    const text = (value: unknown) =>
+      ({ type: "string", default: String(value) }) as const;
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
-        "max-line": { type: "string", default: String(DEFAULT_MAX_LINE) },
-        "max-queue": { type: "string", default: String(DEFAULT_MAX_QUEUE) },
+        hostname: text("127.0.0.1"),
+        port: text(DEFAULT_PORT),
+        "max-line": text(DEFAULT_MAX_LINE),
+        "max-queue": text(DEFAULT_MAX_QUEUE),
+        "idle-timeout": text(DEFAULT_IDLE_TIMEOUT),
+        "max-connections": text(server.DEFAULT_MAX_CONNECTIONS),
+        "max-per-address": text(server.DEFAULT_MAX_PER_ADDRESS),
       },
     });
+    const count = (name: keyof typeof values, min: number, max = 1e6) =>
+      parseInteger(values[name] as string, `--${name}`, min, max);
     const chat = startChatServer({
       hostname: values.hostname,
       port: parsePort(values.port),
-      maxLine: parseInteger(values["max-line"], "--max-line", 1, 2 ** 20),
-      maxQueue: parseInteger(values["max-queue"], "--max-queue", 1024, 2 ** 30),
+      maxLine: count("max-line", 1, 1024 * 1024),
+      maxQueue: count("max-queue", 1024, 2 ** 30),
+      idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
+      maxConnections: count("max-connections", 1),
+      maxPerAddress: count("max-per-address", 1),
     });
     return server.runUntilSignal(chat, "tcp");
   });

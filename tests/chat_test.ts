@@ -767,6 +767,16 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
       ["--timeout", "0"],
       "--timeout must be a number of seconds above 0 (up to 86400), got '0'",
     ],
+    [
+      "chat_server.ts",
+      ["--idle-timeout", "soon"],
+      "--idle-timeout must be a number of seconds 0 or more (up to 86400), got 'soon'",
+    ],
+    [
+      "chat_server.ts",
+      ["--max-connections", "0"],
+      "--max-connections must be a whole number from 1 to 1000000, got '0'",
+    ],
   ];
   await Promise.all(cases.map(async ([script, args, message]) => {
     const result = await runScript(script, args);
@@ -780,6 +790,7 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
   const help = await runScript("chat_server.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: chat_server\.ts /);
+  assert.match(help.stdout, /--idle-timeout SECONDS/);
   const clientHelp = await runScript("chat_client.ts", ["--help"]);
   assert.equal(clientHelp.code, 0);
   assert.match(clientHelp.stdout, /--timeout SECONDS/);
@@ -816,4 +827,167 @@ Deno.test("chat_server.ts subprocess: Listening line, SIGTERM tells everyone and
   } finally {
     await server.stop("SIGKILL");
   }
+});
+
+// ---- Idle members and caps (the hardening issue) ----
+
+/** Opens `count` connections, 100 at a time, and reads none of them. */
+async function connectMany(port: number, count: number) {
+  const conns: Deno.TcpConn[] = [];
+  try {
+    while (conns.length < count) {
+      const batch = Math.min(100, count - conns.length);
+      conns.push(
+        ...await Promise.all(
+          Array.from(
+            { length: batch },
+            () => Deno.connect({ hostname: "127.0.0.1", port }),
+          ),
+        ),
+      );
+    }
+  } catch (error) {
+    for (const conn of conns) conn.close();
+    throw error;
+  }
+  return conns;
+}
+
+Deno.test("--idle-timeout: a silent member is told and closed; one that only reads stays while the room talks", async () => {
+  const { server, port, log } = startServer({ idleTimeout: 0.4 });
+  await using _ = server;
+  // Alone and silent: told why, then closed.
+  const started = performance.now();
+  using silent = await Peer.connect(port);
+  assert.equal(await silent.rest(), "* idle for 0.4 s; closing\n");
+  const idleMs = performance.now() - started;
+  assert.ok(idleMs >= 300 && idleMs < 3000, `closed after ${idleMs} ms`);
+  assert.ok(log.includes("guest1 left (idle)"), log.join("\n"));
+
+  // A member who only reads is kept alive by what it is sent.
+  using talker = await Peer.connect(port);
+  using reader = await Peer.connect(port);
+  await talker.expect("* guest3 joined\n");
+  for (let i = 0; i < 12; i++) { // 1.2 s: three times the timeout
+    await talker.send(`tick ${i}\n`);
+    await reader.expect(`guest2: tick ${i}\n`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await talker.send("/who\n");
+  await talker.expect("* 2 here: guest2, guest3\n");
+  // When the room goes quiet, both go.
+  assert.equal(await reader.rest(), "* idle for 0.4 s; closing\n");
+});
+
+Deno.test("--max-per-address and --max-connections: beyond them a client is closed at once, the room goes on", async () => {
+  const { server, port, log } = startServer({ maxPerAddress: 2 });
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  const bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+  using refused = await Peer.connect(port, false);
+  assert.equal(await refused.rest(), ""); // closed without a word
+  assert.ok(
+    log.includes(
+      "refused 127.0.0.1: 2 connections from it (--max-per-address)",
+    ),
+    log.join("\n"),
+  );
+  bob.close();
+  await alice.expect("* guest2 left\n");
+  using carol = await Peer.connect(port); // a free place again
+  await alice.expect("* guest3 joined\n");
+  await carol.send("hi\n");
+  await alice.expect("guest3: hi\n");
+
+  const small = startServer({ maxConnections: 1 });
+  await using _small = small.server;
+  using first = await Peer.connect(small.port);
+  using second = await Peer.connect(small.port, false);
+  assert.equal(await second.rest(), "");
+  assert.ok(
+    small.log.includes(
+      "refused 127.0.0.1: 1 connections open (--max-connections)",
+    ),
+    small.log.join("\n"),
+  );
+  await first.send("/who\n");
+  await first.expect("* 1 here: guest1\n");
+});
+
+/** chat_server.ts in a shell whose open-file limit is `files`. */
+async function startWithFileLimit(files: number, args: string[]) {
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `ulimit -n ${files} && exec "$@"`,
+      "sh",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      scriptPath("chat_server.ts"),
+      "--port",
+      "0",
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const { value } = await within(10_000, stdout.read(), "the Listening line");
+  const port = Number(/:(\d+)\n/.exec(value ?? "")?.[1]);
+  return {
+    port,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await stdout.cancel();
+      return await stderr;
+    },
+  };
+}
+
+Deno.test("ulimit -n 256: 400 silent connections do not lock the room for good", async () => {
+  // Under the descriptor limit, --max-connections refuses the excess at
+  // once (no EMFILE), and --idle-timeout frees the silent ones.
+  const server = await startWithFileLimit(256, [
+    "--max-connections",
+    "200",
+    "--idle-timeout",
+    "1",
+  ]);
+  let stderr = "";
+  try {
+    const silent = await connectMany(server.port, 400);
+    try {
+      // Within a few seconds the silent ones are gone and a newcomer is in.
+      const peer = await within(
+        10_000,
+        (async () => {
+          while (true) {
+            const peer = await Peer.connect(server.port, false);
+            try {
+              if ((await peer.line()).startsWith("* welcome ")) return peer;
+            } catch {
+              // Closed at once: still full.
+            }
+            peer.close();
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
+        })(),
+        "a place in the room",
+      );
+      using _peer = peer;
+      await peer.send("/who\n");
+      assert.match(await peer.line(), /^\* \d+ here: /);
+    } finally {
+      for (const conn of silent) conn.close();
+    }
+  } finally {
+    stderr = await server.stop();
+  }
+  assert.match(stderr, /refused 127\.0\.0\.1: 200 connections open/);
+  assert.match(stderr, /left \(idle\)/);
+  assert.doesNotMatch(stderr, /accept failed/);
 });
