@@ -23,6 +23,7 @@ export interface Member {
 
 export interface RoomOptions {
   maxLine: number; // longest line accepted, in bytes, without "\n"
+  announceLimit: number; // joins and leaves announced up to this many
   log: (message: string) => void;
 }
 
@@ -82,13 +83,20 @@ export class Room {
     for (const member of dropped) this.leave(member, "not reading");
   }
 
+  /** Joins and leaves: told to all in a small room, to none in a big one. */
+  announce(text: string) {
+    if (this.members.size <= this.options.announceLimit) {
+      this.broadcast(notice(text));
+    }
+  }
+
   /** A notice for one member; one that is not reading is dropped. */
   tell(member: Member, text: string) {
     if (!member.send(notice(text))) this.leave(member, "not reading");
   }
 
   join(member: Member, from: string) {
-    this.broadcast(notice(`${member.name} joined`));
+    this.announce(`${member.name} joined`);
     this.members.add(member);
     this.#names.set(member.name, member);
     this.tell(member, `welcome ${member.name}; ${HINT}`);
@@ -104,7 +112,7 @@ export class Room {
     if (this.closing) return; // everyone already got the shutdown notice
     this.options.log(`${member.name} left (${reason})`);
     const shown = reason === "not reading" || reason === "idle";
-    this.broadcast(notice(`${member.name} left${shown ? ` (${reason})` : ""}`));
+    this.announce(`${member.name} left${shown ? ` (${reason})` : ""}`);
   }
 
   /** The notice for a line over the limit, to its sender only. */

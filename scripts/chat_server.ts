@@ -15,9 +15,11 @@
  * UTF-8 repaired, and a member who stops reading must not freeze the rest
  * (the general pitfall of writing to each member in turn). Here each
  * member has its own queue and writer task; the room (lib/chat_room.ts)
- * only queues bytes, and drops a member whose queue passes a bound. Idle
- * connections are closed after --idle-timeout, and --max-connections and
- * --max-per-address keep one host from taking every descriptor.
+ * only queues bytes, and drops a member whose queue passes a bound. Rooms
+ * over --announce-limit members stop announcing joins and leaves: a join
+ * then costs one welcome, not a line to everyone. Idle connections close
+ * after --idle-timeout; --max-connections and --max-per-address keep one
+ * host from taking every descriptor.
  *
  * Read first: TcpMember.send, then serveMember.
  */
@@ -40,6 +42,7 @@ export const DEFAULT_PORT = 8888;
 export const DEFAULT_MAX_LINE = 4096;
 export const DEFAULT_MAX_QUEUE = 1024 * 1024;
 export const DEFAULT_IDLE_TIMEOUT = 1800; // seconds
+export const DEFAULT_ANNOUNCE_LIMIT = 100;
 export { MAX_NAME_LENGTH } from "../lib/chat_room.ts";
 const FLUSH_TIMEOUT_MS = 2000; // for a leaving member's last lines
 
@@ -58,6 +61,8 @@ Options:
                      close a connection silent both ways for this long
                      (default ${DEFAULT_IDLE_TIMEOUT}; 0: never); lines delivered count, so
                      a member who only reads stays while the room talks
+  --announce-limit N announce joins and leaves only while the room has at
+                     most N members (default ${DEFAULT_ANNOUNCE_LIMIT})
   --max-connections N
                      clients at once (default ${server.DEFAULT_MAX_CONNECTIONS}); keep it below
                      the open-file limit (ulimit -n)
@@ -71,6 +76,7 @@ export interface ChatServerOptions {
   maxLine?: number; // longest line accepted, in bytes, without "\n"
   maxQueue?: number; // bytes queued for a member before it is dropped
   idleTimeout?: number; // seconds silent both ways before closing; 0: never
+  announceLimit?: number; // joins and leaves announced up to this many
   maxConnections?: number;
   maxPerAddress?: number;
   log?: (message: string) => void; // joins and leaves (default: stderr)
@@ -209,7 +215,11 @@ export function startChatServer(
   options: ChatServerOptions = {},
 ): server.ServerHandle {
   const log = options.log ?? ((message: string) => console.error(message));
-  const room = new Room({ maxLine: options.maxLine ?? DEFAULT_MAX_LINE, log });
+  const room = new Room({
+    maxLine: options.maxLine ?? DEFAULT_MAX_LINE,
+    announceLimit: options.announceLimit ?? DEFAULT_ANNOUNCE_LIMIT,
+    log,
+  });
   const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
   const ms = (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT) * 1000;
   const idle = ms > 0 ? { sweeper: new Sweeper(ms / 4), ms } : undefined;
@@ -234,6 +244,7 @@ if (import.meta.main) {
         "max-line": text(DEFAULT_MAX_LINE),
         "max-queue": text(DEFAULT_MAX_QUEUE),
         "idle-timeout": text(DEFAULT_IDLE_TIMEOUT),
+        "announce-limit": text(DEFAULT_ANNOUNCE_LIMIT),
         "max-connections": text(server.DEFAULT_MAX_CONNECTIONS),
         "max-per-address": text(server.DEFAULT_MAX_PER_ADDRESS),
       },
@@ -246,6 +257,7 @@ if (import.meta.main) {
       maxLine: count("max-line", 1, 1024 * 1024),
       maxQueue: count("max-queue", 1024, 2 ** 30),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
+      announceLimit: count("announce-limit", 0),
       maxConnections: count("max-connections", 1),
       maxPerAddress: count("max-per-address", 1),
     });

@@ -445,7 +445,8 @@ Deno.test("vanishing mid-line: close delivers the fragment, a reset drops it; th
 });
 
 Deno.test("200 concurrent clients each receive a broadcast", async () => {
-  const { server, port } = startServer();
+  // Every join announced: the room stays within --announce-limit.
+  const { server, port } = startServer({ announceLimit: 200 });
   await using _ = server;
   using first = await Peer.connect(port);
   const count = 200;
@@ -777,6 +778,11 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
       ["--max-connections", "0"],
       "--max-connections must be a whole number from 1 to 1000000, got '0'",
     ],
+    [
+      "chat_server.ts",
+      ["--announce-limit", "-1"],
+      "option '--announce-limit' needs a value; for one starting with '-', write --announce-limit=VALUE",
+    ],
   ];
   await Promise.all(cases.map(async ([script, args, message]) => {
     const result = await runScript(script, args);
@@ -990,4 +996,103 @@ Deno.test("ulimit -n 256: 400 silent connections do not lock the room for good",
   assert.match(stderr, /refused 127\.0\.0\.1: 200 connections open/);
   assert.match(stderr, /left \(idle\)/);
   assert.doesNotMatch(stderr, /accept failed/);
+});
+
+// ---- Big rooms (the hardening issue) ----
+
+/** The resident memory of a process, in bytes (ps reads /proc for us). */
+async function residentBytes(pid: number): Promise<number> {
+  const ps = await runTool("ps", ["-o", "rss=", "-p", String(pid)]);
+  const kilobytes = Number(new TextDecoder().decode(ps.stdout).trim());
+  assert.ok(kilobytes > 0, `ps: ${ps.stderr}`);
+  return kilobytes * 1024;
+}
+
+/** Asks /who until the room holds `count` members; other lines are skipped. */
+async function waitForRoom(peer: Peer, count: number, ms = 20_000) {
+  await within(
+    ms,
+    (async () => {
+      while (true) {
+        await peer.send("/who\n");
+        let line = await peer.line(ms);
+        while (!/^\* \d+ here: /.test(line)) line = await peer.line(ms);
+        if (Number(/\d+/.exec(line)![0]) === count) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })(),
+    `a room of ${count}`,
+  );
+}
+
+Deno.test("2,000 members: a newcomer's welcome within 0.5 s; all leaving at once stays cheap", async () => {
+  const server = await startScript("chat_server.ts", [
+    "--port",
+    "0",
+    "--max-per-address",
+    "5000",
+  ]);
+  try {
+    using watcher = await Peer.connect(server.port);
+    const crowd = await connectMany(server.port, 2000);
+    try {
+      await waitForRoom(watcher, 2001);
+      const started = performance.now();
+      using newcomer = await Peer.connect(server.port); // checks the welcome
+      const welcomeMs = performance.now() - started;
+      assert.ok(welcomeMs < 500, `welcome took ${welcomeMs.toFixed(0)} ms`);
+      // Over --announce-limit (100), joins are not announced: the room
+      // answers the watcher at once, with no "joined" line for the newcomer.
+      await watcher.send("/who\n");
+      const who = await watcher.line();
+      assert.match(who, /^\* 2002 here: guest1, guest2, .* and 1902 more\n$/);
+
+      const before = await residentBytes(server.child.pid);
+      const leaving = performance.now();
+      for (const conn of crowd.splice(0)) conn.close();
+      await waitForRoom(newcomer, 2);
+      const leftMs = performance.now() - leaving;
+      const grown = await residentBytes(server.child.pid) - before;
+      // Only the last 100 leaves are announced, to at most 100 members.
+      assert.ok(grown < 32 * 1024 * 1024, `memory grew by ${grown} bytes`);
+      console.log(
+        `  welcome ${welcomeMs.toFixed(1)} ms with 2,001 in the room; ` +
+          `2,000 left in ${leftMs.toFixed(0)} ms, memory ${
+            (grown / 1e6).toFixed(1)
+          } MB more`,
+      );
+    } finally {
+      for (const conn of crowd) conn.close();
+    }
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("--announce-limit: joins and leaves are announced only in a small room", async () => {
+  const { server, port, log } = startServer({ announceLimit: 2 });
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n"); // a room of 1 hears of the 2nd
+  using carol = await Peer.connect(port);
+  await alice.expect("* guest3 joined\n"); // of 2 hears of the 3rd
+  const dave = await Peer.connect(port); // a room of 3 hears nothing
+  await alice.send("/who\n");
+  await alice.expect("* 4 here: guest1, guest2, guest3, guest4\n");
+  dave.close(); // back to 3: not announced either
+  await within(
+    5000,
+    (async () => {
+      while (!log.includes("guest4 left (disconnected)")) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })(),
+  );
+  carol.close(); // 2 left: announced again
+  await alice.expect("* guest3 left\n");
+  await bob.expect("* guest3 joined\n", "* guest3 left\n");
+  // Everything else still reaches everyone.
+  await bob.send("still here\n");
+  await alice.expect("guest2: still here\n");
 });
