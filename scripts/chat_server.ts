@@ -84,25 +84,24 @@ export interface ChatServerOptions {
 
 /**
  * A member on a TCP connection: its own queue, and a writer task that
- * alone waits on the peer. A room that wrote to each member in turn would
- * wait on the slowest; here send() only queues, and returns at once.
+ * alone waits on the peer, running only while the queue holds something.
+ * A room that wrote to each member in turn would wait on the slowest; here
+ * send() only queues, and returns at once.
  */
 class TcpMember implements Member {
   #queue: Uint8Array[] = [];
   #queuedBytes = 0; // counted until written, so a stuck write counts too
-  #wake: (() => void) | undefined;
-  #ending = false; // no more messages: finish the queue, then stop
+  #writing = false; // a writer task is running
+  #ending = false; // no more messages: the writer finishes the queue
   #broken = false; // the connection failed or was closed
-  readonly written: Promise<void>; // the writer task has stopped
+  written: Promise<void> = Promise.resolve(); // the latest writer task
   readonly traffic: io.Traffic = { bytes: 0 }; // both ways, for idleness
 
   constructor(
     readonly conn: Deno.Conn,
     public name: string,
     readonly maxQueue: number,
-  ) {
-    this.written = this.#writeLoop();
-  }
+  ) {}
 
   /** Queues bytes, or returns false when they would pass the bound. */
   send(bytes: Uint8Array): boolean {
@@ -110,42 +109,38 @@ class TcpMember implements Member {
     if (this.#queuedBytes + bytes.byteLength > this.maxQueue) return false;
     this.#queue.push(bytes);
     this.#queuedBytes += bytes.byteLength;
-    this.#wake?.();
+    if (!this.#writing) this.written = this.#write();
     return true;
   }
 
   end() {
     this.#ending = true;
-    this.#wake?.();
   }
 
   abort() {
     this.#broken = true;
     this.#queue = [];
-    this.#wake?.();
     io.closeQuietly(this.conn); // a write stuck on a non-reader fails now
   }
 
-  async #writeLoop() {
+  /** Writes until the queue is empty: what queued meanwhile, in one go. */
+  async #write() {
+    this.#writing = true;
     try {
-      while (!this.#broken) {
-        if (this.#queue.length === 0) {
-          if (this.#ending) return;
-          await new Promise<void>((resolve) => this.#wake = resolve);
-          this.#wake = undefined;
-          continue;
-        }
-        // Whatever queued while the last write waited goes out in one.
+      while (this.#queue.length > 0) {
         const batch = io.concat(this.#queue);
         this.#queue = [];
         await io.writeAll(this.conn, batch);
         this.#queuedBytes -= batch.byteLength;
         this.traffic.bytes += batch.byteLength;
       }
-    } catch (error) {
-      if (!isDisconnect(error)) throw error;
+    } catch {
+      // Reset by the peer, or closed by us: this member's output is over,
+      // and its reading side finds the connection gone.
       this.#broken = true;
       this.#queue = [];
+    } finally {
+      this.#writing = false;
     }
   }
 }
@@ -172,7 +167,11 @@ async function serveMember(
     // The read below waits on a silent peer: closing ends it.
     raceTimeout(member.written, FLUSH_TIMEOUT_MS).then(() => member.abort());
   });
-  const lines = new BufferedReader(conn, { maxLine: room.options.maxLine });
+  // A waiting member holds a 256-byte buffer; a long line grows it.
+  const lines = new BufferedReader(conn, {
+    maxLine: room.options.maxLine,
+    initialSize: 256,
+  });
   const decoder = new TextDecoder(); // not fatal: bad UTF-8 becomes U+FFFD
   let reason = "disconnected";
   try {

@@ -1069,6 +1069,32 @@ Deno.test("2,000 members: a newcomer's welcome within 0.5 s; all leaving at once
   }
 });
 
+Deno.test("an idle member costs at most 20 KB of server memory (2,000 of them)", async () => {
+  const server = await startScript("chat_server.ts", [
+    "--port",
+    "0",
+    "--max-per-address",
+    "5000",
+  ]);
+  try {
+    using watcher = await Peer.connect(server.port);
+    await waitForRoom(watcher, 1);
+    const before = await residentBytes(server.child.pid);
+    const crowd = await connectMany(server.port, 2000);
+    try {
+      await waitForRoom(watcher, 2001);
+      const perMember = (await residentBytes(server.child.pid) - before) /
+        2000;
+      assert.ok(perMember <= 20 * 1024, `${perMember} bytes per member`);
+      console.log(`  ${(perMember / 1024).toFixed(1)} KB per idle member`);
+    } finally {
+      for (const conn of crowd) conn.close();
+    }
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
 Deno.test("--announce-limit: joins and leaves are announced only in a small room", async () => {
   const { server, port, log } = startServer({ announceLimit: 2 });
   await using _ = server;
