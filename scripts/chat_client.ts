@@ -11,18 +11,19 @@
  * in recv(), then in input(); each side waits for the other to finish. A
  * chat cannot: here sending and receiving are two tasks. When stdin ends
  * we half-close, so the server knows we are done yet can still deliver
- * what it queued for us. The connect is bounded by --timeout (lib/dial.ts),
- * the wait for the server's goodbye by 2 s.
+ * what it queued for us. Every wait is bounded: the connect and the
+ * welcome line by --timeout, the goodbye by 2 s.
  *
  * Read first: chat().
  */
 import {
+  Failure,
   parseCommandLine,
   parsePort,
   parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
-import { raceTimeout } from "../lib/deadline.ts";
+import { raceTimeout, seconds, withDeadline } from "../lib/deadline.ts";
 import { type Connection, dial } from "../lib/dial.ts";
 import { isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
@@ -40,8 +41,36 @@ room go to stdout. Type /help for the server's commands, /quit to leave.
 Options:
   --hostname HOST    server address (default 127.0.0.1)
   --port PORT        server port (default ${DEFAULT_PORT})
-  --timeout SECONDS  limit for the connect (default ${DEFAULT_TIMEOUT})
+  --timeout SECONDS  limit for the connect, and for the server's welcome
+                     line (default ${DEFAULT_TIMEOUT})
   -h, --help         show this help`;
+
+/** Copies what the server sends to a writer, read by read. */
+class Receiver {
+  #buffer = new Uint8Array(16 * 1024);
+
+  constructor(readonly from: io.Reader, readonly to: io.Writer) {}
+
+  /**
+   * Shows what arrives until the end (false) or, with `untilLine`, until
+   * a read brings a "\n": a whole line came (true).
+   */
+  async show(untilLine: boolean): Promise<boolean> {
+    while (true) {
+      const count = await this.from.read(this.#buffer);
+      if (count === null) return false;
+      const bytes = this.#buffer.subarray(0, count);
+      await io.writeAll(this.to, bytes);
+      if (untilLine && bytes.includes(0x0a)) return true;
+    }
+  }
+}
+
+/** When set, the server's first line must arrive within `ms`. */
+export interface Welcome {
+  ms: number;
+  from: string; // "host:port", for the message
+}
 
 /**
  * Runs a chat session on `conn`: `input` goes to the server while what the
@@ -54,8 +83,25 @@ export async function chat(
   input: io.Reader,
   output: io.Writer,
   lingerMs = DEFAULT_LINGER_MS,
+  welcome?: Welcome,
 ): Promise<void> {
-  const receiving = io.copy(conn, output);
+  const receiver = new Receiver(conn, output);
+  if (welcome) {
+    // A server that accepts and says nothing (a wrong port, a stuck
+    // process) must not leave us waiting silently.
+    const greeted = await withDeadline(
+      conn,
+      welcome.ms,
+      () => receiver.show(true),
+      `no welcome from ${welcome.from} within ${seconds(welcome.ms)}`,
+    );
+    if (!greeted) {
+      throw new Failure(
+        `no welcome from ${welcome.from}: it closed the connection`,
+      );
+    }
+  }
+  const receiving = receiver.show(false);
   const sending = (async () => {
     try {
       await io.copy(input, conn);
@@ -91,8 +137,12 @@ if (import.meta.main) {
     const timeoutMs = parseSeconds(values.timeout, "--timeout") * 1000;
     // Refused, unresolved, timed out: one line naming HOST:PORT, exit 1.
     const conn = await dial({ hostname, port, timeoutMs });
+    const from = io.formatHostPort(hostname, port);
     try {
-      await chat(conn, Deno.stdin, Deno.stdout);
+      await chat(conn, Deno.stdin, Deno.stdout, DEFAULT_LINGER_MS, {
+        ms: timeoutMs,
+        from,
+      });
     } finally {
       io.closeQuietly(conn);
     }

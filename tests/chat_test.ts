@@ -709,6 +709,28 @@ Deno.test("chat_client.ts: a connect that hangs is one line, exit 1, after --tim
   }
 });
 
+Deno.test("chat_client.ts: a server that never speaks is one line, exit 1, after --timeout", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  const accepted = listener.accept(); // and then nothing is said
+  const started = performance.now();
+  const result = await runScript("chat_client.ts", [
+    "--port",
+    String(port),
+    "--timeout",
+    "1",
+  ], { stdin: "hello?\n" });
+  const elapsed = performance.now() - started;
+  (await accepted).close();
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout, "");
+  assert.equal(
+    result.stderr,
+    `chat_client.ts: no welcome from 127.0.0.1:${port} within 1 s\n`,
+  );
+  assert.ok(elapsed >= 900 && elapsed < 6000, `took ${elapsed} ms`);
+});
+
 const haveNc = await hasCommand("nc");
 Deno.test({
   name: "nc is a full client",
@@ -898,6 +920,13 @@ Deno.test("--max-per-address and --max-connections: beyond them a client is clos
       "refused 127.0.0.1: 2 connections from it (--max-per-address)",
     ),
     log.join("\n"),
+  );
+  // Our client says what happened, in one line.
+  const full = await runScript("chat_client.ts", ["--port", String(port)]);
+  assert.equal(full.code, 1);
+  assert.equal(
+    full.stderr,
+    `chat_client.ts: no welcome from 127.0.0.1:${port}: it closed the connection\n`,
   );
   bob.close();
   await alice.expect("* guest2 left\n");
