@@ -12,9 +12,11 @@
  * chat cannot: here sending and receiving are two tasks. When stdin ends
  * we half-close, so the server knows we are done yet can still deliver
  * what it queued for us. Every wait is bounded: the connect and the
- * welcome line by --timeout, the goodbye by 2 s.
+ * welcome line by --timeout, the goodbye by 2 s. And the room's text is
+ * other people's: it reaches your terminal only through lib/terminal.ts,
+ * so nobody can send escape sequences to your screen.
  *
- * Read first: chat().
+ * Read first: chat(), then Receiver.show.
  */
 import {
   Failure,
@@ -27,6 +29,7 @@ import { raceTimeout, seconds, withDeadline } from "../lib/deadline.ts";
 import { type Connection, dial } from "../lib/dial.ts";
 import { isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
+import { replaceControls } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 8888;
 export const DEFAULT_TIMEOUT = 5; // seconds
@@ -45,22 +48,36 @@ Options:
                      line (default ${DEFAULT_TIMEOUT})
   -h, --help         show this help`;
 
-/** Copies what the server sends to a writer, read by read. */
+const encoder = new TextEncoder();
+
+/**
+ * Shows what the server sends, safe for a terminal: invalid UTF-8 becomes
+ * U+FFFD, and so does every control character but tab and the line ends
+ * (an escape sequence that would clear your screen or retitle the window,
+ * a lone "\r" that would let one line overwrite another).
+ */
 class Receiver {
+  #decoder = new TextDecoder(); // a character split between reads stays whole
   #buffer = new Uint8Array(16 * 1024);
+  #held = ""; // a "\r" that ended a read: its "\n" may come next
 
   constructor(readonly from: io.Reader, readonly to: io.Writer) {}
 
   /**
-   * Shows what arrives until the end (false) or, with `untilLine`, until
-   * a read brings a "\n": a whole line came (true).
+   * Shows what arrives, read by read, until the end (false) or, with
+   * `untilLine`, until a read brings a "\n": a whole line came (true).
    */
   async show(untilLine: boolean): Promise<boolean> {
     while (true) {
       const count = await this.from.read(this.#buffer);
+      const bytes = this.#buffer.subarray(0, count ?? 0);
+      let text = this.#held + this.#decoder.decode(bytes, { stream: !!count });
+      this.#held = count && text.endsWith("\r") ? "\r" : "";
+      if (this.#held) text = text.slice(0, -1);
+      const lines = text.replaceAll("\r\n", "\n").split("\n");
+      const safe = lines.map(replaceControls).join("\n");
+      await io.writeAll(this.to, encoder.encode(safe));
       if (count === null) return false;
-      const bytes = this.#buffer.subarray(0, count);
-      await io.writeAll(this.to, bytes);
       if (untilLine && bytes.includes(0x0a)) return true;
     }
   }

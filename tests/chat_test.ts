@@ -731,6 +731,37 @@ Deno.test("chat_client.ts: a server that never speaks is one line, exit 1, after
   assert.ok(elapsed >= 900 && elapsed < 6000, `took ${elapsed} ms`);
 });
 
+Deno.test("chat_client.ts: a hostile server's escape sequences never reach the terminal raw", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    using conn = await listener.accept();
+    const hostile = [
+      encoder.encode("* welcome\x1b]0;owned\x07\n"),
+      encoder.encode("\x1b[2Jcleared\tok\r\nover\rwritten\n"),
+      new Uint8Array([0xff, 0xfe, 0x0a, 0xc3]), // bad bytes; half an "é"
+      new Uint8Array([0xa9, 0x0a]), // … whose other half comes later
+      encoder.encode("\u202etxt.exe\n\x9b31m\n"),
+    ];
+    for (const bytes of hostile) {
+      await writeAll(conn, bytes);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  const result = await runScript("chat_client.ts", [
+    "--port",
+    String(listener.addr.port),
+  ]);
+  await serving;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(
+    result.stdout,
+    "* welcome\uFFFD]0;owned\uFFFD\n" +
+      "\uFFFD[2Jcleared\tok\nover\uFFFDwritten\n" +
+      "\uFFFD\uFFFD\né\n" +
+      "\uFFFDtxt.exe\n\uFFFD31m\n",
+  );
+});
+
 const haveNc = await hasCommand("nc");
 Deno.test({
   name: "nc is a full client",
