@@ -888,6 +888,47 @@ Deno.test("chat_server.ts subprocess: Listening line, SIGTERM tells everyone and
   }
 });
 
+Deno.test("chat_server.ts subprocess: a second SIGTERM 50 ms into a slow shutdown still exits 0 within 2 s", async () => {
+  const server = await startScript("chat_server.ts", [
+    "--port",
+    "0",
+    "--max-line",
+    "65536",
+    "--max-queue",
+    String(64 * 1024 * 1024),
+  ]);
+  try {
+    using stalled = await Peer.connect(server.port); // reads nothing more
+    using alice = await Peer.connect(server.port);
+    // 16 MB for a member that does not read: more than the kernel buffers,
+    // so its writer is stuck and the shutdown waits its full second for it.
+    const line = `${"z".repeat(64 * 1024 - 1)}\n`;
+    for (let i = 0; i < 256; i++) await alice.send(line);
+    await alice.send("/who\n");
+    await alice.expect("* 2 here: guest1, guest2\n");
+    const started = performance.now();
+    server.child.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    try {
+      server.child.kill("SIGTERM"); // mid-close
+    } catch {
+      // Already gone: that would be a failure below.
+    }
+    const [output, aliceRest] = await Promise.all([
+      server.stop("SIGTERM"),
+      alice.rest(),
+    ]);
+    const elapsed = performance.now() - started;
+    assert.equal(output.signal, null);
+    assert.equal(output.code, 0);
+    assert.ok(elapsed >= 50 && elapsed < 2000, `took ${elapsed} ms`);
+    assert.equal(aliceRest, "* server shutting down\n");
+    stalled.close();
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
 // ---- Idle members and caps (the hardening issue) ----
 
 /** Opens `count` connections, 100 at a time, and reads none of them. */
