@@ -3,18 +3,18 @@
  * room while the room's lines print as they arrive.
  *
  * Run:    deno run --allow-net scripts/chat_client.ts [--hostname HOST] [--port 8888]
+ *   TLS:  deno run --allow-net --allow-read=certs scripts/chat_client.ts --cacert certs/ca.pem
  * Try it: start scripts/chat_server.ts, then run this in two terminals, or
  *         printf 'hello\n/who\n' | deno run --allow-net scripts/chat_client.ts
  *
  * The tutorials' conversations take turns: 000 §4.2's client sends one
  * message and reads one reply with recv(1024), and 000 §4.1's server waits
- * in recv(), then in input(); each side waits for the other to finish. A
- * chat cannot: here sending and receiving are two tasks. When stdin ends
- * we half-close, so the server knows we are done yet can still deliver
- * what it queued for us. Every wait is bounded: the connect and the
- * welcome line by --timeout, the goodbye by 2 s. And the room's text is
- * other people's: it reaches your terminal only through lib/terminal.ts,
- * so nobody can send escape sequences to your screen.
+ * in recv(), then in input(). A chat cannot: here sending and receiving
+ * are two tasks. When stdin ends we half-close, so the server knows we are
+ * done yet can still deliver what it queued for us. Every wait is bounded:
+ * the connect and the welcome line by --timeout, the goodbye by 2 s. And
+ * the room's text is other people's: it reaches your terminal only through
+ * lib/terminal.ts, so nobody can send escape sequences to your screen.
  *
  * Read first: chat(), then Receiver.show.
  */
@@ -30,6 +30,7 @@ import { type Connection, dial } from "../lib/dial.ts";
 import { isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
 import { replaceControls } from "../lib/terminal.ts";
+import * as tls from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8888;
 export const DEFAULT_TIMEOUT = 5; // seconds
@@ -46,6 +47,7 @@ Options:
   --port PORT        server port (default ${DEFAULT_PORT})
   --timeout SECONDS  limit for the connect, and for the server's welcome
                      line (default ${DEFAULT_TIMEOUT})
+${tls.CLIENT_TLS_HELP}
   -h, --help         show this help`;
 
 const encoder = new TextEncoder();
@@ -147,13 +149,16 @@ if (import.meta.main) {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
         timeout: { type: "string", default: String(DEFAULT_TIMEOUT) },
+        ...tls.CLIENT_TLS_OPTIONS,
       },
     });
     const { hostname } = values;
     const port = parsePort(values.port);
     const timeoutMs = parseSeconds(values.timeout, "--timeout") * 1000;
-    // Refused, unresolved, timed out: one line naming HOST:PORT, exit 1.
-    const conn = await dial({ hostname, port, timeoutMs });
+    const clientTls = await tls.loadClientTls(values);
+    // Refused, unresolved, timed out, an untrusted certificate: one line
+    // naming HOST:PORT and the problem, exit 1.
+    const conn = await dial({ hostname, port, timeoutMs, tls: clientTls });
     const from = io.formatHostPort(hostname, port);
     try {
       await chat(conn, Deno.stdin, Deno.stdout, DEFAULT_LINGER_MS, {

@@ -3,23 +3,22 @@
  * "name: line", each member fed through an outgoing queue of its own.
  *
  * Run:    deno run --allow-net scripts/chat_server.ts [--port 8888]
+ *   TLS:  deno run --allow-net --allow-read=certs scripts/chat_server.ts
+ *           --cert certs/localhost.pem --key certs/localhost.key
  * Try it: nc 127.0.0.1 8888   (in two terminals; /help lists the commands)
  *    or:  deno run --allow-net scripts/chat_client.ts
  *
  * No tutorial builds a chat server. 001 §3 step 5 speaks of a two-person
  * chat and shows an echo loop; 000 §4.1 serves one client at a time (the
- * next waits in the backlog until it leaves), answers each recv(1024) with
- * a line typed at input(), and decodes each chunk as UTF-8, which raises
- * when a chunk ends inside a multi-byte character. A room needs more: many
- * members at once, lines cut out of the byte stream with a byte limit, bad
- * UTF-8 repaired, and a member who stops reading must not freeze the rest
- * (the general pitfall of writing to each member in turn). Here each
- * member has its own queue and writer task; the room (lib/chat_room.ts)
- * only queues bytes, and drops a member whose queue passes a bound. Rooms
- * over --announce-limit members stop announcing joins and leaves: a join
- * then costs one welcome, not a line to everyone. Idle connections close
- * after --idle-timeout; --max-connections and --max-per-address keep one
- * host from taking every descriptor.
+ * next waits in the backlog), answers each recv(1024) with a line typed at
+ * input(), and decodes each chunk as UTF-8, which raises when a chunk ends
+ * inside a multi-byte character. A room needs many members at once, lines
+ * cut out of the byte stream with a byte limit, bad UTF-8 repaired, and no
+ * member who stops reading may freeze the rest (the general pitfall of
+ * writing to each in turn): each member has its own queue and writer task,
+ * and the room (lib/chat_room.ts) only queues bytes, dropping a member
+ * whose queue passes a bound. Rooms over --announce-limit members stop
+ * announcing joins and leaves: a join costs one welcome, not a line to all.
  *
  * Read first: TcpMember.send, then serveMember.
  */
@@ -37,6 +36,7 @@ import * as io from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
 import * as server from "../lib/server.ts";
 import { replaceControls } from "../lib/terminal.ts";
+import * as tls from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8888;
 export const DEFAULT_MAX_LINE = 4096;
@@ -68,6 +68,9 @@ Options:
                      the open-file limit (ulimit -n)
   --max-per-address N
                      clients at once from one address (default ${server.DEFAULT_MAX_PER_ADDRESS})
+${tls.SERVER_TLS_HELP}
+                     (clients cannot be asked for certificates: Deno has no
+                     way to request them yet, deno#26825)
   -h, --help         show this help`;
 
 export interface ChatServerOptions {
@@ -79,14 +82,15 @@ export interface ChatServerOptions {
   announceLimit?: number; // joins and leaves announced up to this many
   maxConnections?: number;
   maxPerAddress?: number;
+  tls?: server.ServerTls;
   log?: (message: string) => void; // joins and leaves (default: stderr)
 }
 
 /**
- * A member on a TCP connection: its own queue, and a writer task that
- * alone waits on the peer, running only while the queue holds something.
- * A room that wrote to each member in turn would wait on the slowest; here
- * send() only queues, and returns at once.
+ * A member on a TCP (or TLS) connection: its own queue, and a writer task
+ * that alone waits on the peer, running only while the queue holds
+ * something. A room that wrote to each member in turn would wait on the
+ * slowest; here send() only queues, and returns at once.
  */
 class TcpMember implements Member {
   #queue: Uint8Array[] = [];
@@ -232,7 +236,7 @@ export function startChatServer(
 }
 
 if (import.meta.main) {
-  await runCommand("chat_server.ts", () => {
+  await runCommand("chat_server.ts", async () => {
     const text = (value: unknown) =>
       ({ type: "string", default: String(value) }) as const;
     const { values } = parseCommandLine(Deno.args, {
@@ -246,10 +250,12 @@ if (import.meta.main) {
         "announce-limit": text(DEFAULT_ANNOUNCE_LIMIT),
         "max-connections": text(server.DEFAULT_MAX_CONNECTIONS),
         "max-per-address": text(server.DEFAULT_MAX_PER_ADDRESS),
+        ...tls.SERVER_TLS_OPTIONS,
       },
     });
     const count = (name: keyof typeof values, min: number, max = 1e6) =>
       parseInteger(values[name] as string, `--${name}`, min, max);
+    const serverTls = await tls.loadServerTls(values);
     const chat = startChatServer({
       hostname: values.hostname,
       port: parsePort(values.port),
@@ -259,7 +265,8 @@ if (import.meta.main) {
       announceLimit: count("announce-limit", 0),
       maxConnections: count("max-connections", 1),
       maxPerAddress: count("max-per-address", 1),
+      tls: serverTls,
     });
-    return server.runUntilSignal(chat, "tcp");
+    return server.runUntilSignal(chat, serverTls ? "tls" : "tcp");
   });
 }

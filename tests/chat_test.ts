@@ -1,17 +1,19 @@
 // Tests for scripts/chat_server.ts and scripts/chat_client.ts, over real
 // loopback sockets: exact bytes of every notice, the commands, the hostile
 // cases (over-long and endless lines, invalid UTF-8, a client that never
-// reads, resets, hundreds of clients), the client script, nc, the CLI and
-// SIGTERM.
+// reads, resets, thousands of clients, silent ones, a hostile server), the
+// client script, nc, openssl and Python as TLS clients, the CLI and SIGTERM.
 import assert from "node:assert/strict";
 import {
   type ChatServerOptions,
   startChatServer,
 } from "../scripts/chat_server.ts";
 import { chat } from "../scripts/chat_client.ts";
+import { dial } from "../lib/dial.ts";
 import { writeAll } from "../lib/io.ts";
 import {
   hasCommand,
+  makeTestCerts,
   runScript,
   runTool,
   scriptPath,
@@ -836,6 +838,16 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
       ["--announce-limit", "-1"],
       "option '--announce-limit' needs a value; for one starting with '-', write --announce-limit=VALUE",
     ],
+    [
+      "chat_server.ts",
+      ["--cert", "cert.pem"],
+      "--cert and --key go together: give both or neither",
+    ],
+    [
+      "chat_client.ts",
+      ["--client-key", "key.pem"],
+      "--client-cert and --client-key go together: give both or neither",
+    ],
   ];
   await Promise.all(cases.map(async ([script, args, message]) => {
     const result = await runScript(script, args);
@@ -849,10 +861,13 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
   const help = await runScript("chat_server.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: chat_server\.ts /);
+  // Where a user looks: why no option asks clients for certificates.
+  assert.match(help.stdout, /deno#26825/);
   assert.match(help.stdout, /--idle-timeout SECONDS/);
   const clientHelp = await runScript("chat_client.ts", ["--help"]);
   assert.equal(clientHelp.code, 0);
   assert.match(clientHelp.stdout, /--timeout SECONDS/);
+  assert.match(clientHelp.stdout, /--cacert FILE/);
 });
 
 Deno.test("chat_server.ts subprocess: Listening line, SIGTERM tells everyone and exits 0", async () => {
@@ -1222,4 +1237,256 @@ Deno.test("--announce-limit: joins and leaves are announced only in a small room
   // Everything else still reaches everyone.
   await bob.send("still here\n");
   await alice.expect("guest2: still here\n");
+});
+
+// ---- TLS ----
+
+const haveOpenssl = await hasCommand("openssl");
+if (!haveOpenssl) skipBecause("openssl not installed: chat TLS tests ignored");
+
+/** A TLS chat connection that reads whole lines, like Peer. */
+async function tlsPeer(port: number, ca: string, hostname = "127.0.0.1") {
+  const conn = await Deno.connectTls({ hostname, port, caCerts: [ca] });
+  const peer = new Peer(conn as unknown as Deno.TcpConn);
+  assert.match(await peer.line(), /^\* welcome guest\d+; /);
+  return peer;
+}
+
+Deno.test({
+  name:
+    "TLS: --cert/--key; our client (right CA), openssl s_client and Python ssl chat together",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const server = await startScript("chat_server.ts", [
+      "--port",
+      "0",
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+    ], { allow: ["--allow-net", `--allow-read=${certs.dir}`] });
+    try {
+      assert.equal(
+        server.listeningLine,
+        `Listening on tls://127.0.0.1:${server.port}`,
+      );
+      using alice = await tlsPeer(server.port, certs.ca); // guest1
+
+      const client = await runScript("chat_client.ts", [
+        "--port",
+        String(server.port),
+        "--cacert",
+        certs.caFile,
+      ], {
+        allow: ["--allow-net", `--allow-read=${certs.dir}`],
+        stdin: "hello over TLS\n/quit\n",
+      });
+      assert.equal(client.code, 0, client.stderr);
+      assert.equal(
+        client.stdout,
+        "* welcome guest2; /help lists commands\n* bye guest2\n",
+      );
+      await alice.expect(
+        "* guest2 joined\n",
+        "guest2: hello over TLS\n",
+        "* guest2 left\n",
+      );
+
+      const openssl = await runTool(
+        "openssl",
+        [
+          "s_client",
+          "-connect",
+          `127.0.0.1:${server.port}`,
+          "-CAfile",
+          certs.caFile,
+          "-verify_return_error",
+          "-quiet",
+        ],
+        "from openssl\n/quit\n",
+        10_000,
+      );
+      assert.equal(openssl.code, 0, openssl.stderr);
+      assert.equal(
+        new TextDecoder().decode(openssl.stdout),
+        "* welcome guest3; /help lists commands\n* bye guest3\n",
+      );
+      await alice.expect(
+        "* guest3 joined\n",
+        "guest3: from openssl\n",
+        "* guest3 left\n",
+      );
+
+      if (!havePython) {
+        skipBecause("python3 not installed (its TLS client part)");
+      } else {
+        const python = await runTool(
+          "python3",
+          [
+            "-c",
+            PYTHON_TLS_CLIENT,
+            String(server.port),
+            certs.caFile,
+          ],
+          undefined,
+          10_000,
+        );
+        assert.equal(python.code, 0, python.stderr);
+        assert.equal(
+          new TextDecoder().decode(python.stdout),
+          "* welcome guest4; /help lists commands\n* 2 here: guest1, guest4\n",
+        );
+        await alice.expect(
+          "* guest4 joined\n",
+          "guest4: from python\n",
+          "* guest4 left\n",
+        );
+      }
+    } finally {
+      await server.stop();
+    }
+  },
+});
+
+// A Python TLS chat client: welcome, a line, /who, /quit.
+const PYTHON_TLS_CLIENT = `
+import socket, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[2])
+raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+with context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+    lines = s.makefile("rb")
+    sys.stdout.write(lines.readline().decode())
+    s.sendall(b"from python\\n/who\\n")
+    sys.stdout.write(lines.readline().decode())
+    s.sendall(b"/quit\\n")
+    lines.readline()
+`;
+
+Deno.test({
+  name:
+    "TLS: wrong CA is one line, exit 1; plain text and a stalled handshake cost only their own connection",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const log: string[] = [];
+    await using server = startChatServer({
+      port: 0,
+      tls: { cert: certs.cert, key: certs.key },
+      log: (line) => log.push(line),
+    });
+    const port = server.addr.port;
+    const wrongCa = await runScript("chat_client.ts", [
+      "--port",
+      String(port),
+      "--cacert",
+      certs.otherCaFile,
+    ], { allow: ["--allow-net", `--allow-read=${certs.dir}`] });
+    assert.equal(wrongCa.code, 1);
+    assert.equal(
+      wrongCa.stderr,
+      `chat_client.ts: cannot connect to 127.0.0.1:${port}: certificate not trusted (unknown issuer)\n`,
+    );
+    // The right CA, the wrong name: refused by the client, named as such.
+    await assert.rejects(
+      dial({
+        hostname: "127.0.0.1",
+        port,
+        timeoutMs: 5000,
+        tls: { caCerts: [certs.ca], serverName: "example.com" },
+      }),
+      {
+        message:
+          `cannot connect to 127.0.0.1:${port}: certificate is not valid for example.com`,
+      },
+    );
+
+    // A client that never finishes its handshake holds no one up.
+    using stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+    using alice = await tlsPeer(port, certs.ca);
+    // Plain text to the TLS port: that connection fails, alone.
+    using plain = await Peer.connect(port, false);
+    await plain.send("hello in plain text\n");
+    await plain.rest();
+    using bob = await tlsPeer(port, certs.ca);
+    await alice.expect("* guest2 joined\n");
+    await bob.send("all well\n");
+    await alice.expect("guest2: all well\n");
+    assert.ok(
+      log.some((line) =>
+        /^TLS handshake with 127\.0\.0\.1:\d+ failed/.test(line)
+      ),
+      log.join("\n"),
+    );
+    stalled.close();
+  },
+});
+
+Deno.test({
+  name: "TLS: 50 concurrent TLS members each receive a broadcast",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using server = startChatServer({
+      port: 0,
+      tls: { cert: certs.cert, key: certs.key },
+      log: () => {},
+    });
+    const peers = await Promise.all(
+      Array.from({ length: 50 }, () => tlsPeer(server.addr.port, certs.ca)),
+    );
+    try {
+      await peers[0].send("to all of you\n");
+      await Promise.all(
+        peers.slice(1).map(async (peer) => {
+          let line = await peer.line();
+          while (line.startsWith("* ")) line = await peer.line();
+          assert.match(line, /^guest\d+: to all of you\n$/);
+        }),
+      );
+    } finally {
+      for (const peer of peers) peer.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "TLS over IPv6: Listening on tls://[::1]:PORT, our client joins by --hostname ::1",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    const server = await startScript("chat_server.ts", [
+      "--hostname",
+      "::1",
+      "--port",
+      "0",
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+    ], { allow });
+    try {
+      assert.equal(
+        server.listeningLine,
+        `Listening on tls://[::1]:${server.port}`,
+      );
+      const client = await runScript("chat_client.ts", [
+        "--hostname",
+        "::1",
+        "--port",
+        String(server.port),
+        "--cacert",
+        certs.caFile,
+      ], { allow, stdin: "/who\n" });
+      assert.equal(client.code, 0, client.stderr);
+      assert.equal(
+        client.stdout,
+        "* welcome guest1; /help lists commands\n* 1 here: guest1\n",
+      );
+    } finally {
+      await server.stop();
+    }
+  },
 });
