@@ -76,8 +76,9 @@ export class BufferedReader implements Reader {
   }
 
   /**
-   * After LineTooLongError, discards the rest of that line; false at end of
-   * input. Memory stays bounded however long the line goes on.
+   * After LineTooLongError (from readLine() or fill()), discards the rest of
+   * that line; false at end of input. Memory stays bounded however long the
+   * line goes on.
    */
   async skipLine(): Promise<boolean> {
     if (!this.#insideLongLine) return true;
@@ -153,6 +154,7 @@ export class BufferedReader implements Reader {
     }
     if (this.#end === this.#buffer.length) {
       if (this.#buffer.length >= capacity) {
+        this.#insideLongLine = true; // skipLine() drops the rest
         throw new LineTooLongError(capacity - 2);
       }
       const larger = new Uint8Array(
