@@ -34,11 +34,13 @@ const LARGE_BUFFER = 64 * 1024;
 const POOL_LIMIT = 64;
 const pool: Uint8Array[] = [];
 
-function borrow(): Uint8Array {
+/** A 64 KiB buffer from the pool (copy, BufferedReader's largeReads). */
+export function borrowBuffer(): Uint8Array {
   return pool.pop() ?? new Uint8Array(LARGE_BUFFER);
 }
 
-function giveBack(buffer: Uint8Array) {
+/** Gives a borrowed buffer back: the caller must not touch it again. */
+export function returnBuffer(buffer: Uint8Array) {
   if (pool.length < POOL_LIMIT) pool.push(buffer);
 }
 
@@ -69,14 +71,14 @@ export async function copy(
       total += count;
       traffic.bytes += count;
       if (count === buffer.length) {
-        large ??= borrow(); // a stream: read in large pieces
+        large ??= borrowBuffer(); // a stream: read in large pieces
       } else if (large !== null) {
-        giveBack(large); // drained: wait for more with the small one
+        returnBuffer(large); // drained: wait for more with the small one
         large = null;
       }
     }
   } finally {
-    if (large !== null) giveBack(large);
+    if (large !== null) returnBuffer(large);
   }
 }
 

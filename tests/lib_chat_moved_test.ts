@@ -36,3 +36,25 @@ Deno.test("BufferedReader: skipLine() drops the rest of a line fill() found too 
   assert.deepEqual(await reader.readLine(), encoder.encode("next"));
   assert.equal(await reader.readLine(), null);
 });
+
+Deno.test("BufferedReader largeReads: 64 KiB reads while the source keeps filling the buffer, the small one when it pauses", async () => {
+  const source = piecesReader("a".repeat(300), "b".repeat(70_000), "end\n");
+  const reader = new BufferedReader(source, {
+    initialSize: 256,
+    maxLine: 100_000,
+    largeReads: true,
+  });
+  // The caller consumes everything it gets before each fill(). A read that
+  // does not fill its buffer (the 44 "a"s left) counts as a pause.
+  while (await reader.fill()) reader.consume(reader.buffered);
+  assert.deepEqual(source.reads, [256, 65536, 256, 65536, 65536, 256]);
+  // In the borrowed buffer, a line stays bounded by the line limit.
+  const long = new BufferedReader(
+    piecesReader("c".repeat(5000), "c".repeat(5000)),
+    { initialSize: 256, maxLine: 4096, largeReads: true },
+  );
+  await assert.rejects(async () => {
+    while (await long.fill()) { /* no "\n" */ }
+  }, LineTooLongError);
+  assert.ok(long.buffered <= 4096 + 2 + 65536, `${long.buffered}`);
+});
