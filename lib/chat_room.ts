@@ -6,7 +6,9 @@
 // rooms), which is why it is here and not inside chat_server.ts, whose
 // reading budget holds its network lessons: the member's own queue, and
 // lines cut out of a byte stream.
+import { concat } from "./io.ts";
 import { raceTimeout } from "./deadline.ts";
+import { replaceControls } from "./terminal.ts";
 
 /**
  * What the room knows of a member: a name and a queue. send() never waits
@@ -35,10 +37,21 @@ const HELP =
   "commands: /nick NAME (change your name), /who (list the room), /quit (leave), /help";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder(); // not fatal: bad UTF-8 becomes U+FFFD
+const NEWLINE = encoder.encode("\n");
 
 /** "* text\n": how every server notice looks on the wire. */
 function notice(text: string): Uint8Array {
   return encoder.encode(`* ${text}\n`);
+}
+
+/** Printable ASCII (tabs too) not starting blank: relayed as it is. */
+function isPlainText(line: Uint8Array): boolean {
+  if (line[0] <= 0x20) return false;
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] > 0x7e || (line[i] < 0x20 && line[i] !== 0x09)) return false;
+  }
+  return true;
 }
 
 /** Why a nickname is refused, or undefined when it is acceptable. */
@@ -122,14 +135,41 @@ export class Room {
   }
 
   /**
-   * Runs one line from `member` (decoded, and safe for terminals); false
-   * when the member quits.
+   * Runs complete lines from `member` (each ending in "\n" or "\r\n"; the
+   * last may lack it at the end of the input). Plain lines are gathered
+   * into one buffer and broadcast once: a read that brought ten lines costs
+   * each member one queue push, not ten. A command first sends what was
+   * gathered before it. Returns false when the member quits.
    */
-  handleLine(member: Member, text: string): boolean {
-    if (text.startsWith("/")) return this.command(member, text);
-    if (text.trim() !== "") {
-      this.broadcast(encoder.encode(`${member.name}: ${text}\n`), member);
+  receive(member: Member, bytes: Uint8Array): boolean {
+    let prefix = encoder.encode(`${member.name}: `);
+    let gathered: Uint8Array[] = [];
+    for (let start = 0; start < bytes.length;) {
+      let end = bytes.indexOf(0x0a, start);
+      if (end < 0) end = bytes.length;
+      let line = bytes.subarray(start, bytes[end - 1] === 0x0d ? end - 1 : end);
+      start = end + 1;
+      if (line.length > this.options.maxLine) {
+        this.refuseLongLine(member);
+      } else if (line[0] === 0x2f) { // "/"
+        if (gathered.length > 0) this.broadcast(concat(gathered), member);
+        gathered = [];
+        if (!this.command(member, replaceControls(decoder.decode(line)))) {
+          return false;
+        }
+        prefix = encoder.encode(`${member.name}: `); // after a /nick
+      } else if (line.length > 0) {
+        if (!isPlainText(line)) {
+          // Decoding repairs bad UTF-8; escape sequences must not reach the
+          // other members' terminals; a blank line is not worth sending.
+          const text = replaceControls(decoder.decode(line));
+          if (text.trim() === "") continue;
+          line = encoder.encode(text);
+        }
+        gathered.push(prefix, line, NEWLINE);
+      }
     }
+    if (gathered.length > 0) this.broadcast(concat(gathered), member);
     return true;
   }
 

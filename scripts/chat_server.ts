@@ -35,7 +35,6 @@ import { isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
 import * as server from "../lib/server.ts";
-import { replaceControls } from "../lib/terminal.ts";
 import * as tls from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8888;
@@ -154,8 +153,8 @@ type Idle = { sweeper: Sweeper; ms: number };
 
 /**
  * One TCP member, from welcome to goodbye. TCP is a byte stream: a read may
- * end mid-line, so the reader cuts lines at "\n" (at most maxLine bytes
- * each) and keeps the rest for the next read.
+ * end mid-line, so the complete lines of each read go to the room together
+ * and the rest waits in the reader for the next read.
  */
 async function serveMember(
   room: Room,
@@ -171,37 +170,46 @@ async function serveMember(
     // The read below waits on a silent peer: closing ends it.
     raceTimeout(member.written, FLUSH_TIMEOUT_MS).then(() => member.abort());
   });
-  // A waiting member holds a 256-byte buffer; a long line grows it.
-  const lines = new BufferedReader(conn, {
+  // A waiting member holds 256 bytes; one that streams reads 64 KiB at once.
+  const reader = new BufferedReader(conn, {
     maxLine: room.options.maxLine,
     initialSize: 256,
+    largeReads: true,
   });
-  const decoder = new TextDecoder(); // not fatal: bad UTF-8 becomes U+FFFD
-  let reason = "disconnected";
+  let reason = "connection lost"; // unless the loop ends otherwise
   try {
     while (!room.closing && room.members.has(member)) {
-      let line;
+      let more;
       try {
-        line = await lines.readLine();
+        const before = reader.buffered;
+        more = await reader.fill();
+        member.traffic.bytes += reader.buffered - before;
       } catch (error) {
         if (!(error instanceof LineTooLongError)) throw error;
-        // Refused to its sender only; the rest of the line is skipped
-        // however long it is, and the member keeps receiving meanwhile.
+        // No "\n" within the limit: refused to its sender only; the rest
+        // of the line is skipped however long it is.
         room.refuseLongLine(member);
-        if (await lines.skipLine()) continue;
-        line = null; // the input ended inside the long line
+        more = await reader.skipLine();
       }
-      if (line === null) break; // the client closed (or half-closed)
-      member.traffic.bytes += line.length + 1;
-      // Escape sequences must not reach the other members' terminals.
-      if (!room.handleLine(member, replaceControls(decoder.decode(line)))) {
-        reason = "quit";
+      // Complete lines end at the last "\n"; at the end of the input, the
+      // last line needs none.
+      const unread = reader.bytes.subarray(reader.start, reader.end);
+      const cut = more ? unread.lastIndexOf(0x0a) + 1 : unread.length;
+      if (cut > 0) {
+        const staying = room.receive(member, unread.subarray(0, cut));
+        reader.consume(cut);
+        if (!staying) {
+          reason = "quit";
+          break;
+        }
+      }
+      if (!more) {
+        reason = "disconnected"; // the client closed (or half-closed)
         break;
       }
     }
   } catch (error) {
     if (!isDisconnect(error)) throw error;
-    reason = "connection lost";
   } finally {
     if (timer) idle!.sweeper.remove(timer);
     room.leave(member, reason);

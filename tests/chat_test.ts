@@ -1490,3 +1490,29 @@ Deno.test({
     }
   },
 });
+
+// ---- Batches (the performance issue) ----
+
+Deno.test("lines that arrive in one read keep their order around commands, and /nick applies at once", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+  await alice.send(
+    "one\r\n  indented\n/nick alice\ntwo\n\t\nété\nthree\n/quit\nnever\n",
+  );
+  await bob.expect(
+    "guest1: one\n",
+    "guest1:   indented\n",
+    "* guest1 is now alice\n",
+    "alice: two\n",
+    "alice: été\n",
+    "alice: three\n",
+    "* alice left\n",
+  );
+  assert.equal(
+    await alice.rest(),
+    "* guest1 is now alice\n* bye alice\n",
+  );
+});
