@@ -34,11 +34,13 @@ const LARGE_BUFFER = 64 * 1024;
 const POOL_LIMIT = 64;
 const pool: Uint8Array[] = [];
 
-function borrow(): Uint8Array {
+/** A 64 KiB buffer from the pool (copy, BufferedReader's largeReads). */
+export function borrowBuffer(): Uint8Array {
   return pool.pop() ?? new Uint8Array(LARGE_BUFFER);
 }
 
-function giveBack(buffer: Uint8Array) {
+/** Gives a borrowed buffer back: the caller must not touch it again. */
+export function returnBuffer(buffer: Uint8Array) {
   if (pool.length < POOL_LIMIT) pool.push(buffer);
 }
 
@@ -69,15 +71,29 @@ export async function copy(
       total += count;
       traffic.bytes += count;
       if (count === buffer.length) {
-        large ??= borrow(); // a stream: read in large pieces
+        large ??= borrowBuffer(); // a stream: read in large pieces
       } else if (large !== null) {
-        giveBack(large); // drained: wait for more with the small one
+        returnBuffer(large); // drained: wait for more with the small one
         large = null;
       }
     }
   } finally {
-    if (large !== null) giveBack(large);
+    if (large !== null) returnBuffer(large);
   }
+}
+
+/** The chunks joined into one array (the only one when there is one). */
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  let size = 0;
+  for (const chunk of chunks) size += chunk.byteLength;
+  const joined = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return joined;
 }
 
 /** Closes a connection or listener that may already be closed. */

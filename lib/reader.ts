@@ -7,7 +7,7 @@
 // (status line, headers, chunk sizes and raw body bytes in turn), and
 // http_raw_server, which scans the buffer itself for the end of a request
 // head (bytes/start/end/consume/fill).
-import type { Reader } from "./io.ts";
+import { borrowBuffer, type Reader, returnBuffer } from "./io.ts";
 
 /** Thrown by readLine() when no "\n" arrives within the limit. */
 export class LineTooLongError extends Error {
@@ -24,11 +24,22 @@ export interface BufferedReaderOptions {
   maxLine?: number;
   /** Starting buffer size (1024); it grows up to what a line needs. */
   initialSize?: number;
+  /**
+   * While reads keep filling the buffer, fill() reads into a 64 KiB buffer
+   * borrowed from lib/io.ts's pool, and gives it back when the stream
+   * pauses: a busy stream costs few reads, a waiting one holds only its
+   * small buffer (chat_server). For callers that consume what they can
+   * before each fill().
+   */
+  largeReads?: boolean;
 }
 
 export class BufferedReader implements Reader {
   #source: Reader;
   #buffer: Uint8Array;
+  #own: Uint8Array; // #buffer, unless a large one is borrowed
+  #largeReads: boolean;
+  #filled = false; // the last read filled all the space it was given
   #start = 0; // first unread byte
   #end = 0; // one past the last buffered byte
   #scanned = 0; // bytes from #start already known to hold no newline
@@ -42,9 +53,10 @@ export class BufferedReader implements Reader {
     this.#source = source;
     this.maxLine = options.maxLine ?? 4096;
     // A connection that waits holds only this; long lines grow it.
-    this.#buffer = new Uint8Array(
+    this.#buffer = this.#own = new Uint8Array(
       Math.min(options.initialSize ?? 1024, this.maxLine + 2),
     );
+    this.#largeReads = options.largeReads ?? false;
   }
 
   /**
@@ -76,8 +88,9 @@ export class BufferedReader implements Reader {
   }
 
   /**
-   * After LineTooLongError, discards the rest of that line; false at end of
-   * input. Memory stays bounded however long the line goes on.
+   * After LineTooLongError (from readLine() or fill()), discards the rest of
+   * that line; false at end of input. Memory stays bounded however long the
+   * line goes on.
    */
   async skipLine(): Promise<boolean> {
     if (!this.#insideLongLine) return true;
@@ -141,8 +154,8 @@ export class BufferedReader implements Reader {
   /**
    * Reads more from the source into the buffer, first moving the unread
    * bytes to the front and growing the buffer (up to `capacity` bytes) if it
-   * is full. False at end of input. Throws LineTooLongError when the buffer
-   * is full at `capacity`.
+   * is full. False at end of input. Throws LineTooLongError when `capacity`
+   * bytes are buffered unread.
    */
   async fill(capacity = this.maxLine + 2): Promise<boolean> {
     if (this.#ended) return false;
@@ -151,23 +164,41 @@ export class BufferedReader implements Reader {
       this.#end -= this.#start;
       this.#start = 0;
     }
+    if (this.#end >= capacity) {
+      this.#insideLongLine = true; // skipLine() drops the rest
+      throw new LineTooLongError(capacity - 2);
+    }
+    if (this.#largeReads) this.#swapBuffers();
     if (this.#end === this.#buffer.length) {
-      if (this.#buffer.length >= capacity) {
-        throw new LineTooLongError(capacity - 2);
-      }
       const larger = new Uint8Array(
         Math.min(capacity, this.#buffer.length * 4),
       );
       larger.set(this.#buffer.subarray(0, this.#end));
-      this.#buffer = larger;
+      if (this.#buffer !== this.#own) returnBuffer(this.#buffer);
+      this.#buffer = this.#own = larger;
     }
+    const space = this.#buffer.length - this.#end;
     const count = await this.#source.read(this.#buffer.subarray(this.#end));
     if (count === null) {
       this.#ended = true;
       return false;
     }
     this.#end += count;
+    this.#filled = count === space;
     return true;
+  }
+
+  /** Borrows a large buffer while reads fill it; gives it back after. */
+  #swapBuffers() {
+    const borrowed = this.#buffer !== this.#own;
+    let next;
+    if (!borrowed && this.#filled) next = borrowBuffer();
+    else if (borrowed && !this.#filled && this.#end <= this.#own.length) {
+      next = this.#own;
+    } else return;
+    next.set(this.#buffer.subarray(0, this.#end));
+    if (borrowed) returnBuffer(this.#buffer);
+    this.#buffer = next;
   }
 
   #take(lineEnd: number, next: number, limit: number): Uint8Array {

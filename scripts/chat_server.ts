@@ -1,49 +1,49 @@
 /**
- * TCP chat server: every line a client sends goes to every other client,
- * prefixed with the sender's name. Plain UTF-8 lines, so nc and telnet are
- * full clients.
+ * TCP chat room: every line a member sends goes to every other member as
+ * "name: line", each member fed through an outgoing queue of its own.
  *
  * Run:    deno run --allow-net scripts/chat_server.ts [--port 8888]
- * Try it: nc 127.0.0.1 8888        (in two terminals; type /help)
+ *   TLS:  deno run --allow-net --allow-read=certs scripts/chat_server.ts
+ *           --cert certs/localhost.pem --key certs/localhost.key
+ * Try it: nc 127.0.0.1 8888   (in two terminals; /help lists the commands)
  *    or:  deno run --allow-net scripts/chat_client.ts
  *
- * The tutorial's chat server loops over `select()` and calls `sock.send()`
- * on every client in turn: one client that stops reading fills its socket
- * buffer, that send blocks, and the whole room freezes. It also treats each
- * recv() as one message (TCP has no messages) and dies on bad UTF-8. Here
- * each client has its own outgoing queue and writer task, a client whose
- * queue passes a bound is dropped, lines are framed with a byte limit, and
- * invalid UTF-8 becomes U+FFFD.
+ * No tutorial builds a chat server. 001 §3 step 5 speaks of a two-person
+ * chat and shows an echo loop; 000 §4.1 serves one client at a time (the
+ * next waits in the backlog), answers each recv(1024) with a line typed at
+ * input(), and decodes each chunk as UTF-8, which raises when a chunk ends
+ * inside a multi-byte character. A room needs many members at once, lines
+ * cut out of the byte stream with a byte limit, bad UTF-8 repaired, and no
+ * member who stops reading may freeze the rest (the general pitfall of
+ * writing to each in turn): each member has its own queue and writer task,
+ * and the room (lib/chat_room.ts) only queues bytes, dropping a member
+ * whose queue passes a bound. Rooms over --announce-limit members stop
+ * announcing joins and leaves: a join costs one welcome, not a line to all.
+ *
+ * Read first: TcpMember.send, then serveMember.
  */
 import {
   parseCommandLine,
   parseInteger,
   parsePort,
+  parseSeconds,
   runCommand,
 } from "../lib/cli.ts";
-import {
-  closeQuietly,
-  formatAddress,
-  isDisconnect,
-  writeAll,
-} from "../lib/net.ts";
-import { LineReader, LineTooLongError } from "../lib/lines.ts";
-import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
+import { type Member, Room } from "../lib/chat_room.ts";
+import { raceTimeout, seconds, Sweeper, TIMED_OUT } from "../lib/deadline.ts";
+import { isDisconnect } from "../lib/errors.ts";
+import * as io from "../lib/io.ts";
+import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
+import * as server from "../lib/server.ts";
+import * as tls from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8888;
 export const DEFAULT_MAX_LINE = 4096;
 export const DEFAULT_MAX_QUEUE = 1024 * 1024;
-/** Longest nickname, in characters. */
-export const MAX_NAME_LENGTH = 24;
-
-/** /who lists at most this many names, so its reply stays small. */
-const MAX_NAMES_LISTED = 100;
-/** How long a leaving client gets to receive what is queued for it. */
-const FLUSH_TIMEOUT_MS = 2000;
-/** On shutdown, how long everyone gets to receive the last notice. */
-const SHUTDOWN_FLUSH_MS = 1000;
-/** Writes are batched up to this size when a client's queue backs up. */
-const BATCH_BYTES = 64 * 1024;
+export const DEFAULT_IDLE_TIMEOUT = 1800; // seconds
+export const DEFAULT_ANNOUNCE_LIMIT = 100;
+export { MAX_NAME_LENGTH } from "../lib/chat_room.ts";
+const FLUSH_TIMEOUT_MS = 2000; // for a leaving member's last lines
 
 const USAGE = `Usage: chat_server.ts [--hostname HOST] [--port PORT] [options]
 
@@ -56,376 +56,225 @@ Options:
   --max-line BYTES   longest line accepted from a client (default ${DEFAULT_MAX_LINE})
   --max-queue BYTES  output queued for one client before it is dropped as
                      not reading (default ${DEFAULT_MAX_QUEUE})
+  --idle-timeout SECONDS
+                     close a connection silent both ways for this long
+                     (default ${DEFAULT_IDLE_TIMEOUT}; 0: never); lines delivered count, so
+                     a member who only reads stays while the room talks
+  --announce-limit N announce joins and leaves only while the room has at
+                     most N members (default ${DEFAULT_ANNOUNCE_LIMIT})
+  --max-connections N
+                     clients at once (default ${server.DEFAULT_MAX_CONNECTIONS}); keep it below
+                     the open-file limit (ulimit -n)
+  --max-per-address N
+                     clients at once from one address (default ${server.DEFAULT_MAX_PER_ADDRESS})
+${tls.SERVER_TLS_HELP}
+                     (clients cannot be asked for certificates: Deno has no
+                     way to request them yet, deno#26825)
   -h, --help         show this help`;
 
 export interface ChatServerOptions {
   hostname?: string;
   port?: number;
-  /** Longest line accepted, in bytes, without its line ending. */
-  maxLine?: number;
-  /** Bytes queued for one client before it is dropped as not reading. */
-  maxQueue?: number;
-  /** Where join/leave lines go (default: stderr). */
-  log?: (message: string) => void;
-}
-
-const encoder = new TextEncoder();
-
-/** One connected client: its name and its own queue of outgoing bytes. */
-class Client {
-  name: string;
-  #conn: Deno.Conn;
-  #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
-  #maxQueue: number;
-  #wake: (() => void) | undefined;
-  #ending = false; // no more messages: finish the queue, then stop
-  #broken = false; // the connection failed or was closed
-  /** Resolves when the writer task has stopped. */
-  readonly written: Promise<void>;
-
-  constructor(conn: Deno.Conn, name: string, maxQueue: number) {
-    this.#conn = conn;
-    this.name = name;
-    this.#maxQueue = maxQueue;
-    this.written = this.#writeLoop();
-  }
-
-  /**
-   * Queues bytes for this client without waiting for them to be sent: the
-   * caller (a broadcast) never waits on a slow peer. Returns false when the
-   * queue would pass its bound, which means the client is not reading.
-   */
-  send(bytes: Uint8Array): boolean {
-    if (this.#ending || this.#broken) return true;
-    if (this.#queuedBytes + bytes.byteLength > this.#maxQueue) return false;
-    this.#queue.push(bytes);
-    this.#queuedBytes += bytes.byteLength;
-    this.#wake?.();
-    return true;
-  }
-
-  /** Sends what is queued, then lets the writer stop. */
-  end() {
-    this.#ending = true;
-    this.#wake?.();
-  }
-
-  /** Stops everything now: the pending read and write fail, the queue goes. */
-  abort() {
-    this.#broken = true;
-    this.#queue = [];
-    this.#wake?.();
-    closeQuietly(this.#conn);
-  }
-
-  async #writeLoop() {
-    try {
-      while (!this.#broken) {
-        if (this.#queue.length === 0) {
-          if (this.#ending) return;
-          await new Promise<void>((resolve) => this.#wake = resolve);
-          this.#wake = undefined;
-          continue;
-        }
-        const batch = this.#takeBatch();
-        await writeAll(this.#conn, batch);
-        // Counted until written: bytes stuck in a write to a peer that does
-        // not read still count against its bound.
-        this.#queuedBytes -= batch.byteLength;
-      }
-    } catch (error) {
-      if (!isDisconnect(error)) throw error;
-      this.#broken = true;
-      this.#queue = [];
-    }
-  }
-
-  /** The next bytes to write: one message, or several joined into one write. */
-  #takeBatch(): Uint8Array {
-    if (this.#queue.length === 1 || this.#queue[0].byteLength >= BATCH_BYTES) {
-      return this.#queue.shift()!;
-    }
-    let count = 0;
-    let size = 0;
-    while (
-      count < this.#queue.length &&
-      size + this.#queue[count].byteLength <= BATCH_BYTES
-    ) {
-      size += this.#queue[count++].byteLength;
-    }
-    const batch = new Uint8Array(size);
-    let offset = 0;
-    for (const message of this.#queue.splice(0, count)) {
-      batch.set(message, offset);
-      offset += message.byteLength;
-    }
-    return batch;
-  }
-}
-
-/** "* text\n": how every server notice looks on the wire. */
-function notice(text: string): Uint8Array {
-  return encoder.encode(`* ${text}\n`);
+  maxLine?: number; // longest line accepted, in bytes, without "\n"
+  maxQueue?: number; // bytes queued for a member before it is dropped
+  idleTimeout?: number; // seconds silent both ways before closing; 0: never
+  announceLimit?: number; // joins and leaves announced up to this many
+  maxConnections?: number;
+  maxPerAddress?: number;
+  tls?: server.ServerTls;
+  log?: (message: string) => void; // joins and leaves (default: stderr)
 }
 
 /**
- * Replaces control characters (except tab) with U+FFFD: a chat line must not
- * carry terminal escape sequences that would repaint the readers' screens.
+ * A member on a TCP (or TLS) connection: its own queue, and a writer task
+ * that alone waits on the peer, running only while the queue holds
+ * something. A room that wrote to each member in turn would wait on the
+ * slowest; here send() only queues, and returns at once.
  */
-function sanitize(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/g, "\uFFFD");
-}
+class TcpMember implements Member {
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0; // counted until written, so a stuck write counts too
+  #writing = false; // a writer task is running
+  #ending = false; // no more messages: the writer finishes the queue
+  #broken = false; // the connection failed or was closed
+  written: Promise<void> = Promise.resolve(); // the latest writer task
+  readonly traffic: io.Traffic = { bytes: 0 }; // both ways, for idleness
 
-/** Why a nickname is refused, or undefined when it is acceptable. */
-function checkName(name: string): string | undefined {
-  if (name === "") return "usage: /nick NAME";
-  if ([...name].length > MAX_NAME_LENGTH) {
-    return `name too long (at most ${MAX_NAME_LENGTH} characters)`;
-  }
-  // Letters and digits of any script plus _ . -: no spaces, no control
-  // characters, no ':' that would fake the "name: text" separator.
-  if (!/^[\p{L}\p{N}_.-]+$/u.test(name)) {
-    return "name may hold only letters, digits, '_', '.' and '-'";
-  }
-  return undefined;
-}
+  constructor(
+    readonly conn: Deno.Conn,
+    public name: string,
+    readonly maxQueue: number,
+  ) {}
 
-export function startChatServer(options: ChatServerOptions = {}): ServerHandle {
-  const maxLine = options.maxLine ?? DEFAULT_MAX_LINE;
-  const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
-  const log = options.log ?? ((message: string) => console.error(message));
-  // Everyone in the room, in joining order, and the same clients by
-  // lower-cased name: names are unique regardless of case, so "Alice"
-  // cannot pose as "alice".
-  const room = new Set<Client>();
-  const names = new Map<string, Client>();
-  let guestNumber = 0;
-  let closing = false;
-
-  /** Queues the same bytes for everyone but `except`; drops non-readers. */
-  function broadcast(bytes: Uint8Array, except?: Client) {
-    const dropped: Client[] = [];
-    for (const client of room) {
-      if (client !== except && !client.send(bytes)) dropped.push(client);
-    }
-    for (const client of dropped) leave(client, "not reading");
+  /** Queues bytes, or returns false when they would pass the bound. */
+  send(bytes: Uint8Array): boolean {
+    if (this.#ending || this.#broken) return true;
+    if (this.#queuedBytes + bytes.byteLength > this.maxQueue) return false;
+    this.#queue.push(bytes);
+    this.#queuedBytes += bytes.byteLength;
+    if (!this.#writing) this.written = this.#write();
+    return true;
   }
 
-  /** Queues bytes for one client; false (and dropped) if it is not reading. */
-  function tell(client: Client, bytes: Uint8Array): boolean {
-    if (client.send(bytes)) return true;
-    leave(client, "not reading");
-    return false;
+  end() {
+    this.#ending = true;
   }
 
-  function join(conn: Deno.Conn): Client {
-    // Skip numbers someone took with /nick (say, "guest7").
-    let name = `guest${++guestNumber}`;
-    while (names.has(name)) name = `guest${++guestNumber}`;
-    const client = new Client(conn, name, maxQueue);
-    broadcast(notice(`${name} joined`));
-    room.add(client);
-    names.set(name, client);
-    tell(client, notice(`welcome ${name}; /help lists commands`));
-    log(`${name} joined from ${formatAddress(conn.remoteAddr)}`);
-    return client;
+  abort() {
+    this.#broken = true;
+    this.#queue = [];
+    io.closeQuietly(this.conn); // a write stuck on a non-reader fails now
   }
 
-  /** Removes a client once; "not reading" also cuts its connection. */
-  function leave(client: Client, reason: string) {
-    if (!room.delete(client)) return; // already gone
-    names.delete(client.name.toLowerCase());
-    log(`${client.name} left (${reason})`);
-    if (reason === "not reading") client.abort();
-    else client.end();
-    if (closing) return; // everyone already got the shutdown notice
-    const suffix = reason === "not reading" ? " (not reading)" : "";
-    broadcast(notice(`${client.name} left${suffix}`));
-  }
-
-  function rename(client: Client, newName: string) {
-    const problem = checkName(newName);
-    if (problem) return tell(client, notice(problem));
-    if (newName === client.name) {
-      return tell(client, notice(`you are already ${newName}`));
-    }
-    const key = newName.toLowerCase();
-    const holder = names.get(key);
-    if (holder && holder !== client) {
-      return tell(client, notice(`name ${newName} is taken`));
-    }
-    const oldName = client.name;
-    names.delete(oldName.toLowerCase());
-    names.set(key, client);
-    client.name = newName;
-    log(`${oldName} is now ${newName}`);
-    broadcast(notice(`${oldName} is now ${newName}`));
-  }
-
-  function who(client: Client) {
-    const members = [...room].map((member) => member.name);
-    const listed = members.slice(0, MAX_NAMES_LISTED).join(", ");
-    const more = members.length > MAX_NAMES_LISTED
-      ? ` and ${members.length - MAX_NAMES_LISTED} more`
-      : "";
-    tell(client, notice(`${members.length} here: ${listed}${more}`));
-  }
-
-  /** Runs one line from `client`; returns false when the client quits. */
-  function handleLine(client: Client, text: string): boolean {
-    if (!text.startsWith("/")) {
-      if (text.trim() !== "") {
-        broadcast(encoder.encode(`${client.name}: ${text}\n`), client);
-      }
-      return true;
-    }
-    const [, command, argument] = /^(\S*)\s*(.*)$/s.exec(text)!;
-    switch (command.toLowerCase()) {
-      case "/nick":
-        rename(client, argument.trim().normalize("NFC"));
-        return true;
-      case "/who":
-        who(client);
-        return true;
-      case "/help":
-        tell(
-          client,
-          notice(
-            "commands: /nick NAME (change your name), /who (list the room), /quit (leave), /help",
-          ),
-        );
-        return true;
-      case "/quit":
-        tell(client, notice(`bye ${client.name}`));
-        return false;
-      default:
-        tell(
-          client,
-          notice(`unknown command ${command}; /help lists commands`),
-        );
-        return true;
-    }
-  }
-
-  async function serveClient(conn: Deno.Conn) {
-    const client = join(conn);
-    const lines = new LineReader(conn, maxLine);
-    // Non-fatal decoding: invalid UTF-8 becomes U+FFFD instead of an error.
-    const decoder = new TextDecoder();
-    let reason = "disconnected";
+  /** Writes until the queue is empty: what queued meanwhile, in one go. */
+  async #write() {
+    this.#writing = true;
     try {
-      while (!closing) {
-        let line;
-        try {
-          line = await lines.readLine();
-        } catch (error) {
-          if (!(error instanceof LineTooLongError)) throw error;
-          // Refuse it to the sender only, then skip the rest of the line
-          // however long it is: the reader's buffer never grows past the
-          // limit, and the client keeps receiving meanwhile.
-          const refusal = notice(
-            `line too long (over ${maxLine} bytes); not sent`,
-          );
-          if (!tell(client, refusal)) break;
-          if (await lines.skipLine()) continue;
-          line = null; // the input ended inside the long line
-        }
-        if (line === null) break; // the client closed (or half-closed)
-        if (!room.has(client)) break; // dropped as not reading
-        if (!handleLine(client, sanitize(decoder.decode(line)))) {
+      while (this.#queue.length > 0) {
+        const batch = io.concat(this.#queue);
+        this.#queue = [];
+        await io.writeAll(this.conn, batch);
+        this.#queuedBytes -= batch.byteLength;
+        this.traffic.bytes += batch.byteLength;
+      }
+    } catch {
+      // Reset by the peer, or closed by us: this member's output is over,
+      // and its reading side finds the connection gone.
+      this.#broken = true;
+      this.#queue = [];
+    } finally {
+      this.#writing = false;
+    }
+  }
+}
+
+/** One timer for every connection's idle deadline (lib/deadline.ts). */
+type Idle = { sweeper: Sweeper; ms: number };
+
+/**
+ * One TCP member, from welcome to goodbye. TCP is a byte stream: a read may
+ * end mid-line, so the complete lines of each read go to the room together
+ * and the rest waits in the reader for the next read.
+ */
+async function serveMember(
+  room: Room,
+  conn: Deno.Conn,
+  maxQueue: number,
+  idle?: Idle,
+) {
+  const member = new TcpMember(conn, room.newName(), maxQueue);
+  room.join(member, io.formatAddress(conn.remoteAddr));
+  const timer = idle?.sweeper.idle(member.traffic, idle.ms, () => {
+    room.tell(member, `idle for ${seconds(idle.ms)}; closing`);
+    room.leave(member, "idle");
+    // The read below waits on a silent peer: closing ends it.
+    raceTimeout(member.written, FLUSH_TIMEOUT_MS).then(() => member.abort());
+  });
+  // A waiting member holds 256 bytes; one that streams reads 64 KiB at once.
+  const reader = new BufferedReader(conn, {
+    maxLine: room.options.maxLine,
+    initialSize: 256,
+    largeReads: true,
+  });
+  let reason = "connection lost"; // unless the loop ends otherwise
+  try {
+    while (!room.closing && room.members.has(member)) {
+      let more;
+      try {
+        const before = reader.buffered;
+        more = await reader.fill();
+        member.traffic.bytes += reader.buffered - before;
+      } catch (error) {
+        if (!(error instanceof LineTooLongError)) throw error;
+        // No "\n" within the limit: refused to its sender only; the rest
+        // of the line is skipped however long it is.
+        room.refuseLongLine(member);
+        more = await reader.skipLine();
+      }
+      // Complete lines end at the last "\n"; at the end of the input, the
+      // last line needs none.
+      const unread = reader.bytes.subarray(reader.start, reader.end);
+      const cut = more ? unread.lastIndexOf(0x0a) + 1 : unread.length;
+      if (cut > 0) {
+        const staying = room.receive(member, unread.subarray(0, cut));
+        reader.consume(cut);
+        if (!staying) {
           reason = "quit";
           break;
         }
       }
-    } catch (error) {
-      if (!isDisconnect(error)) throw error;
-      reason = "connection lost";
-    } finally {
-      if (!closing) leave(client, reason);
+      if (!more) {
+        reason = "disconnected"; // the client closed (or half-closed)
+        break;
+      }
     }
-    await finish(conn, client);
+  } catch (error) {
+    if (!isDisconnect(error)) throw error;
+  } finally {
+    if (timer) idle!.sweeper.remove(timer);
+    room.leave(member, reason);
   }
+  // Its last lines (a "bye") get a bounded time to leave; then a lingering
+  // close, so that unread input does not turn our close into a reset that
+  // could destroy them in transit.
+  const flushed = await raceTimeout(member.written, FLUSH_TIMEOUT_MS);
+  if (flushed === TIMED_OUT || room.closing) member.abort();
+  else await io.lingeringClose(conn, FLUSH_TIMEOUT_MS);
+}
 
-  /**
-   * Lets a leaving client receive what is queued for it (its "bye", say),
-   * within a time bound, then closes our sending side and reads whatever it
-   * still sends for a moment: closing with unread input would make the
-   * kernel send a reset, which can destroy those last lines in transit.
-   */
-  async function finish(conn: Deno.Conn, client: Client) {
-    let timer;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        client.abort();
-        resolve();
-      }, FLUSH_TIMEOUT_MS);
-    });
-    try {
-      await Promise.race([client.written, deadline]);
-      if (closing) return;
-      await conn.closeWrite();
-      const scratch = new Uint8Array(4096);
-      await Promise.race([
-        (async () => {
-          while (await conn.read(scratch) !== null) { /* discard */ }
-        })(),
-        deadline,
-      ]);
-    } catch (error) {
-      if (!isDisconnect(error)) throw error;
-    } finally {
-      clearTimeout(timer);
-      client.abort();
-    }
-  }
-
-  /** Before the connections are closed: tell everyone, give them a moment. */
-  async function onShutdown() {
-    closing = true;
-    const goodbye = notice("server shutting down");
-    for (const client of room) {
-      client.send(goodbye);
-      client.end();
-    }
-    let timer;
-    await Promise.race([
-      Promise.allSettled([...room].map((client) => client.written)),
-      new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_FLUSH_MS)),
-    ]);
-    clearTimeout(timer);
-  }
-
-  return serveTcp({
+export function startChatServer(
+  options: ChatServerOptions = {},
+): server.ServerHandle {
+  const log = options.log ?? ((message: string) => console.error(message));
+  const room = new Room({
+    maxLine: options.maxLine ?? DEFAULT_MAX_LINE,
+    announceLimit: options.announceLimit ?? DEFAULT_ANNOUNCE_LIMIT,
+    log,
+  });
+  const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
+  const ms = (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT) * 1000;
+  const idle = ms > 0 ? { sweeper: new Sweeper(ms / 4), ms } : undefined;
+  return server.serveTcp({
+    ...options,
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
-    onShutdown,
-  }, serveClient);
+    onShutdown: () => room.shutdown(),
+    log,
+  }, (conn) => serveMember(room, conn, maxQueue, idle));
 }
 
 if (import.meta.main) {
-  await runCommand("chat_server.ts", () => {
+  await runCommand("chat_server.ts", async () => {
+    const text = (value: unknown) =>
+      ({ type: "string", default: String(value) }) as const;
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
-        "max-line": { type: "string", default: String(DEFAULT_MAX_LINE) },
-        "max-queue": { type: "string", default: String(DEFAULT_MAX_QUEUE) },
+        hostname: text("127.0.0.1"),
+        port: text(DEFAULT_PORT),
+        "max-line": text(DEFAULT_MAX_LINE),
+        "max-queue": text(DEFAULT_MAX_QUEUE),
+        "idle-timeout": text(DEFAULT_IDLE_TIMEOUT),
+        "announce-limit": text(DEFAULT_ANNOUNCE_LIMIT),
+        "max-connections": text(server.DEFAULT_MAX_CONNECTIONS),
+        "max-per-address": text(server.DEFAULT_MAX_PER_ADDRESS),
+        ...tls.SERVER_TLS_OPTIONS,
       },
     });
-    const server = startChatServer({
+    const count = (name: keyof typeof values, min: number, max = 1e6) =>
+      parseInteger(values[name] as string, `--${name}`, min, max);
+    const serverTls = await tls.loadServerTls(values);
+    const chat = startChatServer({
       hostname: values.hostname,
       port: parsePort(values.port),
-      maxLine: parseInteger(values["max-line"], "--max-line", 1, 1024 * 1024),
-      maxQueue: parseInteger(
-        values["max-queue"],
-        "--max-queue",
-        1024,
-        1024 ** 3,
-      ),
+      maxLine: count("max-line", 1, 1024 * 1024),
+      maxQueue: count("max-queue", 1024, 2 ** 30),
+      idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
+      announceLimit: count("announce-limit", 0),
+      maxConnections: count("max-connections", 1),
+      maxPerAddress: count("max-per-address", 1),
+      tls: serverTls,
     });
-    return runUntilSignal(server, "tcp");
+    return server.runUntilSignal(chat, serverTls ? "tls" : "tcp");
   });
 }

@@ -1,19 +1,25 @@
 // Tests for scripts/chat_server.ts and scripts/chat_client.ts, over real
 // loopback sockets: exact bytes of every notice, the commands, the hostile
 // cases (over-long and endless lines, invalid UTF-8, a client that never
-// reads, resets, hundreds of clients), the client script, nc, the CLI and
-// SIGTERM.
+// reads, resets, thousands of clients, silent ones, a hostile server), the
+// client script, nc, openssl and Python as TLS clients, the CLI and SIGTERM.
 import assert from "node:assert/strict";
-import { startChatServer } from "../scripts/chat_server.ts";
+import {
+  type ChatServerOptions,
+  startChatServer,
+} from "../scripts/chat_server.ts";
 import { chat } from "../scripts/chat_client.ts";
-import { writeAll } from "../lib/net.ts";
+import { dial } from "../lib/dial.ts";
+import { writeAll } from "../lib/io.ts";
 import {
   hasCommand,
+  makeTestCerts,
   runScript,
   runTool,
   scriptPath,
   skipBecause,
   startScript,
+  startUnansweredPort,
   within,
 } from "./helpers.ts";
 
@@ -122,7 +128,7 @@ class Peer {
 }
 
 /** A server on a free port that logs into an array instead of stderr. */
-function startServer(options: { maxLine?: number; maxQueue?: number } = {}) {
+function startServer(options: ChatServerOptions = {}) {
   const log: string[] = [];
   const server = startChatServer({
     port: 0,
@@ -441,7 +447,8 @@ Deno.test("vanishing mid-line: close delivers the fragment, a reset drops it; th
 });
 
 Deno.test("200 concurrent clients each receive a broadcast", async () => {
-  const { server, port } = startServer();
+  // Every join announced: the room stays within --announce-limit.
+  const { server, port } = startServer({ announceLimit: 200 });
   await using _ = server;
   using first = await Peer.connect(port);
   const count = 200;
@@ -682,6 +689,81 @@ Deno.test("chat_client.ts exits 0 when the server shuts down, 1 when refused", a
   );
 });
 
+Deno.test("chat_client.ts: a connect that hangs is one line, exit 1, after --timeout", async () => {
+  const unanswered = await startUnansweredPort();
+  try {
+    const started = performance.now();
+    const result = await runScript("chat_client.ts", [
+      "--port",
+      String(unanswered.addr.port),
+      "--timeout",
+      "1",
+    ]);
+    const elapsed = performance.now() - started;
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `chat_client.ts: cannot connect to 127.0.0.1:${unanswered.addr.port}: timed out after 1 s\n`,
+    );
+    assert.ok(elapsed < 6000, `took ${elapsed} ms`);
+  } finally {
+    unanswered.close();
+  }
+});
+
+Deno.test("chat_client.ts: a server that never speaks is one line, exit 1, after --timeout", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  const accepted = listener.accept(); // and then nothing is said
+  const started = performance.now();
+  const result = await runScript("chat_client.ts", [
+    "--port",
+    String(port),
+    "--timeout",
+    "1",
+  ], { stdin: "hello?\n" });
+  const elapsed = performance.now() - started;
+  (await accepted).close();
+  assert.equal(result.code, 1);
+  assert.equal(result.stdout, "");
+  assert.equal(
+    result.stderr,
+    `chat_client.ts: no welcome from 127.0.0.1:${port} within 1 s\n`,
+  );
+  assert.ok(elapsed >= 900 && elapsed < 6000, `took ${elapsed} ms`);
+});
+
+Deno.test("chat_client.ts: a hostile server's escape sequences never reach the terminal raw", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    using conn = await listener.accept();
+    const hostile = [
+      encoder.encode("* welcome\x1b]0;owned\x07\n"),
+      encoder.encode("\x1b[2Jcleared\tok\r\nover\rwritten\n"),
+      new Uint8Array([0xff, 0xfe, 0x0a, 0xc3]), // bad bytes; half an "é"
+      new Uint8Array([0xa9, 0x0a]), // … whose other half comes later
+      encoder.encode("\u202etxt.exe\n\x9b31m\n"),
+    ];
+    for (const bytes of hostile) {
+      await writeAll(conn, bytes);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  const result = await runScript("chat_client.ts", [
+    "--port",
+    String(listener.addr.port),
+  ]);
+  await serving;
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(
+    result.stdout,
+    "* welcome\uFFFD]0;owned\uFFFD\n" +
+      "\uFFFD[2Jcleared\tok\nover\uFFFDwritten\n" +
+      "\uFFFD\uFFFD\né\n" +
+      "\uFFFDtxt.exe\n\uFFFD31m\n",
+  );
+});
+
 const haveNc = await hasCommand("nc");
 Deno.test({
   name: "nc is a full client",
@@ -736,6 +818,36 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
       ["--port", "x"],
       "--port must be a whole number from 0 to 65535, got 'x'",
     ],
+    [
+      "chat_client.ts",
+      ["--timeout", "0"],
+      "--timeout must be a number of seconds above 0 (up to 86400), got '0'",
+    ],
+    [
+      "chat_server.ts",
+      ["--idle-timeout", "soon"],
+      "--idle-timeout must be a number of seconds 0 or more (up to 86400), got 'soon'",
+    ],
+    [
+      "chat_server.ts",
+      ["--max-connections", "0"],
+      "--max-connections must be a whole number from 1 to 1000000, got '0'",
+    ],
+    [
+      "chat_server.ts",
+      ["--announce-limit", "-1"],
+      "option '--announce-limit' needs a value; for one starting with '-', write --announce-limit=VALUE",
+    ],
+    [
+      "chat_server.ts",
+      ["--cert", "cert.pem"],
+      "--cert and --key go together: give both or neither",
+    ],
+    [
+      "chat_client.ts",
+      ["--client-key", "key.pem"],
+      "--client-cert and --client-key go together: give both or neither",
+    ],
   ];
   await Promise.all(cases.map(async ([script, args, message]) => {
     const result = await runScript(script, args);
@@ -749,6 +861,13 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
   const help = await runScript("chat_server.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: chat_server\.ts /);
+  // Where a user looks: why no option asks clients for certificates.
+  assert.match(help.stdout, /deno#26825/);
+  assert.match(help.stdout, /--idle-timeout SECONDS/);
+  const clientHelp = await runScript("chat_client.ts", ["--help"]);
+  assert.equal(clientHelp.code, 0);
+  assert.match(clientHelp.stdout, /--timeout SECONDS/);
+  assert.match(clientHelp.stdout, /--cacert FILE/);
 });
 
 Deno.test("chat_server.ts subprocess: Listening line, SIGTERM tells everyone and exits 0", async () => {
@@ -782,4 +901,618 @@ Deno.test("chat_server.ts subprocess: Listening line, SIGTERM tells everyone and
   } finally {
     await server.stop("SIGKILL");
   }
+});
+
+Deno.test("chat_server.ts subprocess: a second SIGTERM 50 ms into a slow shutdown still exits 0 within 2 s", async () => {
+  const server = await startScript("chat_server.ts", [
+    "--port",
+    "0",
+    "--max-line",
+    "65536",
+    "--max-queue",
+    String(64 * 1024 * 1024),
+  ]);
+  try {
+    using stalled = await Peer.connect(server.port); // reads nothing more
+    using alice = await Peer.connect(server.port);
+    // 16 MB for a member that does not read: more than the kernel buffers,
+    // so its writer is stuck and the shutdown waits its full second for it.
+    const line = `${"z".repeat(64 * 1024 - 1)}\n`;
+    for (let i = 0; i < 256; i++) await alice.send(line);
+    await alice.send("/who\n");
+    await alice.expect("* 2 here: guest1, guest2\n");
+    const started = performance.now();
+    server.child.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    try {
+      server.child.kill("SIGTERM"); // mid-close
+    } catch {
+      // Already gone: that would be a failure below.
+    }
+    const [output, aliceRest] = await Promise.all([
+      server.stop("SIGTERM"),
+      alice.rest(),
+    ]);
+    const elapsed = performance.now() - started;
+    assert.equal(output.signal, null);
+    assert.equal(output.code, 0);
+    assert.ok(elapsed >= 50 && elapsed < 2000, `took ${elapsed} ms`);
+    assert.equal(aliceRest, "* server shutting down\n");
+    stalled.close();
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
+// ---- Idle members and caps (the hardening issue) ----
+
+/** Opens `count` connections, 100 at a time, and reads none of them. */
+async function connectMany(port: number, count: number) {
+  const conns: Deno.TcpConn[] = [];
+  try {
+    while (conns.length < count) {
+      const batch = Math.min(100, count - conns.length);
+      conns.push(
+        ...await Promise.all(
+          Array.from(
+            { length: batch },
+            () => Deno.connect({ hostname: "127.0.0.1", port }),
+          ),
+        ),
+      );
+    }
+  } catch (error) {
+    for (const conn of conns) conn.close();
+    throw error;
+  }
+  return conns;
+}
+
+Deno.test("--idle-timeout: a silent member is told and closed; one that only reads stays while the room talks", async () => {
+  const { server, port, log } = startServer({ idleTimeout: 0.4 });
+  await using _ = server;
+  // Alone and silent: told why, then closed.
+  const started = performance.now();
+  using silent = await Peer.connect(port);
+  assert.equal(await silent.rest(), "* idle for 0.4 s; closing\n");
+  const idleMs = performance.now() - started;
+  assert.ok(idleMs >= 300 && idleMs < 3000, `closed after ${idleMs} ms`);
+  assert.ok(log.includes("guest1 left (idle)"), log.join("\n"));
+
+  // A member who only reads is kept alive by what it is sent.
+  using talker = await Peer.connect(port);
+  using reader = await Peer.connect(port);
+  await talker.expect("* guest3 joined\n");
+  for (let i = 0; i < 12; i++) { // 1.2 s: three times the timeout
+    await talker.send(`tick ${i}\n`);
+    await reader.expect(`guest2: tick ${i}\n`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await talker.send("/who\n");
+  await talker.expect("* 2 here: guest2, guest3\n");
+  // When the room goes quiet, both go.
+  assert.equal(await reader.rest(), "* idle for 0.4 s; closing\n");
+});
+
+Deno.test("--max-per-address and --max-connections: beyond them a client is closed at once, the room goes on", async () => {
+  const { server, port, log } = startServer({ maxPerAddress: 2 });
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  const bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+  using refused = await Peer.connect(port, false);
+  assert.equal(await refused.rest(), ""); // closed without a word
+  assert.ok(
+    log.includes(
+      "refused 127.0.0.1: 2 connections from it (--max-per-address)",
+    ),
+    log.join("\n"),
+  );
+  // Our client says what happened, in one line.
+  const full = await runScript("chat_client.ts", ["--port", String(port)]);
+  assert.equal(full.code, 1);
+  assert.equal(
+    full.stderr,
+    `chat_client.ts: no welcome from 127.0.0.1:${port}: it closed the connection\n`,
+  );
+  bob.close();
+  await alice.expect("* guest2 left\n");
+  using carol = await Peer.connect(port); // a free place again
+  await alice.expect("* guest3 joined\n");
+  await carol.send("hi\n");
+  await alice.expect("guest3: hi\n");
+
+  const small = startServer({ maxConnections: 1 });
+  await using _small = small.server;
+  using first = await Peer.connect(small.port);
+  using second = await Peer.connect(small.port, false);
+  assert.equal(await second.rest(), "");
+  assert.ok(
+    small.log.includes(
+      "refused 127.0.0.1: 1 connections open (--max-connections)",
+    ),
+    small.log.join("\n"),
+  );
+  await first.send("/who\n");
+  await first.expect("* 1 here: guest1\n");
+});
+
+/** chat_server.ts in a shell whose open-file limit is `files`. */
+async function startWithFileLimit(files: number, args: string[]) {
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `ulimit -n ${files} && exec "$@"`,
+      "sh",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      scriptPath("chat_server.ts"),
+      "--port",
+      "0",
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const { value } = await within(10_000, stdout.read(), "the Listening line");
+  const port = Number(/:(\d+)\n/.exec(value ?? "")?.[1]);
+  return {
+    port,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await stdout.cancel();
+      return await stderr;
+    },
+  };
+}
+
+Deno.test("ulimit -n 256: 400 silent connections do not lock the room for good", async () => {
+  // Under the descriptor limit, --max-connections refuses the excess at
+  // once (no EMFILE), and --idle-timeout frees the silent ones.
+  const server = await startWithFileLimit(256, [
+    "--max-connections",
+    "200",
+    "--idle-timeout",
+    "1",
+  ]);
+  let stderr = "";
+  try {
+    const silent = await connectMany(server.port, 400);
+    try {
+      // Within a few seconds the silent ones are gone and a newcomer is in.
+      const peer = await within(
+        10_000,
+        (async () => {
+          while (true) {
+            const peer = await Peer.connect(server.port, false);
+            try {
+              if ((await peer.line()).startsWith("* welcome ")) return peer;
+            } catch {
+              // Closed at once: still full.
+            }
+            peer.close();
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
+        })(),
+        "a place in the room",
+      );
+      using _peer = peer;
+      await peer.send("/who\n");
+      assert.match(await peer.line(), /^\* \d+ here: /);
+    } finally {
+      for (const conn of silent) conn.close();
+    }
+  } finally {
+    stderr = await server.stop();
+  }
+  assert.match(stderr, /refused 127\.0\.0\.1: 200 connections open/);
+  assert.match(stderr, /left \(idle\)/);
+  assert.doesNotMatch(stderr, /accept failed/);
+});
+
+// ---- Big rooms (the hardening issue) ----
+
+/** The resident memory of a process, in bytes (ps reads /proc for us). */
+async function residentBytes(pid: number): Promise<number> {
+  const ps = await runTool("ps", ["-o", "rss=", "-p", String(pid)]);
+  const kilobytes = Number(new TextDecoder().decode(ps.stdout).trim());
+  assert.ok(kilobytes > 0, `ps: ${ps.stderr}`);
+  return kilobytes * 1024;
+}
+
+/** Asks /who until the room holds `count` members; other lines are skipped. */
+async function waitForRoom(peer: Peer, count: number, ms = 20_000) {
+  await within(
+    ms,
+    (async () => {
+      while (true) {
+        await peer.send("/who\n");
+        let line = await peer.line(ms);
+        while (!/^\* \d+ here: /.test(line)) line = await peer.line(ms);
+        if (Number(/\d+/.exec(line)![0]) === count) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })(),
+    `a room of ${count}`,
+  );
+}
+
+Deno.test("2,000 members: a newcomer's welcome within 0.5 s; all leaving at once stays cheap", async () => {
+  const server = await startScript("chat_server.ts", [
+    "--port",
+    "0",
+    "--max-per-address",
+    "5000",
+  ]);
+  try {
+    using watcher = await Peer.connect(server.port);
+    const crowd = await connectMany(server.port, 2000);
+    try {
+      await waitForRoom(watcher, 2001);
+      const started = performance.now();
+      using newcomer = await Peer.connect(server.port); // checks the welcome
+      const welcomeMs = performance.now() - started;
+      assert.ok(welcomeMs < 500, `welcome took ${welcomeMs.toFixed(0)} ms`);
+      // Over --announce-limit (100), joins are not announced: the room
+      // answers the watcher at once, with no "joined" line for the newcomer.
+      await watcher.send("/who\n");
+      const who = await watcher.line();
+      assert.match(who, /^\* 2002 here: guest1, guest2, .* and 1902 more\n$/);
+
+      const before = await residentBytes(server.child.pid);
+      const leaving = performance.now();
+      for (const conn of crowd.splice(0)) conn.close();
+      await waitForRoom(newcomer, 2);
+      const leftMs = performance.now() - leaving;
+      const grown = await residentBytes(server.child.pid) - before;
+      // Only the last 100 leaves are announced, to at most 100 members.
+      assert.ok(grown < 32 * 1024 * 1024, `memory grew by ${grown} bytes`);
+      console.log(
+        `  welcome ${welcomeMs.toFixed(1)} ms with 2,001 in the room; ` +
+          `2,000 left in ${leftMs.toFixed(0)} ms, memory ${
+            (grown / 1e6).toFixed(1)
+          } MB more`,
+      );
+    } finally {
+      for (const conn of crowd) conn.close();
+    }
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("an idle member costs at most 20 KB of server memory (2,000 of them)", async () => {
+  const server = await startScript("chat_server.ts", [
+    "--port",
+    "0",
+    "--max-per-address",
+    "5000",
+  ]);
+  try {
+    using watcher = await Peer.connect(server.port);
+    await waitForRoom(watcher, 1);
+    const before = await residentBytes(server.child.pid);
+    const crowd = await connectMany(server.port, 2000);
+    try {
+      await waitForRoom(watcher, 2001);
+      const perMember = (await residentBytes(server.child.pid) - before) /
+        2000;
+      assert.ok(perMember <= 20 * 1024, `${perMember} bytes per member`);
+      console.log(`  ${(perMember / 1024).toFixed(1)} KB per idle member`);
+    } finally {
+      for (const conn of crowd) conn.close();
+    }
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("--announce-limit: joins and leaves are announced only in a small room", async () => {
+  const { server, port, log } = startServer({ announceLimit: 2 });
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n"); // a room of 1 hears of the 2nd
+  using carol = await Peer.connect(port);
+  await alice.expect("* guest3 joined\n"); // of 2 hears of the 3rd
+  const dave = await Peer.connect(port); // a room of 3 hears nothing
+  await alice.send("/who\n");
+  await alice.expect("* 4 here: guest1, guest2, guest3, guest4\n");
+  dave.close(); // back to 3: not announced either
+  await within(
+    5000,
+    (async () => {
+      while (!log.includes("guest4 left (disconnected)")) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })(),
+  );
+  carol.close(); // 2 left: announced again
+  await alice.expect("* guest3 left\n");
+  await bob.expect("* guest3 joined\n", "* guest3 left\n");
+  // Everything else still reaches everyone.
+  await bob.send("still here\n");
+  await alice.expect("guest2: still here\n");
+});
+
+// ---- TLS ----
+
+const haveOpenssl = await hasCommand("openssl");
+if (!haveOpenssl) skipBecause("openssl not installed: chat TLS tests ignored");
+
+/** A TLS chat connection that reads whole lines, like Peer. */
+async function tlsPeer(port: number, ca: string, hostname = "127.0.0.1") {
+  const conn = await Deno.connectTls({ hostname, port, caCerts: [ca] });
+  const peer = new Peer(conn as unknown as Deno.TcpConn);
+  assert.match(await peer.line(), /^\* welcome guest\d+; /);
+  return peer;
+}
+
+Deno.test({
+  name:
+    "TLS: --cert/--key; our client (right CA), openssl s_client and Python ssl chat together",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const server = await startScript("chat_server.ts", [
+      "--port",
+      "0",
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+    ], { allow: ["--allow-net", `--allow-read=${certs.dir}`] });
+    try {
+      assert.equal(
+        server.listeningLine,
+        `Listening on tls://127.0.0.1:${server.port}`,
+      );
+      using alice = await tlsPeer(server.port, certs.ca); // guest1
+
+      const client = await runScript("chat_client.ts", [
+        "--port",
+        String(server.port),
+        "--cacert",
+        certs.caFile,
+      ], {
+        allow: ["--allow-net", `--allow-read=${certs.dir}`],
+        stdin: "hello over TLS\n/quit\n",
+      });
+      assert.equal(client.code, 0, client.stderr);
+      assert.equal(
+        client.stdout,
+        "* welcome guest2; /help lists commands\n* bye guest2\n",
+      );
+      await alice.expect(
+        "* guest2 joined\n",
+        "guest2: hello over TLS\n",
+        "* guest2 left\n",
+      );
+
+      const openssl = await runTool(
+        "openssl",
+        [
+          "s_client",
+          "-connect",
+          `127.0.0.1:${server.port}`,
+          "-CAfile",
+          certs.caFile,
+          "-verify_return_error",
+          "-quiet",
+        ],
+        "from openssl\n/quit\n",
+        10_000,
+      );
+      assert.equal(openssl.code, 0, openssl.stderr);
+      assert.equal(
+        new TextDecoder().decode(openssl.stdout),
+        "* welcome guest3; /help lists commands\n* bye guest3\n",
+      );
+      await alice.expect(
+        "* guest3 joined\n",
+        "guest3: from openssl\n",
+        "* guest3 left\n",
+      );
+
+      if (!havePython) {
+        skipBecause("python3 not installed (its TLS client part)");
+      } else {
+        const python = await runTool(
+          "python3",
+          [
+            "-c",
+            PYTHON_TLS_CLIENT,
+            String(server.port),
+            certs.caFile,
+          ],
+          undefined,
+          10_000,
+        );
+        assert.equal(python.code, 0, python.stderr);
+        assert.equal(
+          new TextDecoder().decode(python.stdout),
+          "* welcome guest4; /help lists commands\n* 2 here: guest1, guest4\n",
+        );
+        await alice.expect(
+          "* guest4 joined\n",
+          "guest4: from python\n",
+          "* guest4 left\n",
+        );
+      }
+    } finally {
+      await server.stop();
+    }
+  },
+});
+
+// A Python TLS chat client: welcome, a line, /who, /quit.
+const PYTHON_TLS_CLIENT = `
+import socket, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[2])
+raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+with context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+    lines = s.makefile("rb")
+    sys.stdout.write(lines.readline().decode())
+    s.sendall(b"from python\\n/who\\n")
+    sys.stdout.write(lines.readline().decode())
+    s.sendall(b"/quit\\n")
+    lines.readline()
+`;
+
+Deno.test({
+  name:
+    "TLS: wrong CA is one line, exit 1; plain text and a stalled handshake cost only their own connection",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const log: string[] = [];
+    await using server = startChatServer({
+      port: 0,
+      tls: { cert: certs.cert, key: certs.key },
+      log: (line) => log.push(line),
+    });
+    const port = server.addr.port;
+    const wrongCa = await runScript("chat_client.ts", [
+      "--port",
+      String(port),
+      "--cacert",
+      certs.otherCaFile,
+    ], { allow: ["--allow-net", `--allow-read=${certs.dir}`] });
+    assert.equal(wrongCa.code, 1);
+    assert.equal(
+      wrongCa.stderr,
+      `chat_client.ts: cannot connect to 127.0.0.1:${port}: certificate not trusted (unknown issuer)\n`,
+    );
+    // The right CA, the wrong name: refused by the client, named as such.
+    await assert.rejects(
+      dial({
+        hostname: "127.0.0.1",
+        port,
+        timeoutMs: 5000,
+        tls: { caCerts: [certs.ca], serverName: "example.com" },
+      }),
+      {
+        message:
+          `cannot connect to 127.0.0.1:${port}: certificate is not valid for example.com`,
+      },
+    );
+
+    // A client that never finishes its handshake holds no one up.
+    using stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+    using alice = await tlsPeer(port, certs.ca);
+    // Plain text to the TLS port: that connection fails, alone.
+    using plain = await Peer.connect(port, false);
+    await plain.send("hello in plain text\n");
+    await plain.rest();
+    using bob = await tlsPeer(port, certs.ca);
+    await alice.expect("* guest2 joined\n");
+    await bob.send("all well\n");
+    await alice.expect("guest2: all well\n");
+    assert.ok(
+      log.some((line) =>
+        /^TLS handshake with 127\.0\.0\.1:\d+ failed/.test(line)
+      ),
+      log.join("\n"),
+    );
+    stalled.close();
+  },
+});
+
+Deno.test({
+  name: "TLS: 50 concurrent TLS members each receive a broadcast",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using server = startChatServer({
+      port: 0,
+      tls: { cert: certs.cert, key: certs.key },
+      log: () => {},
+    });
+    const peers = await Promise.all(
+      Array.from({ length: 50 }, () => tlsPeer(server.addr.port, certs.ca)),
+    );
+    try {
+      await peers[0].send("to all of you\n");
+      await Promise.all(
+        peers.slice(1).map(async (peer) => {
+          let line = await peer.line();
+          while (line.startsWith("* ")) line = await peer.line();
+          assert.match(line, /^guest\d+: to all of you\n$/);
+        }),
+      );
+    } finally {
+      for (const peer of peers) peer.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "TLS over IPv6: Listening on tls://[::1]:PORT, our client joins by --hostname ::1",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    const server = await startScript("chat_server.ts", [
+      "--hostname",
+      "::1",
+      "--port",
+      "0",
+      "--cert",
+      certs.certFile,
+      "--key",
+      certs.keyFile,
+    ], { allow });
+    try {
+      assert.equal(
+        server.listeningLine,
+        `Listening on tls://[::1]:${server.port}`,
+      );
+      const client = await runScript("chat_client.ts", [
+        "--hostname",
+        "::1",
+        "--port",
+        String(server.port),
+        "--cacert",
+        certs.caFile,
+      ], { allow, stdin: "/who\n" });
+      assert.equal(client.code, 0, client.stderr);
+      assert.equal(
+        client.stdout,
+        "* welcome guest1; /help lists commands\n* 1 here: guest1\n",
+      );
+    } finally {
+      await server.stop();
+    }
+  },
+});
+
+// ---- Batches (the performance issue) ----
+
+Deno.test("lines that arrive in one read keep their order around commands, and /nick applies at once", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n");
+  await alice.send(
+    "one\r\n  indented\n/nick alice\ntwo\n\t\nété\nthree\n/quit\nnever\n",
+  );
+  await bob.expect(
+    "guest1: one\n",
+    "guest1:   indented\n",
+    "* guest1 is now alice\n",
+    "alice: two\n",
+    "alice: été\n",
+    "alice: three\n",
+    "* alice left\n",
+  );
+  assert.equal(
+    await alice.rest(),
+    "* guest1 is now alice\n* bye alice\n",
+  );
 });
