@@ -80,6 +80,24 @@ export async function copy(
   }
 }
 
+/**
+ * At most `length` bytes of `source`, then end of input: a body framed by
+ * its length (upload_server), never a byte of what follows it.
+ */
+export function limited(source: Reader, length: number): Reader {
+  let left = length;
+  return {
+    async read(into: Uint8Array) {
+      if (left === 0) return null;
+      const count = await source.read(
+        into.length > left ? into.subarray(0, left) : into,
+      );
+      if (count !== null) left -= count;
+      return count;
+    },
+  };
+}
+
 /** Closes a connection or listener that may already be closed. */
 export function closeQuietly(resource: { close(): void }) {
   try {
