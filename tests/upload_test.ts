@@ -22,7 +22,7 @@ import {
   skipBecause,
   startScript,
 } from "./helpers.ts";
-import { writeAll } from "../lib/net.ts";
+import { writeAll } from "../lib/io.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
