@@ -21,6 +21,7 @@ import {
   runTool,
   skipBecause,
   startScript,
+  startUnansweredPort,
 } from "./helpers.ts";
 import { writeAll } from "../lib/io.ts";
 
@@ -952,6 +953,47 @@ Deno.test("upload_client.ts: exit 0 on a verified 200, 1 on 409, refused and mis
       await Deno.remove(work, { recursive: true });
     }
   });
+});
+
+Deno.test("upload_client.ts: a failed connect names the target as lib/dial.ts does (IPv6 in brackets; a timeout says so)", async () => {
+  const work = await Deno.makeTempDir();
+  const unanswered = await startUnansweredPort();
+  try {
+    await Deno.writeTextFile(`${work}/hi.txt`, "hello");
+    const allow = ["--allow-net", `--allow-read=${work}`];
+    const v6 = Deno.listen({ hostname: "::1", port: 0 });
+    const v6Port = v6.addr.port;
+    v6.close(); // nobody listens there now
+    const refused = await runScript("upload_client.ts", [
+      "--hostname",
+      "::1",
+      "--port",
+      String(v6Port),
+      `${work}/hi.txt`,
+    ], { allow });
+    assert.equal(refused.code, 1);
+    assert.equal(
+      refused.stderr,
+      `upload_client.ts: cannot connect to [::1]:${v6Port}: connection refused\n`,
+    );
+    const started = performance.now();
+    const slow = await runScript("upload_client.ts", [
+      "--port",
+      String(unanswered.addr.port),
+      "--timeout",
+      "0.3",
+      `${work}/hi.txt`,
+    ], { allow, timeoutMs: 10_000 });
+    assert.equal(slow.code, 1);
+    assert.equal(
+      slow.stderr,
+      `upload_client.ts: cannot connect to 127.0.0.1:${unanswered.addr.port}: timed out after 0.3 s\n`,
+    );
+    assert.ok(performance.now() - started < 5000);
+  } finally {
+    unanswered.close();
+    await Deno.remove(work, { recursive: true });
+  }
 });
 
 Deno.test("uploadFile: a 200 whose sha256 does not match is not verified", async () => {
