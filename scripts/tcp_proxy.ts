@@ -1,24 +1,22 @@
 /**
- * TCP proxy: accepts clients and forwards each one's bytes to a fixed target
- * and the target's bytes back, both ways at once, until both sides are done.
+ * TCP proxy (a port forwarder): accepts clients and relays each one's bytes
+ * to one fixed target and the target's bytes back, both ways at once.
  *
  * Run:    deno run --allow-net scripts/tcp_proxy.ts --target 127.0.0.1:9999 [--port 9000]
  * Try it: nc 127.0.0.1 9000        (with scripts/echo_server.ts as the target)
  *
- * The tutorials "configure a proxy" by pointing a client at one; this is the
- * other end. A naive forwarder reads from the client, writes to the target,
- * reads the reply: one direction at a time, so any protocol where the server
- * speaks first or both sides talk at once hangs. Here each direction is its
- * own copy loop; a half-close (shutdown of one side's sending) is passed on
- * instead of tearing the whole connection down; an unreachable target closes
- * the client's connection after --connect-timeout instead of leaving it
- * hanging; and every connection ends with one log line of byte counts.
+ * Not the HTTP proxy that 001 §3 (item 5) hands to `requests`: that one
+ * reads each request to learn where it goes. This one never looks at the
+ * bytes, so it carries any protocol, always to its one --target. A naive
+ * relay reads from the client, writes to the target, then reads the reply:
+ * one direction at a time, so a protocol where the server speaks first, or
+ * both sides at once, hangs. Here each direction is its own copy loop; a
+ * half-close is passed on instead of tearing the connection down; an
+ * unreachable target closes the client after --connect-timeout; and every
+ * connection ends with one log line of byte counts. A reset can only be
+ * passed on as a plain close: Deno cannot send one on purpose.
  *
- * One limit to know: when one side resets (RST), the proxy can only close
- * the other side, which sends an ordinary FIN. Deno cannot send a reset on
- * purpose (no SO_LINGER), so a protocol that marks the end of its data by
- * closing cannot tell a cut-off transfer from a complete one through this
- * proxy. The log line says "connection reset" when that happened.
+ * Read first: relay()
  */
 import {
   parseCommandLine,
@@ -28,8 +26,16 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { Sweeper } from "../lib/deadline.ts";
+import { dial, DialError } from "../lib/dial.ts";
 import { describeError } from "../lib/errors.ts";
-import { closeQuietly, formatAddress, writeAll } from "../lib/net.ts";
+import {
+  closeQuietly,
+  copy,
+  formatAddress,
+  formatHostPort,
+  type Traffic,
+} from "../lib/io.ts";
 import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
 
 export const DEFAULT_PORT = 9000;
@@ -61,139 +67,101 @@ export interface TcpProxyOptions {
   log?: (line: string) => void;
 }
 
-/** Traffic per connection, updated by the copy loops. */
-interface Traffic {
-  up: number; // bytes client → target
-  down: number; // bytes target → client
-  lastMoved: number; // performance.now() of the latest chunk either way
-}
-
 export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
   const { target } = options;
-  const targetName = formatAddress({ transport: "tcp", ...target });
-  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+  const targetName = formatHostPort(target.hostname, target.port);
   const log = options.log ?? ((line: string) => console.error(line));
+  const idleMs = options.idleTimeoutMs ?? 0;
+  // One timer watches every connection's byte counts (see lib/deadline.ts).
+  const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
 
   return serveTcp({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
+    log,
   }, async (client, shutdown) => {
     const started = performance.now();
     const clientName = formatAddress(client.remoteAddr);
-    const seconds = () => ((performance.now() - started) / 1000).toFixed(3);
-
-    let upstream: Deno.TcpConn;
+    let upstream: Deno.Conn;
     try {
-      upstream = await Deno.connect({
+      upstream = await dial({
         ...target,
-        // Either limit ends the attempt: the connect timeout, or the proxy
-        // shutting down while the target is slow to answer.
-        signal: AbortSignal.any([
-          AbortSignal.timeout(connectTimeoutMs),
-          shutdown,
-        ]),
+        timeoutMs: options.connectTimeoutMs ?? 5000,
+        signal: shutdown, // a slow target must not hold up our shutdown
       });
     } catch (error) {
-      const reason = error instanceof DOMException &&
-          error.name === "TimeoutError"
-        ? `timed out after ${connectTimeoutMs / 1000} s`
-        : shutdown.aborted
+      const reason = shutdown.aborted
         ? "proxy shutting down"
+        : error instanceof DialError
+        ? error.reason
         : describeError(error);
       // Returning closes the client's connection (serveTcp does it), so the
       // client learns at once instead of waiting on a silent socket.
       log(`${clientName}: cannot reach ${targetName}: ${reason}`);
       return;
     }
-    // Forward small writes at once, as serveTcp does for the client side:
-    // Nagle's algorithm on this leg would add up to 40 ms per exchange.
-    upstream.setNoDelay(true);
-
-    // serveTcp closes the client connections on shutdown; the upstream side
-    // is ours to close. Closing either socket ends the copy loops reading it.
+    // serveTcp closes the client on shutdown; the upstream side is ours.
     const closeBoth = () => {
       closeQuietly(client);
       closeQuietly(upstream);
     };
     shutdown.addEventListener("abort", closeBoth);
-
-    const traffic: Traffic = { up: 0, down: 0, lastMoved: performance.now() };
+    const up: Traffic = { bytes: 0 }, down: Traffic = { bytes: 0 };
     let ending = "closed";
-    const stopIdleTimer = options.idleTimeoutMs
-      ? watchIdle(traffic, options.idleTimeoutMs, () => {
+    const moved = {
+      get bytes() {
+        return up.bytes + down.bytes;
+      },
+    };
+    const idle = idleMs > 0
+      ? sweeper.idle(moved, idleMs, () => {
         ending = "idle timeout";
         closeBoth();
       })
-      : () => {};
-    // A reset (or any failure) in one direction ends both: the other side
-    // would otherwise wait forever for bytes that can no longer be relayed.
-    // (It sees a plain close, not a reset: see the note at the top.)
-    const fail = (error: unknown) => {
-      if (ending === "closed") {
-        ending = shutdown.aborted
-          ? "proxy shutting down"
-          : describeError(error);
-      }
-      closeBoth();
-    };
-    await Promise.all([
-      copyThenHalfClose(client, upstream, (bytes) => {
-        traffic.up += bytes;
-        traffic.lastMoved = performance.now();
-      }).catch(fail),
-      copyThenHalfClose(upstream, client, (bytes) => {
-        traffic.down += bytes;
-        traffic.lastMoved = performance.now();
-      }).catch(fail),
-    ]);
+      : undefined;
 
-    stopIdleTimer();
+    const failure = await relay(client, upstream, up, down);
+
+    if (idle) sweeper.remove(idle);
     shutdown.removeEventListener("abort", closeBoth);
     closeBoth();
+    if (ending === "closed" && failure !== null) {
+      ending = shutdown.aborted
+        ? "proxy shutting down"
+        : describeError(failure);
+    }
+    const elapsed = ((performance.now() - started) / 1000).toFixed(3);
     log(
-      `${clientName} <-> ${targetName}: ${ending} after ${seconds()} s, ` +
-        `${traffic.up} bytes up, ${traffic.down} bytes down`,
+      `${clientName} <-> ${targetName}: ${ending} after ${elapsed} s, ` +
+        `${up.bytes} bytes up, ${down.bytes} bytes down`,
     );
   });
 }
 
 /**
- * Copies `from` to `to` through one reused buffer until `from` reaches end
- * of input, then half-closes `to`: "no more bytes from this side", while
- * the other direction may still be sending. The await on each write is the
- * back-pressure: a slow reader slows its sender, and memory stays at one
- * buffer per direction.
+ * The proxy itself: two copy loops at once, client to target and target to
+ * client. When one side has sent everything (end of input), that is passed
+ * on as a half-close while the other direction keeps going. An error on
+ * either side ends both: the other would wait for bytes that can no longer
+ * come. Returns the first error, or null when both sides finished.
  */
-async function copyThenHalfClose(
-  from: Deno.Conn,
-  to: Deno.Conn,
-  counted: (bytes: number) => void,
-) {
-  const buffer = new Uint8Array(64 * 1024);
-  while (true) {
-    const count = await from.read(buffer);
-    if (count === null) break;
-    await writeAll(to, buffer.subarray(0, count));
-    counted(count);
-  }
-  await to.closeWrite();
-}
-
-/**
- * Calls `onIdle` once no byte has moved for `idleMs`. The timer wakes at
- * the earliest moment the connection could be idle and looks at when bytes
- * last moved, instead of being reset on every chunk, which would cost more
- * than the copy itself on a busy connection.
- */
-function watchIdle(traffic: Traffic, idleMs: number, onIdle: () => void) {
-  let timer: ReturnType<typeof setTimeout>;
-  const check = () => {
-    const left = traffic.lastMoved + idleMs - performance.now();
-    if (left <= 0) return onIdle();
-    timer = setTimeout(check, left);
+async function relay(
+  client: Deno.Conn,
+  upstream: Deno.Conn,
+  up: Traffic,
+  down: Traffic,
+): Promise<unknown> {
+  let failure: unknown = null;
+  const fail = (error: unknown) => {
+    failure ??= error;
+    closeQuietly(client);
+    closeQuietly(upstream);
   };
-  timer = setTimeout(check, idleMs);
-  return () => clearTimeout(timer);
+  await Promise.all([
+    copy(client, upstream, up).then(() => upstream.closeWrite()).catch(fail),
+    copy(upstream, client, down).then(() => client.closeWrite()).catch(fail),
+  ]);
+  return failure;
 }
 
 if (import.meta.main) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { startTcpProxy, type TcpProxyOptions } from "../scripts/tcp_proxy.ts";
 import { startEchoServer } from "../scripts/echo_server.ts";
-import { writeAll } from "../lib/net.ts";
+import { writeAll } from "../lib/io.ts";
 import {
   closedPort,
   hasCommand,
