@@ -42,7 +42,8 @@ import { BufferedReader } from "../lib/reader.ts";
 import { printable } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 8080;
-export const DEFAULT_TIMEOUT_SECONDS = 60;
+/** Long enough for a server to flush a large file, short enough to fail. */
+export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 const USAGE = `Usage: upload_client.ts [options] FILE
 
@@ -54,8 +55,8 @@ Options:
   --name NAME        name to store the file under (default: FILE's own name)
   --hostname HOST    server address (default 127.0.0.1)
   --port PORT        server port (default ${DEFAULT_PORT})
-  --timeout SECONDS  longest wait for the connection and for the reply
-                     after the last byte (default ${DEFAULT_TIMEOUT_SECONDS})
+  --timeout SECONDS  limit for the connect, for each write to make progress
+                     and for the reply after the last byte (default ${DEFAULT_TIMEOUT_SECONDS})
   -h, --help         show this help`;
 
 export interface UploadFileOptions {

@@ -16,7 +16,8 @@
  * wait for ever too. Here the header says how many bytes follow; they go
  * to a temporary file that takes its name only when complete and flushed
  * (a client that vanishes leaves nothing), and the reply carries the
- * SHA-256 so the client can check what arrived.
+ * SHA-256 so the client can check what arrived. A client too slow to be
+ * honest gets 408; past --max-uploads at once, 503.
  *
  * Read first: receive()
  */
@@ -38,48 +39,63 @@ import {
   type Upload,
 } from "../lib/file_store.ts";
 import {
-  closeQuietly,
   copy,
   formatAddress,
   limited,
   lingeringClose,
-  type Traffic,
   writeAll,
 } from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
-import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
+import {
+  LIMIT_HELP,
+  LIMIT_OPTIONS,
+  parseLimits,
+  runUntilSignal,
+  type ServerHandle,
+  serveTcp,
+  type TcpServerOptions,
+} from "../lib/server.ts";
+import { printable } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
+/** Bytes/s: slower than any real link, not than a client holding a slot. */
+export const DEFAULT_MIN_RATE = 1000;
+/** Uploads share a disk, and each holds a socket and a file descriptor. */
+export const DEFAULT_MAX_UPLOADS = 100;
 /** Longest header line: "UPLOAD", a size and a name of up to 255 bytes fit. */
 const HEADER_LIMIT = 4096;
-const LINGER_MS = 2000;
 
 const USAGE = `Usage: upload_server.ts --dir DIR [options]
 
 Receives files: each client sends 'UPLOAD <size> <name>' and a newline, then
 exactly <size> bytes, and gets one line back: '200 OK <size> <sha256>' once
-the file is complete and on disk as DIR/<name>, or '400|409|413|500 <reason>'.
+the file is complete and on disk as DIR/<name>, or '400|408|409|413|500|503
+<reason>' (bad request, too slow, exists, too large, storage, too busy).
 
 Options:
   --dir DIR               where files go (created if missing)
   --max-size BYTES        refuse larger files with 413 (default: no limit)
   --overwrite             replace existing files (default: refuse with 409)
-  --idle-timeout SECONDS  drop a client silent this long (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
+  --idle-timeout SECONDS  408 if the header takes longer, or the body pauses
+                          longer (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
+  --min-rate BYTES        408 if, past the idle timeout, the body averages fewer
+                          bytes a second (default ${DEFAULT_MIN_RATE}; 0 = no minimum)
+  --max-uploads N         503 to clients beyond N uploads at once (default ${DEFAULT_MAX_UPLOADS})
   --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
+${LIMIT_HELP}
   -h, --help              show this help`;
 
-export interface UploadServerOptions {
+export interface UploadServerOptions extends Partial<TcpServerOptions> {
   dir: string;
-  hostname?: string;
-  port?: number;
   /** Largest accepted file in bytes (default: no limit). */
   maxSize?: number;
   overwrite?: boolean;
   idleTimeoutSeconds?: number;
-  /** Where the one line per upload goes (default: stderr). */
-  log?: (line: string) => void;
+  /** Bytes per second a body must average once the idle timeout passed. */
+  minRate?: number;
+  maxUploads?: number;
 }
 
 /** Creates `dir` if missing, removes what a crash left there, serves. */
@@ -90,54 +106,80 @@ export async function startUploadServer(
   for (const name of await prepareUploadDirectory(options.dir)) {
     log(`removed leftover temporary file ${name}`);
   }
-  const idleMs = (options.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS) *
-    1000;
+  const {
+    idleTimeoutSeconds = DEFAULT_IDLE_TIMEOUT_SECONDS,
+    minRate = DEFAULT_MIN_RATE,
+    maxUploads = DEFAULT_MAX_UPLOADS,
+  } = options;
+  const idleMs = idleTimeoutSeconds * 1000;
   // One timer for every connection's deadline (see lib/deadline.ts).
   const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
+  let uploads = 0;
   return serveTcp({
+    ...options,
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
     log,
   }, async (conn, shutdown) => {
     const started = performance.now();
-    const job: Job = {
-      name: "",
-      received: { bytes: 0 },
-      // The header must arrive whole within one timeout however it is
-      // trickled; after it, the client may be silent that long at a time.
-      bodyStarts: () => clock.at = Date.now() + idleMs,
+    const job: Job = { name: "", received: { bytes: 0 }, clock: () => {} };
+    // The one reply line: sent once, only after what is unfinished is
+    // removed (a 408 or 500 leaves nothing behind when the client hears it).
+    let replied: Promise<string> | undefined;
+    const reply = (line: string) =>
+      replied ??= (async () => {
+        await job.upload?.abort().catch(() => {}); // after a commit: no-op
+        try {
+          await writeAll(conn, new TextEncoder().encode(line + "\n"));
+        } catch {
+          return `${line} (not delivered)`;
+        }
+        // The client may still be sending (after a 413, say): closing on
+        // unread bytes would reset the connection and could destroy the
+        // reply. lingeringClose half-closes and drains, for 2 s at most.
+        await lingeringClose(conn, 2000, Infinity);
+        return line;
+      })();
+    // The header must arrive whole within one idle timeout, however it is
+    // trickled; then the body may pause that long, and must keep up.
+    const clock = sweeper.idle(job.received, idleMs, (why) => {
+      reply( // its lingering close ends the pending read: receive() ends
+        !job.upload
+          ? `408 no complete header within ${seconds(idleMs)}`
+          : why === "idle"
+          ? `408 idle for ${seconds(idleMs)}`
+          : `408 slower than ${minRate} bytes/s`,
+      );
+    }, minRate);
+    job.clock = (running) => {
+      if (running) clock.at = Date.now() + idleMs;
+      else sweeper.remove(clock); // the body is in: flushing is our time
     };
-    const clock = sweeper.idle(job.received, idleMs, () => {
-      job.silence = job.upload
-        ? `idle for ${seconds(idleMs)}, dropped`
-        : `no complete header within ${seconds(idleMs)}, dropped`;
-      closeQuietly(conn); // the pending read fails: receive() ends
-    });
-    let reply: string | null;
+    let line: string | null = null; // the status line owed to the client
+    let note = "closed before sending a header"; // why none is, if so
     try {
-      reply = await receive(new BufferedReader(conn), job, options);
+      line = uploads++ >= maxUploads
+        ? `503 too many uploads at once (${maxUploads})`
+        : await receive(new BufferedReader(conn), job, options);
     } catch (error) {
-      // We are stopping, or the client vanished or went silent (we closed
-      // the connection), or storage failed: the client hears of that.
-      if (shutdown.aborted) job.silence = "server shutting down";
+      // We are stopping, or the client vanished; or storage failed, and
+      // the client hears of that.
+      if (shutdown.aborted) note = "server shutting down";
       else if (isDisconnect(error)) {
-        job.silence ??= `client vanished (${describeError(error)})`;
-      }
-      reply = job.silence
-        ? null
-        : `500 storage failure: ${describeError(error)}`;
+        note = `client vanished (${describeError(error)})`;
+      } else line = `500 storage failure: ${describeError(error)}`;
     } finally {
+      uploads--;
       sweeper.remove(clock);
     }
-    const said = reply === null ? job.silence : await answer(conn, reply);
-    // Whatever happened, an unfinished upload leaves no temporary file.
-    await job.upload?.abort().catch(() => {});
+    const said = replied ? await replied : line ? await reply(line) : note;
+    await job.upload?.abort().catch(() => {}); // nothing unfinished stays
     const elapsed = (performance.now() - started) / 1000;
     const bytes = job.upload?.size ?? 0;
     const rate = (elapsed > 0 ? bytes / elapsed / 1e6 : 0).toFixed(1);
-    // One line per connection; JSON quoting keeps odd names on one line.
+    // One line per connection; the name as the client sent it, escaped.
     log(
-      `${formatAddress(conn.remoteAddr)} ${JSON.stringify(job.name)} ` +
+      `${formatAddress(conn.remoteAddr)} "${printable(job.name)}" ` +
         `${bytes} bytes ${elapsed.toFixed(3)} s ${rate} MB/s: ${said}`,
     );
   });
@@ -148,11 +190,9 @@ interface Job {
   name: string;
   upload?: Upload;
   /** Body bytes stored so far: copy() counts, the Sweeper watches. */
-  received: Traffic;
-  /** Why no reply is owed, when none is. */
-  silence?: string;
-  /** Called once the header is in. */
-  bodyStarts(): void;
+  received: { bytes: number };
+  /** Restarts the client's clock (true) or stops it (false). */
+  clock(running: boolean): void;
 }
 
 /**
@@ -172,10 +212,7 @@ async function receive(
     if (!(error instanceof LineTooLongError)) throw error;
     return `400 header line longer than ${HEADER_LIMIT} bytes`;
   }
-  if (header === null) {
-    job.silence = "closed before sending a header";
-    return null;
-  }
+  if (header === null) return null;
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(header);
@@ -196,74 +233,51 @@ async function receive(
   }
   try {
     job.upload = await createUpload(options.dir, job.name, options);
-  } catch (error) {
-    if (error instanceof FileExistsError) return `409 ${error.message}`;
-    return `500 storage failure: ${describeError(error)}`;
-  }
-  job.bodyStarts();
-  // Exactly <size> bytes, in whatever pieces they come (the reader first
-  // hands out what it read past the header). Bytes after them are not
-  // part of the file.
-  const received = await copy(limited(reader, size), job.upload, job.received);
-  if (received < size) {
-    return `400 body ended after ${received} of ${size} bytes`;
-  }
-  try {
+    job.clock(true);
+    // Exactly <size> bytes, in whatever pieces they come (the reader first
+    // hands out what it read past the header); what follows is not ours.
+    const got = await copy(limited(reader, size), job.upload, job.received);
+    job.clock(false);
+    if (got < size) return `400 body ended after ${got} of ${size} bytes`;
     const stored = await job.upload.commit();
     return `200 OK ${stored.size} ${stored.sha256}`;
   } catch (error) {
-    // Someone else's upload of the same name won the race.
+    // The name exists, or another upload of it has just won the race.
     if (error instanceof FileExistsError) return `409 ${error.message}`;
-    throw error;
+    throw error; // a storage failure (500), or the client left
   }
-}
-
-/** Sends the one reply line and closes; returns what the log should say. */
-async function answer(conn: Deno.Conn, line: string): Promise<string> {
-  try {
-    await writeAll(conn, new TextEncoder().encode(line + "\n"));
-  } catch (error) {
-    if (!isDisconnect(error)) throw error;
-    return `${line} (not delivered)`;
-  }
-  // After an early answer (413, 409, 400) the client may still be sending:
-  // closing with its bytes unread would reset the connection, which can
-  // destroy the answer. lingeringClose half-closes and drains (for at most
-  // LINGER_MS, however much the client sends) first.
-  await lingeringClose(conn, LINGER_MS, Infinity);
-  return line;
 }
 
 if (import.meta.main) {
   await runCommand("upload_server.ts", async () => {
+    const text = (value: unknown) =>
+      ({ type: "string", default: String(value) }) as const;
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
         dir: { type: "string" },
-        "max-size": {
-          type: "string",
-          default: String(Number.MAX_SAFE_INTEGER),
-        },
+        "max-size": text(Number.MAX_SAFE_INTEGER),
         overwrite: { type: "boolean", default: false },
-        "idle-timeout": {
-          type: "string",
-          default: String(DEFAULT_IDLE_TIMEOUT_SECONDS),
-        },
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
+        "idle-timeout": text(DEFAULT_IDLE_TIMEOUT_SECONDS),
+        "min-rate": text(DEFAULT_MIN_RATE),
+        "max-uploads": text(DEFAULT_MAX_UPLOADS),
+        hostname: text("127.0.0.1"),
+        port: text(DEFAULT_PORT),
+        ...LIMIT_OPTIONS,
       },
     });
     if (!values.dir) throw new UsageError("--dir DIR is required");
+    const idle = values["idle-timeout"];
     const server = await startUploadServer({
       dir: values.dir,
       hostname: values.hostname,
       port: parsePort(values.port),
       maxSize: parseInteger(values["max-size"], "--max-size"),
       overwrite: values.overwrite,
-      idleTimeoutSeconds: parseSeconds(
-        values["idle-timeout"],
-        "--idle-timeout",
-      ),
+      idleTimeoutSeconds: parseSeconds(idle, "--idle-timeout"),
+      minRate: parseInteger(values["min-rate"], "--min-rate"),
+      maxUploads: parseInteger(values["max-uploads"], "--max-uploads", 1),
+      ...parseLimits(values),
     });
     return runUntilSignal(server, "tcp");
   });
