@@ -26,19 +26,25 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
-import { Sweeper } from "../lib/deadline.ts";
+import { sleep, Sweeper } from "../lib/deadline.ts";
 import { dial, DialError } from "../lib/dial.ts";
 import { describeError } from "../lib/errors.ts";
+import { closeQuietly, copy, formatHostPort, type Traffic } from "../lib/io.ts";
 import {
-  closeQuietly,
-  copy,
-  formatAddress,
-  formatHostPort,
-  type Traffic,
-} from "../lib/io.ts";
-import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
+  LIMIT_HELP,
+  LIMIT_OPTIONS,
+  parseLimits,
+  runUntilSignal,
+  type ServerHandle,
+  serveTcp,
+  type TcpServerOptions,
+} from "../lib/server.ts";
 
 export const DEFAULT_PORT = 9000;
+/** Five minutes, as the echo server: long enough for a quiet interactive
+ * session, short enough that forgotten connections (two descriptors each)
+ * do not pile up. */
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 300;
 
 const USAGE = `Usage: tcp_proxy.ts --target HOST:PORT [options]
 
@@ -52,36 +58,52 @@ Options:
   --port PORT                port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
   --connect-timeout SECONDS  give up on reaching the target after this long (default 5)
   --idle-timeout SECONDS     close a connection after this long with no bytes either
-                             way (default: never)
+                             way (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0 = never)
+${LIMIT_HELP}
   -h, --help                 show this help`;
 
-export interface TcpProxyOptions {
+export interface TcpProxyOptions extends Partial<TcpServerOptions> {
   target: { hostname: string; port: number };
-  hostname?: string;
-  port?: number;
   /** Default 5000. */
   connectTimeoutMs?: number;
-  /** Close after this long without traffic; default: no limit. */
+  /** Close after this long without traffic (default 300 s; 0: never). */
   idleTimeoutMs?: number;
-  /** Where the per-connection lines go (default: stderr). */
-  log?: (line: string) => void;
 }
 
 export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
   const { target } = options;
   const targetName = formatHostPort(target.hostname, target.port);
   const log = options.log ?? ((line: string) => console.error(line));
-  const idleMs = options.idleTimeoutMs ?? 0;
+  const idleMs = options.idleTimeoutMs ??
+    DEFAULT_IDLE_TIMEOUT_SECONDS * 1000;
   // One timer watches every connection's byte counts (see lib/deadline.ts).
   const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
+  const upstreams = new Set<Deno.Conn>(); // closed when we shut down
+  // A --target that is this proxy under any name (localhost, 0.0.0.0, a
+  // LAN address) would have it connect to itself for ever. We know the
+  // local end of each of our connections to the target: a client arriving
+  // from one of them is ourselves.
+  const ourEnds = new Set<string>();
+  let nextTurn: Promise<unknown> | undefined; // one timer for all who wait
 
   return serveTcp({
+    ...options,
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
     log,
+    onShutdown: () => upstreams.forEach(closeQuietly),
   }, async (client, shutdown) => {
     const started = performance.now();
-    const clientName = formatAddress(client.remoteAddr);
+    const from = endpoint(client.remoteAddr);
+    // A client from this machine (both ends on one address) may be our own
+    // connect, completing this very moment: let it note its end first.
+    const { hostname } = client.remoteAddr as Deno.NetAddr;
+    if (hostname === (client.localAddr as Deno.NetAddr).hostname) {
+      await (nextTurn ??= sleep(0).then(() => nextTurn = undefined));
+    }
+    if (ourEnds.delete(from)) {
+      return log(`${from}: refused: --target leads back to this proxy`);
+    }
     let upstream: Deno.Conn;
     try {
       upstream = await dial({
@@ -97,34 +119,33 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
         : describeError(error);
       // Returning closes the client's connection (serveTcp does it), so the
       // client learns at once instead of waiting on a silent socket.
-      log(`${clientName}: cannot reach ${targetName}: ${reason}`);
-      return;
+      return log(`${from}: cannot reach ${targetName}: ${reason}`);
     }
-    // serveTcp closes the client on shutdown; the upstream side is ours.
-    const closeBoth = () => {
-      closeQuietly(client);
-      closeQuietly(upstream);
-    };
-    shutdown.addEventListener("abort", closeBoth);
+    const via = endpoint(upstream.localAddr);
+    ourEnds.add(via);
+    upstreams.add(upstream);
     const up: Traffic = { bytes: 0 }, down: Traffic = { bytes: 0 };
     let ending = "closed";
-    const moved = {
+    // Idle means no byte either way: the Sweeper watches the sum.
+    const both = {
       get bytes() {
         return up.bytes + down.bytes;
       },
     };
     const idle = idleMs > 0
-      ? sweeper.idle(moved, idleMs, () => {
+      ? sweeper.idle(both, idleMs, () => {
         ending = "idle timeout";
-        closeBoth();
+        closeQuietly(client);
+        closeQuietly(upstream);
       })
       : undefined;
 
     const failure = await relay(client, upstream, up, down);
 
     if (idle) sweeper.remove(idle);
-    shutdown.removeEventListener("abort", closeBoth);
-    closeBoth();
+    closeQuietly(upstream);
+    upstreams.delete(upstream);
+    ourEnds.delete(via);
     if (ending === "closed" && failure !== null) {
       ending = shutdown.aborted
         ? "proxy shutting down"
@@ -132,7 +153,7 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
     }
     const elapsed = ((performance.now() - started) / 1000).toFixed(3);
     log(
-      `${clientName} <-> ${targetName}: ${ending} after ${elapsed} s, ` +
+      `${from} <-> ${targetName}: ${ending} after ${elapsed} s, ` +
         `${up.bytes} bytes up, ${down.bytes} bytes down`,
     );
   });
@@ -164,6 +185,12 @@ async function relay(
   return failure;
 }
 
+/** An address as a key: `host:port`, an IPv4-mapped IPv6 host as IPv4. */
+function endpoint(addr: Deno.Addr): string {
+  const { hostname, port } = addr as Deno.NetAddr;
+  return formatHostPort(hostname.replace(/^::ffff:(?=\d)/i, ""), port);
+}
+
 if (import.meta.main) {
   await runCommand("tcp_proxy.ts", () => {
     const { values } = parseCommandLine(Deno.args, {
@@ -173,13 +200,17 @@ if (import.meta.main) {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
         "connect-timeout": { type: "string", default: "5" },
-        "idle-timeout": { type: "string" },
+        "idle-timeout": {
+          type: "string",
+          default: String(DEFAULT_IDLE_TIMEOUT_SECONDS),
+        },
+        ...LIMIT_OPTIONS,
       },
     });
     if (values.target === undefined) {
       throw new UsageError("--target HOST:PORT is required");
     }
-    const idle = values["idle-timeout"];
+    const idle = parseSeconds(values["idle-timeout"], "--idle-timeout", true);
     const server = startTcpProxy({
       target: parseHostAndPort(values.target, "--target"),
       hostname: values.hostname,
@@ -188,9 +219,8 @@ if (import.meta.main) {
         values["connect-timeout"],
         "--connect-timeout",
       ) * 1000,
-      idleTimeoutMs: idle === undefined
-        ? undefined
-        : parseSeconds(idle, "--idle-timeout") * 1000,
+      idleTimeoutMs: idle * 1000,
+      ...parseLimits(values),
     });
     return runUntilSignal(server, "tcp");
   });
