@@ -80,10 +80,10 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
   const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
   const upstreams = new Set<Deno.Conn>(); // closed when we shut down
   // A --target that is this proxy under any name (localhost, 0.0.0.0, a
-  // LAN address) would have it connect to itself for ever. We know the
-  // local end of each of our connections to the target: a client arriving
-  // from one of them is ourselves.
-  const ourEnds = new Set<string>();
+  // LAN address) would have it connect to itself for ever. We know both
+  // ends of each of our connections to the target: a client arriving over
+  // one of them is ourselves.
+  const ours = new Set<string>();
   let nextTurn: Promise<unknown> | undefined; // one timer for all who wait
 
   return serveTcp({
@@ -101,7 +101,7 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
     if (hostname === (client.localAddr as Deno.NetAddr).hostname) {
       await (nextTurn ??= sleep(0).then(() => nextTurn = undefined));
     }
-    if (ourEnds.delete(from)) {
+    if (ours.delete(link(client.remoteAddr, client.localAddr))) {
       return log(`${from}: refused: --target leads back to this proxy`);
     }
     let upstream: Deno.Conn;
@@ -121,8 +121,8 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
       // client learns at once instead of waiting on a silent socket.
       return log(`${from}: cannot reach ${targetName}: ${reason}`);
     }
-    const via = endpoint(upstream.localAddr);
-    ourEnds.add(via);
+    const mine = link(upstream.localAddr, upstream.remoteAddr);
+    ours.add(mine);
     upstreams.add(upstream);
     const up: Traffic = { bytes: 0 }, down: Traffic = { bytes: 0 };
     let ending = "closed";
@@ -145,7 +145,7 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
     if (idle) sweeper.remove(idle);
     closeQuietly(upstream);
     upstreams.delete(upstream);
-    ourEnds.delete(via);
+    ours.delete(mine);
     if (ending === "closed" && failure !== null) {
       ending = shutdown.aborted
         ? "proxy shutting down"
@@ -185,10 +185,15 @@ async function relay(
   return failure;
 }
 
-/** An address as a key: `host:port`, an IPv4-mapped IPv6 host as IPv4. */
+/** `host:port`, an IPv4-mapped IPv6 host (::ffff:127.0.0.1) as IPv4. */
 function endpoint(addr: Deno.Addr): string {
   const { hostname, port } = addr as Deno.NetAddr;
   return formatHostPort(hostname.replace(/^::ffff:(?=\d)/i, ""), port);
+}
+
+/** A connection as a key: from one end to the other. */
+function link(from: Deno.Addr, to: Deno.Addr): string {
+  return `${endpoint(from)} > ${endpoint(to)}`;
 }
 
 if (import.meta.main) {

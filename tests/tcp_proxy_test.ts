@@ -481,6 +481,8 @@ Deno.test("memory: 2,000 idle proxied connections cost at most 40 KB each (two s
     `127.0.0.1:${echo.addr.port}`,
     "--port",
     "0",
+    "--max-per-address", // all 2,000 come from 127.0.0.1
+    "5000",
   ]);
   const addr = { transport: "tcp", hostname: "127.0.0.1", port: proxy.port };
   // Warm up once (a round trip) so the baseline includes the loaded code.
