@@ -1,8 +1,11 @@
 /**
  * TCP proxy (a port forwarder): accepts clients and relays each one's bytes
- * to one fixed target and the target's bytes back, both ways at once.
+ * to one fixed target and the target's bytes back, both ways at once. It can
+ * add or remove TLS on either side: stunnel's job.
  *
  * Run:    deno run --allow-net scripts/tcp_proxy.ts --target 127.0.0.1:9999 [--port 9000]
+ *         deno run --allow-net --allow-read=certs scripts/tcp_proxy.ts --target 127.0.0.1:8000 --cert certs/localhost.pem --key certs/localhost.key
+ *         deno run --allow-net --allow-read=certs scripts/tcp_proxy.ts --target localhost:9999 --target-cacert certs/ca.pem
  * Try it: nc 127.0.0.1 9000        (with scripts/echo_server.ts as the target)
  *
  * Not the HTTP proxy that 001 §3 (item 5) hands to `requests`: that one
@@ -10,11 +13,11 @@
  * bytes, so it carries any protocol, always to its one --target. A naive
  * relay reads from the client, writes to the target, then reads the reply:
  * one direction at a time, so a protocol where the server speaks first, or
- * both sides at once, hangs. Here each direction is its own copy loop; a
- * half-close is passed on instead of tearing the connection down; an
- * unreachable target closes the client after --connect-timeout; and every
- * connection ends with one log line of byte counts. A reset can only be
- * passed on as a plain close: Deno cannot send one on purpose.
+ * both sides at once, hangs. Here each direction is its own copy loop, and
+ * a half-close is passed on instead of tearing the connection down. With
+ * --cert/--key clients speak TLS to it (TLS in front of a plain server);
+ * with --target-tls it speaks TLS to the target (a plain client reaches a
+ * TLS server). A reset can only be passed on as a plain close.
  *
  * Read first: relay()
  */
@@ -30,6 +33,13 @@ import { sleep, Sweeper } from "../lib/deadline.ts";
 import { dial, DialError } from "../lib/dial.ts";
 import { describeError } from "../lib/errors.ts";
 import { closeQuietly, copy, formatHostPort, type Traffic } from "../lib/io.ts";
+import {
+  type ClientTls,
+  loadClientTls,
+  loadServerTls,
+  SERVER_TLS_HELP,
+  SERVER_TLS_OPTIONS,
+} from "../lib/tls.ts";
 import {
   LIMIT_HELP,
   LIMIT_OPTIONS,
@@ -60,6 +70,10 @@ Options:
   --idle-timeout SECONDS     close a connection after this long with no bytes either
                              way (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0 = never)
 ${LIMIT_HELP}
+${SERVER_TLS_HELP}
+                     (clients cannot be asked for a certificate: deno#26825)
+  --target-tls               speak TLS to the target (the system's trusted CAs)
+  --target-cacert FILE       also trust this CA for the target (implies --target-tls)
   -h, --help                 show this help`;
 
 export interface TcpProxyOptions extends Partial<TcpServerOptions> {
@@ -68,6 +82,8 @@ export interface TcpProxyOptions extends Partial<TcpServerOptions> {
   connectTimeoutMs?: number;
   /** Close after this long without traffic (default 300 s; 0: never). */
   idleTimeoutMs?: number;
+  /** Speak TLS to the target (its certificate must name target.hostname). */
+  targetTls?: ClientTls;
 }
 
 export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
@@ -109,6 +125,7 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
       upstream = await dial({
         ...target,
         timeoutMs: options.connectTimeoutMs ?? 5000,
+        tls: options.targetTls,
         signal: shutdown, // a slow target must not hold up our shutdown
       });
     } catch (error) {
@@ -197,7 +214,7 @@ function link(from: Deno.Addr, to: Deno.Addr): string {
 }
 
 if (import.meta.main) {
-  await runCommand("tcp_proxy.ts", () => {
+  await runCommand("tcp_proxy.ts", async () => {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
@@ -210,12 +227,16 @@ if (import.meta.main) {
           default: String(DEFAULT_IDLE_TIMEOUT_SECONDS),
         },
         ...LIMIT_OPTIONS,
+        ...SERVER_TLS_OPTIONS,
+        "target-tls": { type: "boolean", default: false },
+        "target-cacert": { type: "string" },
       },
     });
     if (values.target === undefined) {
       throw new UsageError("--target HOST:PORT is required");
     }
     const idle = parseSeconds(values["idle-timeout"], "--idle-timeout", true);
+    const tls = await loadServerTls(values);
     const server = startTcpProxy({
       target: parseHostAndPort(values.target, "--target"),
       hostname: values.hostname,
@@ -226,7 +247,12 @@ if (import.meta.main) {
       ) * 1000,
       idleTimeoutMs: idle * 1000,
       ...parseLimits(values),
+      tls,
+      targetTls: await loadClientTls({
+        tls: values["target-tls"],
+        cacert: values["target-cacert"],
+      }),
     });
-    return runUntilSignal(server, "tcp");
+    return runUntilSignal(server, tls ? "tls" : "tcp");
   });
 }

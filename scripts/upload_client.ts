@@ -1,9 +1,10 @@
 /**
- * File upload client: sends one file to upload_server.ts and checks that the
- * server stored exactly what was sent (size and SHA-256).
+ * File upload client: sends one file to upload_server.ts (over TCP or TLS)
+ * and checks that the server stored exactly what was sent (size, SHA-256).
  *
  * Run:    deno run --allow-net --allow-read=photo.jpg scripts/upload_client.ts photo.jpg
  *         deno run --allow-net --allow-read=photo.jpg scripts/upload_client.ts --name "Holiday 1.jpg" photo.jpg
+ *         deno run --allow-net --allow-read=photo.jpg,certs scripts/upload_client.ts --cacert certs/ca.pem photo.jpg
  * Try it: start scripts/upload_server.ts --dir uploads first
  *
  * The client of 000 §4.4 sends the file's name, `\r\n` and the bytes with no
@@ -40,6 +41,12 @@ import {
 } from "../lib/io.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import { printable } from "../lib/terminal.ts";
+import {
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  type ClientTls,
+  loadClientTls,
+} from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8080;
 /** Long enough for a server to flush a large file, short enough to fail. */
@@ -57,6 +64,7 @@ Options:
   --port PORT        server port (default ${DEFAULT_PORT})
   --timeout SECONDS  limit for the connect, for each write to make progress
                      and for the reply after the last byte (default ${DEFAULT_TIMEOUT_SECONDS})
+${CLIENT_TLS_HELP}
   -h, --help         show this help`;
 
 export interface UploadFileOptions {
@@ -66,6 +74,8 @@ export interface UploadFileOptions {
   hostname?: string;
   port?: number;
   timeoutSeconds?: number;
+  /** Speak TLS (lib/tls.ts loadClientTls makes this from the options). */
+  tls?: ClientTls;
   /** Called while sending (ten times a second) with bytes sent and total. */
   onProgress?: (sent: number, total: number) => void;
 }
@@ -104,7 +114,7 @@ export async function uploadFile(
   if (!info.isFile) throw new Failure(`${options.path} is not a regular file`);
   const { hostname = "127.0.0.1", port = DEFAULT_PORT } = options;
   const timeoutMs = (options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
-  const conn = await dial({ hostname, port, timeoutMs });
+  const conn = await dial({ hostname, port, timeoutMs, tls: options.tls });
   const target = formatHostPort(hostname, port);
   try {
     const timed = new TimedConn(conn, timeoutMs, target);
@@ -224,6 +234,7 @@ if (import.meta.main) {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
         timeout: { type: "string", default: String(DEFAULT_TIMEOUT_SECONDS) },
+        ...CLIENT_TLS_OPTIONS,
       },
     });
     if (positionals.length !== 1) {
@@ -235,6 +246,7 @@ if (import.meta.main) {
       hostname: values.hostname,
       port: parsePort(values.port),
       timeoutSeconds: parseSeconds(values.timeout, "--timeout"),
+      tls: await loadClientTls(values),
       onProgress: Deno.stderr.isTerminal() ? progressBar() : undefined,
     });
     if (outcome.verified) {

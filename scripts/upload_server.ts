@@ -1,8 +1,9 @@
 /**
- * File upload server: receives files over TCP into one directory, each one
- * checked by size and SHA-256, many clients at once.
+ * File upload server: receives files over TCP (or TLS) into one directory,
+ * each one checked by size and SHA-256, many clients at once.
  *
  * Run:    deno run --allow-net --allow-read=./uploads --allow-write=./uploads scripts/upload_server.ts --dir ./uploads
+ *         deno run --allow-net --allow-read=./uploads,certs --allow-write=./uploads scripts/upload_server.ts --dir ./uploads --cert certs/localhost.pem --key certs/localhost.key
  * Try it: printf 'UPLOAD 5 hi.txt\nhello' | nc -N 127.0.0.1 8080
  *    or:  deno run --allow-net --allow-read=photo.jpg scripts/upload_client.ts photo.jpg
  *
@@ -56,6 +57,11 @@ import {
   type TcpServerOptions,
 } from "../lib/server.ts";
 import { printable } from "../lib/terminal.ts";
+import {
+  loadServerTls,
+  SERVER_TLS_HELP,
+  SERVER_TLS_OPTIONS,
+} from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
@@ -85,6 +91,8 @@ Options:
   --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
 ${LIMIT_HELP}
+${SERVER_TLS_HELP}
+                     (clients cannot be asked for a certificate: deno#26825)
   -h, --help              show this help`;
 
 export interface UploadServerOptions extends Partial<TcpServerOptions> {
@@ -264,9 +272,11 @@ if (import.meta.main) {
         hostname: text("127.0.0.1"),
         port: text(DEFAULT_PORT),
         ...LIMIT_OPTIONS,
+        ...SERVER_TLS_OPTIONS,
       },
     });
     if (!values.dir) throw new UsageError("--dir DIR is required");
+    const tls = await loadServerTls(values);
     const idle = values["idle-timeout"];
     const server = await startUploadServer({
       dir: values.dir,
@@ -278,7 +288,8 @@ if (import.meta.main) {
       minRate: parseInteger(values["min-rate"], "--min-rate"),
       maxUploads: parseInteger(values["max-uploads"], "--max-uploads", 1),
       ...parseLimits(values),
+      tls,
     });
-    return runUntilSignal(server, "tcp");
+    return runUntilSignal(server, tls ? "tls" : "tcp");
   });
 }
