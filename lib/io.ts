@@ -137,6 +137,28 @@ export async function lingeringClose(
   }
 }
 
+/**
+ * Sends `bytes` as the last thing on `conn`, then closes it the lingering
+ * way (above): the reply of a server that answers once and hangs up
+ * (upload_server). False when the peer was gone and nothing could be sent;
+ * the connection is closed either way.
+ */
+export async function replyAndClose(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  ms?: number,
+  maxBytes?: number,
+): Promise<boolean> {
+  try {
+    await writeAll(conn, bytes);
+  } catch {
+    closeQuietly(conn);
+    return false;
+  }
+  await lingeringClose(conn, ms, maxBytes);
+  return true;
+}
+
 /** `host:port`, with an IPv6 host in brackets: `[::1]:9999`. */
 export function formatHostPort(hostname: string, port: number): string {
   return hostname.includes(":")
