@@ -24,7 +24,6 @@
 import {
   parseCommandLine,
   parseHostAndPort,
-  parsePort,
   parseSeconds,
   runCommand,
   UsageError,
@@ -33,17 +32,11 @@ import { sleep, Sweeper } from "../lib/deadline.ts";
 import { dial, DialError } from "../lib/dial.ts";
 import { describeError } from "../lib/errors.ts";
 import { closeQuietly, copy, formatHostPort, type Traffic } from "../lib/io.ts";
+import { type ClientTls, loadClientTls } from "../lib/tls.ts";
 import {
-  type ClientTls,
-  loadClientTls,
-  loadServerTls,
-  SERVER_TLS_HELP,
-  SERVER_TLS_OPTIONS,
-} from "../lib/tls.ts";
-import {
-  LIMIT_HELP,
-  LIMIT_OPTIONS,
-  parseLimits,
+  listenHelp,
+  listenOptions,
+  parseListen,
   runUntilSignal,
   type ServerHandle,
   serveTcp,
@@ -64,14 +57,10 @@ client address, bytes up (client to target) and down, duration.
 
 Options:
   --target HOST:PORT         where to forward to (required)
-  --hostname HOST            address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT                port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
   --connect-timeout SECONDS  give up on reaching the target after this long (default 5)
   --idle-timeout SECONDS     close a connection after this long with no bytes either
                              way (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0 = never)
-${LIMIT_HELP}
-${SERVER_TLS_HELP}
-                     (clients cannot be asked for a certificate: deno#26825)
+${listenHelp(DEFAULT_PORT)}
   --target-tls               speak TLS to the target (the system's trusted CAs)
   --target-cacert FILE       also trust this CA for the target (implies --target-tls)
   -h, --help                 show this help`;
@@ -219,15 +208,12 @@ if (import.meta.main) {
       usage: USAGE,
       options: {
         target: { type: "string" },
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
         "connect-timeout": { type: "string", default: "5" },
         "idle-timeout": {
           type: "string",
           default: String(DEFAULT_IDLE_TIMEOUT_SECONDS),
         },
-        ...LIMIT_OPTIONS,
-        ...SERVER_TLS_OPTIONS,
+        ...listenOptions(DEFAULT_PORT),
         "target-tls": { type: "boolean", default: false },
         "target-cacert": { type: "string" },
       },
@@ -236,23 +222,20 @@ if (import.meta.main) {
       throw new UsageError("--target HOST:PORT is required");
     }
     const idle = parseSeconds(values["idle-timeout"], "--idle-timeout", true);
-    const tls = await loadServerTls(values);
+    const listen = await parseListen(values);
     const server = startTcpProxy({
+      ...listen,
       target: parseHostAndPort(values.target, "--target"),
-      hostname: values.hostname,
-      port: parsePort(values.port),
       connectTimeoutMs: parseSeconds(
         values["connect-timeout"],
         "--connect-timeout",
       ) * 1000,
       idleTimeoutMs: idle * 1000,
-      ...parseLimits(values),
-      tls,
       targetTls: await loadClientTls({
         tls: values["target-tls"],
         cacert: values["target-cacert"],
       }),
     });
-    return runUntilSignal(server, tls ? "tls" : "tcp");
+    return runUntilSignal(server, listen.tls ? "tls" : "tcp");
   });
 }

@@ -54,9 +54,8 @@ export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 const USAGE = `Usage: upload_client.ts [options] FILE
 
-Uploads FILE to an upload server and verifies the server's SHA-256. Prints
-the server's '200 OK <size> <sha256>' line and exits 0 only when it matches;
-otherwise prints the reason on stderr and exits 1.
+Uploads FILE and checks the server's reply: prints '200 OK <size> <sha256>'
+and exits 0 only when it matches what was sent; else one line, exit 1.
 
 Options:
   --name NAME        name to store the file under (default: FILE's own name)
@@ -74,8 +73,7 @@ export interface UploadFileOptions {
   hostname?: string;
   port?: number;
   timeoutSeconds?: number;
-  /** Speak TLS (lib/tls.ts loadClientTls makes this from the options). */
-  tls?: ClientTls;
+  tls?: ClientTls; // from lib/tls.ts loadClientTls
   /** Called while sending (ten times a second) with bytes sent and total. */
   onProgress?: (sent: number, total: number) => void;
 }
@@ -92,9 +90,8 @@ export interface UploadOutcome {
 }
 
 /**
- * Uploads one file and returns the server's verdict. Throws Failure for
- * what stops the upload before there is a verdict (no such file, refused,
- * no reply…).
+ * Uploads one file and returns the server's verdict; Failure when there is
+ * none (no such file, refused, no reply…).
  */
 export async function uploadFile(
   options: UploadFileOptions,
@@ -164,12 +161,8 @@ async function send(
     report();
   }
 
-  const line = await withDeadline(
-    conn,
-    ms,
-    () => reply,
-    `no reply from the server within ${seconds(ms)}`,
-  );
+  const late = `no reply from the server within ${seconds(ms)}`;
+  const line = await withDeadline(conn, ms, () => reply, late);
   const sha256 = hash.digest("hex");
   const status = Number(/^(\d{3}) /.exec(line)?.[1] ?? NaN);
   const ok = /^200 OK (\d+) ([0-9a-f]{64})$/.exec(line);
@@ -178,10 +171,7 @@ async function send(
   return { reply: line, status, verified, size, sha256 };
 }
 
-/**
- * The first `size` bytes of `file`, each piece added to `hash` as it is
- * read; it ends early once `stop()` says the server has answered.
- */
+/** `size` bytes of `file`, hashed as they are read; none once stop(). */
 function hashed(file: Reader, size: number, hash: Hash, stop: () => boolean) {
   const source = limited(file, size);
   return {
@@ -196,12 +186,9 @@ function hashed(file: Reader, size: number, hash: Hash, stop: () => boolean) {
 
 /** Reads the server's one-line reply. */
 async function readReply(conn: Deno.Conn): Promise<string> {
-  let line;
-  try {
-    line = await new BufferedReader(conn).readLine();
-  } catch (error) {
+  const line = await new BufferedReader(conn).readLine().catch((error) => {
     throw new Failure(`connection to the server lost: ${describeError(error)}`);
-  }
+  });
   if (line === null) throw new Failure("server closed without a reply");
   return new TextDecoder().decode(line);
 }
@@ -218,9 +205,8 @@ function progressBar() {
     const percent = (fraction * 100).toFixed(0).padStart(3);
     const line = `\r[${bar}] ${percent}%  ${mib(sent)}/${mib(total)} MiB  ` +
       `${(rate / 1e6).toFixed(1)} MB/s  ETA ${eta} s  `;
-    Deno.stderr.writeSync(
-      new TextEncoder().encode(sent < total ? line : line + "\n"),
-    );
+    const end = sent < total ? "" : "\n";
+    Deno.stderr.writeSync(new TextEncoder().encode(line + end));
   };
 }
 

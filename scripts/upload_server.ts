@@ -1,14 +1,12 @@
 /**
- * File upload server: receives files over TCP (or TLS) into one directory,
- * each one checked by size and SHA-256, many clients at once.
+ * File upload server: takes `UPLOAD <size> <name>\n` and exactly <size> bytes
+ * over TCP (or TLS) from many clients at once, stores each file in one
+ * directory and answers one line: `200 OK <size> <sha256>` or `<status> <reason>`.
  *
  * Run:    deno run --allow-net --allow-read=./uploads --allow-write=./uploads scripts/upload_server.ts --dir ./uploads
  *         deno run --allow-net --allow-read=./uploads,certs --allow-write=./uploads scripts/upload_server.ts --dir ./uploads --cert certs/localhost.pem --key certs/localhost.key
  * Try it: printf 'UPLOAD 5 hi.txt\nhello' | nc -N 127.0.0.1 8080
  *    or:  deno run --allow-net --allow-read=photo.jpg scripts/upload_client.ts photo.jpg
- *
- * Wire format: one line `UPLOAD <size> <name>\n`, then exactly <size> bytes;
- * one line back, then close: `200 OK <size> <sha256>` or `<status> <reason>`.
  *
  * 000 §4.4 shows only a client, and its server in one sentence (it parses
  * the request and answers with a status code). That client sends the name,
@@ -25,7 +23,6 @@
 import {
   parseCommandLine,
   parseInteger,
-  parsePort,
   parseSeconds,
   runCommand,
   UsageError,
@@ -39,29 +36,18 @@ import {
   prepareUploadDirectory,
   type Upload,
 } from "../lib/file_store.ts";
-import {
-  copy,
-  formatAddress,
-  limited,
-  lingeringClose,
-  writeAll,
-} from "../lib/io.ts";
+import { copy, formatAddress, limited, replyAndClose } from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
 import {
-  LIMIT_HELP,
-  LIMIT_OPTIONS,
-  parseLimits,
+  listenHelp,
+  listenOptions,
+  parseListen,
   runUntilSignal,
   type ServerHandle,
   serveTcp,
   type TcpServerOptions,
 } from "../lib/server.ts";
 import { printable } from "../lib/terminal.ts";
-import {
-  loadServerTls,
-  SERVER_TLS_HELP,
-  SERVER_TLS_OPTIONS,
-} from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
@@ -69,44 +55,34 @@ export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
 export const DEFAULT_MIN_RATE = 1000;
 /** Uploads share a disk, and each holds a socket and a file descriptor. */
 export const DEFAULT_MAX_UPLOADS = 100;
-/** Longest header line: "UPLOAD", a size and a name of up to 255 bytes fit. */
-const HEADER_LIMIT = 4096;
+const HEADER_LIMIT = 4096; // "UPLOAD", a size and a 255-byte name fit
 
 const USAGE = `Usage: upload_server.ts --dir DIR [options]
 
-Receives files: each client sends 'UPLOAD <size> <name>' and a newline, then
-exactly <size> bytes, and gets one line back: '200 OK <size> <sha256>' once
-the file is complete and on disk as DIR/<name>, or '400|408|409|413|500|503
-<reason>' (bad request, too slow, exists, too large, storage, too busy).
+Receives files into DIR: 'UPLOAD <size> <name>', a newline and <size> bytes
+in; '200 OK <size> <sha256>' or '400|408|409|413|500|503 <reason>' back.
 
 Options:
   --dir DIR               where files go (created if missing)
   --max-size BYTES        refuse larger files with 413 (default: no limit)
   --overwrite             replace existing files (default: refuse with 409)
-  --idle-timeout SECONDS  408 if the header takes longer, or the body pauses
-                          longer (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
-  --min-rate BYTES        408 if, past the idle timeout, the body averages fewer
-                          bytes a second (default ${DEFAULT_MIN_RATE}; 0 = no minimum)
+  --idle-timeout SECONDS  408 when the header, or a pause in the body, takes longer (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
+  --min-rate BYTES        408 when the body, past the idle timeout, averages fewer bytes/s
+                          (default ${DEFAULT_MIN_RATE}; 0 = no minimum)
   --max-uploads N         503 to clients beyond N uploads at once (default ${DEFAULT_MAX_UPLOADS})
-  --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
-${LIMIT_HELP}
-${SERVER_TLS_HELP}
-                     (clients cannot be asked for a certificate: deno#26825)
+${listenHelp(DEFAULT_PORT)}
   -h, --help              show this help`;
 
+/** As the options above; maxSize in bytes, minRate in bytes a second. */
 export interface UploadServerOptions extends Partial<TcpServerOptions> {
   dir: string;
-  /** Largest accepted file in bytes (default: no limit). */
   maxSize?: number;
   overwrite?: boolean;
   idleTimeoutSeconds?: number;
-  /** Bytes per second a body must average once the idle timeout passed. */
   minRate?: number;
   maxUploads?: number;
 }
 
-/** Creates `dir` if missing, removes what a crash left there, serves. */
 export async function startUploadServer(
   options: UploadServerOptions,
 ): Promise<ServerHandle> {
@@ -114,13 +90,10 @@ export async function startUploadServer(
   for (const name of await prepareUploadDirectory(options.dir)) {
     log(`removed leftover temporary file ${name}`);
   }
-  const {
-    idleTimeoutSeconds = DEFAULT_IDLE_TIMEOUT_SECONDS,
-    minRate = DEFAULT_MIN_RATE,
-    maxUploads = DEFAULT_MAX_UPLOADS,
-  } = options;
-  const idleMs = idleTimeoutSeconds * 1000;
-  // One timer for every connection's deadline (see lib/deadline.ts).
+  const idleMs = (options.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS) *
+    1000;
+  const minRate = options.minRate ?? DEFAULT_MIN_RATE;
+  const maxUploads = options.maxUploads ?? DEFAULT_MAX_UPLOADS;
   const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
   let uploads = 0;
   return serveTcp({
@@ -130,26 +103,27 @@ export async function startUploadServer(
     log,
   }, async (conn, shutdown) => {
     const started = performance.now();
-    const job: Job = { name: "", received: { bytes: 0 }, clock: () => {} };
-    // The one reply line: sent once, only after what is unfinished is
-    // removed (a 408 or 500 leaves nothing behind when the client hears it).
+    const job: Job = {
+      reader: new BufferedReader(conn),
+      name: "",
+      received: { bytes: 0 },
+      // One timer for all clients (lib/deadline.ts): the header must come
+      // whole within the idle timeout, then the body may pause that long
+      // and must keep up; flushing it is our time.
+      clock: (on) =>
+        on ? clock.at = Date.now() + idleMs : sweeper.remove(clock),
+    };
+    // One reply, once what is unfinished is removed (a 408 or 500 leaves
+    // nothing behind); the client may still be sending (after a 413, say),
+    // so it is drained for 2 s rather than reset, which could lose the reply.
     let replied: Promise<string> | undefined;
     const reply = (line: string) =>
       replied ??= (async () => {
         await job.upload?.abort().catch(() => {}); // after a commit: no-op
-        try {
-          await writeAll(conn, new TextEncoder().encode(line + "\n"));
-        } catch {
-          return `${line} (not delivered)`;
-        }
-        // The client may still be sending (after a 413, say): closing on
-        // unread bytes would reset the connection and could destroy the
-        // reply. lingeringClose half-closes and drains, for 2 s at most.
-        await lingeringClose(conn, 2000, Infinity);
-        return line;
+        const bytes = new TextEncoder().encode(line + "\n");
+        const sent = await replyAndClose(conn, bytes, 2000, Infinity);
+        return sent ? line : `${line} (not delivered)`;
       })();
-    // The header must arrive whole within one idle timeout, however it is
-    // trickled; then the body may pause that long, and must keep up.
     const clock = sweeper.idle(job.received, idleMs, (why) => {
       reply( // its lingering close ends the pending read: receive() ends
         !job.upload
@@ -159,23 +133,18 @@ export async function startUploadServer(
           : `408 slower than ${minRate} bytes/s`,
       );
     }, minRate);
-    job.clock = (running) => {
-      if (running) clock.at = Date.now() + idleMs;
-      else sweeper.remove(clock); // the body is in: flushing is our time
-    };
     let line: string | null = null; // the status line owed to the client
     let note = "closed before sending a header"; // why none is, if so
     try {
       line = uploads++ >= maxUploads
         ? `503 too many uploads at once (${maxUploads})`
-        : await receive(new BufferedReader(conn), job, options);
+        : await receive(job, options);
     } catch (error) {
-      // We are stopping, or the client vanished; or storage failed, and
-      // the client hears of that.
+      // We are stopping or the client left: no reply. Else storage failed.
+      const why = describeError(error);
       if (shutdown.aborted) note = "server shutting down";
-      else if (isDisconnect(error)) {
-        note = `client vanished (${describeError(error)})`;
-      } else line = `500 storage failure: ${describeError(error)}`;
+      else if (isDisconnect(error)) note = `client vanished (${why})`;
+      else line = `500 storage failure: ${why}`;
     } finally {
       uploads--;
       sweeper.remove(clock);
@@ -195,31 +164,23 @@ export async function startUploadServer(
 
 /** One connection's upload, as receive() learns about it. */
 interface Job {
+  reader: BufferedReader;
   name: string;
   upload?: Upload;
   /** Body bytes stored so far: copy() counts, the Sweeper watches. */
   received: { bytes: number };
-  /** Restarts the client's clock (true) or stops it (false). */
-  clock(running: boolean): void;
+  clock(on: boolean): void; // restarts (true) or stops the client's clock
 }
 
-/**
- * The protocol, start to verdict: the header line and its checks, then
- * exactly <size> bytes into a temporary file, then the commit that gives
- * the file its name. Returns the status line, or null if none is owed.
- */
-async function receive(
-  reader: BufferedReader,
-  job: Job,
-  options: UploadServerOptions,
-): Promise<string | null> {
-  let header: Uint8Array | null;
-  try {
-    header = await reader.readLine(HEADER_LIMIT);
-  } catch (error) {
-    if (!(error instanceof LineTooLongError)) throw error;
+/** The protocol: the header and its checks, exactly <size> bytes into a
+ * temporary file, the commit that names it. The status line, or null. */
+async function receive(job: Job, options: UploadServerOptions) {
+  const header = await job.reader.readLine(HEADER_LIMIT)
+    .catch((error: Error) => error);
+  if (header instanceof LineTooLongError) {
     return `400 header line longer than ${HEADER_LIMIT} bytes`;
   }
+  if (header instanceof Error) throw header;
   if (header === null) return null;
   let text: string;
   try {
@@ -244,7 +205,7 @@ async function receive(
     job.clock(true);
     // Exactly <size> bytes, in whatever pieces they come (the reader first
     // hands out what it read past the header); what follows is not ours.
-    const got = await copy(limited(reader, size), job.upload, job.received);
+    const got = await copy(limited(job.reader, size), job.upload, job.received);
     job.clock(false);
     if (got < size) return `400 body ended after ${got} of ${size} bytes`;
     const stored = await job.upload.commit();
@@ -269,27 +230,21 @@ if (import.meta.main) {
         "idle-timeout": text(DEFAULT_IDLE_TIMEOUT_SECONDS),
         "min-rate": text(DEFAULT_MIN_RATE),
         "max-uploads": text(DEFAULT_MAX_UPLOADS),
-        hostname: text("127.0.0.1"),
-        port: text(DEFAULT_PORT),
-        ...LIMIT_OPTIONS,
-        ...SERVER_TLS_OPTIONS,
+        ...listenOptions(DEFAULT_PORT),
       },
     });
     if (!values.dir) throw new UsageError("--dir DIR is required");
-    const tls = await loadServerTls(values);
+    const listen = await parseListen(values);
     const idle = values["idle-timeout"];
     const server = await startUploadServer({
+      ...listen,
       dir: values.dir,
-      hostname: values.hostname,
-      port: parsePort(values.port),
       maxSize: parseInteger(values["max-size"], "--max-size"),
       overwrite: values.overwrite,
       idleTimeoutSeconds: parseSeconds(idle, "--idle-timeout"),
       minRate: parseInteger(values["min-rate"], "--min-rate"),
       maxUploads: parseInteger(values["max-uploads"], "--max-uploads", 1),
-      ...parseLimits(values),
-      tls,
     });
-    return runUntilSignal(server, tls ? "tls" : "tcp");
+    return runUntilSignal(server, listen.tls ? "tls" : "tcp");
   });
 }
