@@ -31,15 +31,17 @@ export async function writeAll(writer: Writer, bytes: Uint8Array) {
 // one from this pool only while data keeps filling the small one.
 const SMALL_BUFFER = 1024;
 const LARGE_BUFFER = 64 * 1024;
-const POOL_LIMIT = 64;
-const pool: Uint8Array[] = [];
+const POOL_BYTES = 64 * LARGE_BUFFER; // kept for reuse, per buffer size
+const pools = new Map<number, Uint8Array[]>();
 
-function borrow(): Uint8Array {
-  return pool.pop() ?? new Uint8Array(LARGE_BUFFER);
+function borrow(size: number): Uint8Array {
+  return pools.get(size)?.pop() ?? new Uint8Array(size);
 }
 
 function giveBack(buffer: Uint8Array) {
-  if (pool.length < POOL_LIMIT) pool.push(buffer);
+  let pool = pools.get(buffer.length);
+  if (pool === undefined) pools.set(buffer.length, pool = []);
+  if ((pool.length + 1) * buffer.length <= POOL_BYTES) pool.push(buffer);
 }
 
 /** A running count of bytes copied; lib/deadline.ts's Sweeper watches it. */
@@ -51,11 +53,14 @@ export interface Traffic {
  * Copies `from` to `to` until `from` ends; returns the byte count and adds
  * it to `traffic` as it goes. The await on each write is back-pressure: a
  * peer that stops reading stops us reading, and memory stays one buffer.
+ * `largeSize`: the pieces of a stream (64 KiB, pooled); a writer with a
+ * high cost per write (upload_server's file, hashed) does better with more.
  */
 export async function copy(
   from: Reader,
   to: Writer,
   traffic: Traffic = { bytes: 0 },
+  largeSize = LARGE_BUFFER,
 ): Promise<number> {
   const small = new Uint8Array(SMALL_BUFFER);
   let large: Uint8Array | null = null;
@@ -69,7 +74,7 @@ export async function copy(
       total += count;
       traffic.bytes += count;
       if (count === buffer.length) {
-        large ??= borrow(); // a stream: read in large pieces
+        large ??= borrow(largeSize); // a stream: read in large pieces
       } else if (large !== null) {
         giveBack(large); // drained: wait for more with the small one
         large = null;
