@@ -107,9 +107,8 @@ export async function startUploadServer(
       reader: new BufferedReader(conn),
       name: "",
       received: { bytes: 0 },
-      // One timer for all clients (lib/deadline.ts): the header must come
-      // whole within the idle timeout, then the body may pause that long
-      // and must keep up; flushing it is our time.
+      // One timer for all (lib/deadline.ts): the header must come whole in
+      // the idle timeout, the body may pause as long and must keep up.
       clock: (on) =>
         on ? clock.at = Date.now() + idleMs : sweeper.remove(clock),
     };
@@ -203,10 +202,11 @@ async function receive(job: Job, options: UploadServerOptions) {
   try {
     job.upload = await createUpload(options.dir, job.name, options);
     job.clock(true);
-    // Exactly <size> bytes, in whatever pieces they come (the reader first
-    // hands out what it read past the header); what follows is not ours.
-    const got = await copy(limited(job.reader, size), job.upload, job.received);
-    job.clock(false);
+    // Exactly <size> bytes (those read past the header first), in 256 KiB
+    // reads while they stream (fewer file writes); what follows is not ours.
+    const body = limited(job.reader, size);
+    const got = await copy(body, job.upload, job.received, 256 * 1024);
+    job.clock(false); // all in: flushing is our time, not the client's
     if (got < size) return `400 body ended after ${got} of ${size} bytes`;
     const stored = await job.upload.commit();
     return `200 OK ${stored.size} ${stored.sha256}`;
