@@ -1684,6 +1684,26 @@ Deno.test({
       ], { allow: ["--allow-net", `--allow-read=${work},${certs.dir}`] });
       assert.equal(ok.code, 0, ok.stderr);
       assert.deepEqual(await listDir(dir), ["hi.txt"]);
+      // A client certificate is presented (the server cannot ask for one,
+      // deno#26825, so it is not checked): the upload goes through.
+      const withCert = await runScript("upload_client.ts", [
+        "--hostname",
+        "localhost",
+        "--port",
+        String(port),
+        "--cacert",
+        certs.caFile,
+        "--client-cert",
+        certs.certFile,
+        "--client-key",
+        certs.keyFile,
+        "--name",
+        "with cert.txt",
+        `${work}/hi.txt`,
+      ], { allow: ["--allow-net", `--allow-read=${work},${certs.dir}`] });
+      assert.equal(withCert.code, 0, withCert.stderr);
+      assert.equal(withCert.stdout, `200 OK 5 ${HELLO_SHA256}\n`);
+      assert.deepEqual(await listDir(dir), ["hi.txt", "with cert.txt"]);
     } finally {
       await Deno.remove(dir, { recursive: true });
       await Deno.remove(work, { recursive: true });
