@@ -1,9 +1,10 @@
 // Moving bytes: writing all of them, copying a stream to another, closing
 // without losing the last answer, and printing addresses. Every TCP script
 // uses writeAll; copy() is the loop behind echo_server, echo_client,
-// chat_client and tcp_proxy (and the echo benchmark measures it, so it stays
-// a plain loop with no callback per chunk); lingeringClose() ends the
-// connections of upload_server, chat_server and http_raw_server.
+// chat_client, tcp_proxy and the upload pair (and the echo benchmark
+// measures it, so it stays a plain loop with no callback per chunk);
+// lingeringClose() ends the connections of upload_server (through
+// replyAndClose), chat_server and http_raw_server.
 
 /** Anything with Deno.Conn's read (sockets, stdin, files). */
 export interface Reader {
