@@ -94,11 +94,14 @@ export interface Progress {
  */
 export class Timed {
   seen = -1;
+  /** When the entry was added: a minimum rate counts from here. */
+  readonly since = Date.now();
   constructor(
     public at: number,
     readonly span: number,
-    readonly expire: () => void,
+    readonly expire: (why: "idle" | "slow") => void,
     readonly progress: Progress | null,
+    readonly minRate = 0,
   ) {}
 }
 
@@ -119,12 +122,22 @@ export class Sweeper {
   }
 
   /**
-   * Calls `expire` once `progress.bytes` has not moved for `ms` (give or
-   * take one period): an idle timeout that costs the busy path nothing but
-   * the counter it already keeps.
+   * Calls `expire("idle")` once `progress.bytes` has not moved for `ms`
+   * (give or take one period): an idle timeout that costs the busy path
+   * nothing but the counter it already keeps. With `minRate` (bytes per
+   * second), also `expire("slow")` once, `ms` after the entry was added,
+   * fewer than `minRate` bytes per second have moved since then beyond
+   * that grace: a peer that sends a byte just often enough never to be
+   * idle is dropped too (upload_server).
    */
-  idle(progress: Progress, ms: number, expire: () => void): Timed {
-    return this.#add(new Timed(Date.now() + ms, ms, expire, progress));
+  idle(
+    progress: Progress,
+    ms: number,
+    expire: (why: "idle" | "slow") => void,
+    minRate = 0,
+  ): Timed {
+    const entry = new Timed(Date.now() + ms, ms, expire, progress, minRate);
+    return this.#add(entry);
   }
 
   remove(entry: Timed) {
@@ -148,9 +161,13 @@ export class Sweeper {
       if (entry.progress !== null && entry.progress.bytes !== entry.seen) {
         entry.seen = entry.progress.bytes;
         entry.at = now + entry.span;
-      } else if (now >= entry.at) {
+      }
+      // By now, `seen` bytes buy the peer seen / minRate seconds.
+      const slow = entry.minRate > 0 &&
+        now >= entry.since + entry.span + entry.seen * 1000 / entry.minRate;
+      if (now >= entry.at || slow) {
         this.remove(entry);
-        entry.expire();
+        entry.expire(now >= entry.at ? "idle" : "slow");
       }
     }
   }

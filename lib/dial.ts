@@ -52,18 +52,27 @@ export async function dial(options: DialOptions): Promise<Connection> {
     return await dialWithClientCertificate(options, target);
   }
   const started = performance.now();
-  const timeout = AbortSignal.timeout(timeoutMs);
+  // One controller for both limits, let go of as soon as the connect ends:
+  // AbortSignal.timeout would keep its timer, and AbortSignal.any its link
+  // to the caller's signal, for the whole timeout after a quick connect
+  // (memory that tcp_proxy, dialling once per client, pays per connection).
+  const abort = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    abort.abort();
+  }, timeoutMs);
+  const stop = () => abort.abort();
+  options.signal?.addEventListener("abort", stop);
+  if (options.signal?.aborted) stop();
   let tcp: Deno.TcpConn;
   try {
-    tcp = await Deno.connect({
-      hostname,
-      port,
-      signal: options.signal
-        ? AbortSignal.any([timeout, options.signal])
-        : timeout,
-    });
+    tcp = await Deno.connect({ hostname, port, signal: abort.signal });
   } catch (error) {
-    throw dialError(error, target, timeout.aborted, timeoutMs);
+    throw dialError(error, target, timedOut, timeoutMs);
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", stop);
   }
   // Clients send whole messages too: no waiting for delayed ACKs (Nagle).
   tcp.setNoDelay(true);

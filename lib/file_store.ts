@@ -55,8 +55,11 @@ export interface Upload {
   readonly name: string;
   /** Bytes written so far. */
   readonly size: number;
-  /** Appends bytes to the temporary file and to the running hash. */
-  write(bytes: Uint8Array): Promise<void>;
+  /**
+   * Appends bytes to the temporary file and to the running hash; resolves
+   * to their count, so an Upload is a lib/io.ts Writer (copy() can fill it).
+   */
+  write(bytes: Uint8Array): Promise<number>;
   /**
    * Flushes the file to disk and puts it in place under its name. Throws
    * FileExistsError if the name was taken meanwhile (the temporary file is
@@ -170,12 +173,13 @@ class TempFileUpload implements Upload {
     return this.#size;
   }
 
-  async write(bytes: Uint8Array): Promise<void> {
+  async write(bytes: Uint8Array): Promise<number> {
     const file = this.#openFile();
     this.#hash.update(bytes);
     // Like a socket, a file may accept fewer bytes than asked.
     await writeAll(file, bytes);
     this.#size += bytes.length;
+    return bytes.length;
   }
 
   async commit(): Promise<StoredFile> {
@@ -242,6 +246,23 @@ class TempFileUpload implements Upload {
     if (!this.#file) throw new Error("upload already committed or aborted");
     return this.#file;
   }
+}
+
+/**
+ * Makes `dir` ready for uploads: creates it if missing (a Failure if it is
+ * not a directory), then removes the temporary files a crashed server left
+ * there (see removeLeftoverTempFiles) and returns their names.
+ */
+export async function prepareUploadDirectory(dir: string): Promise<string[]> {
+  try {
+    if (!(await Deno.stat(dir)).isDirectory) {
+      throw new Failure(`--dir ${dir} is not a directory`);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await Deno.mkdir(dir, { recursive: true });
+  }
+  return await removeLeftoverTempFiles(dir);
 }
 
 /**

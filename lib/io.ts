@@ -1,9 +1,10 @@
 // Moving bytes: writing all of them, copying a stream to another, closing
 // without losing the last answer, and printing addresses. Every TCP script
 // uses writeAll; copy() is the loop behind echo_server, echo_client,
-// chat_client and tcp_proxy (and the echo benchmark measures it, so it stays
-// a plain loop with no callback per chunk); lingeringClose() ends the
-// connections of upload_server, chat_server and http_raw_server.
+// chat_client, tcp_proxy and the upload pair (and the echo benchmark
+// measures it, so it stays a plain loop with no callback per chunk);
+// lingeringClose() ends the connections of upload_server (through
+// replyAndClose), chat_server and http_raw_server.
 
 /** Anything with Deno.Conn's read (sockets, stdin, files). */
 export interface Reader {
@@ -31,17 +32,19 @@ export async function writeAll(writer: Writer, bytes: Uint8Array) {
 // one from this pool only while data keeps filling the small one.
 const SMALL_BUFFER = 1024;
 const LARGE_BUFFER = 64 * 1024;
-const POOL_LIMIT = 64;
-const pool: Uint8Array[] = [];
+const POOL_BYTES = 64 * LARGE_BUFFER; // kept for reuse, per buffer size
+const pools = new Map<number, Uint8Array[]>();
 
-/** A 64 KiB buffer from the pool (copy, BufferedReader's largeReads). */
-export function borrowBuffer(): Uint8Array {
-  return pool.pop() ?? new Uint8Array(LARGE_BUFFER);
+/** A buffer of `size` bytes from the pool (copy, BufferedReader's largeReads). */
+export function borrowBuffer(size = LARGE_BUFFER): Uint8Array {
+  return pools.get(size)?.pop() ?? new Uint8Array(size);
 }
 
 /** Gives a borrowed buffer back: the caller must not touch it again. */
 export function returnBuffer(buffer: Uint8Array) {
-  if (pool.length < POOL_LIMIT) pool.push(buffer);
+  let pool = pools.get(buffer.length);
+  if (pool === undefined) pools.set(buffer.length, pool = []);
+  if ((pool.length + 1) * buffer.length <= POOL_BYTES) pool.push(buffer);
 }
 
 /** A running count of bytes copied; lib/deadline.ts's Sweeper watches it. */
@@ -53,11 +56,14 @@ export interface Traffic {
  * Copies `from` to `to` until `from` ends; returns the byte count and adds
  * it to `traffic` as it goes. The await on each write is back-pressure: a
  * peer that stops reading stops us reading, and memory stays one buffer.
+ * `largeSize`: the pieces of a stream (64 KiB, pooled); a writer with a
+ * high cost per write (upload_server's file, hashed) does better with more.
  */
 export async function copy(
   from: Reader,
   to: Writer,
   traffic: Traffic = { bytes: 0 },
+  largeSize = LARGE_BUFFER,
 ): Promise<number> {
   const small = new Uint8Array(SMALL_BUFFER);
   let large: Uint8Array | null = null;
@@ -71,7 +77,7 @@ export async function copy(
       total += count;
       traffic.bytes += count;
       if (count === buffer.length) {
-        large ??= borrowBuffer(); // a stream: read in large pieces
+        large ??= borrowBuffer(largeSize); // a stream: read in large pieces
       } else if (large !== null) {
         returnBuffer(large); // drained: wait for more with the small one
         large = null;
@@ -80,6 +86,24 @@ export async function copy(
   } finally {
     if (large !== null) returnBuffer(large);
   }
+}
+
+/**
+ * At most `length` bytes of `source`, then end of input: a body framed by
+ * its length (upload_server), never a byte of what follows it.
+ */
+export function limited(source: Reader, length: number): Reader {
+  let left = length;
+  return {
+    async read(into: Uint8Array) {
+      if (left === 0) return null;
+      const count = await source.read(
+        into.length > left ? into.subarray(0, left) : into,
+      );
+      if (count !== null) left -= count;
+      return count;
+    },
+  };
 }
 
 /** The chunks joined into one array (the only one when there is one). */
@@ -133,6 +157,28 @@ export async function lingeringClose(
     clearTimeout(timer);
     closeQuietly(conn);
   }
+}
+
+/**
+ * Sends `bytes` as the last thing on `conn`, then closes it the lingering
+ * way (above): the reply of a server that answers once and hangs up
+ * (upload_server). False when the peer was gone and nothing could be sent;
+ * the connection is closed either way.
+ */
+export async function replyAndClose(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  ms?: number,
+  maxBytes?: number,
+): Promise<boolean> {
+  try {
+    await writeAll(conn, bytes);
+  } catch {
+    closeQuietly(conn);
+    return false;
+  }
+  await lingeringClose(conn, ms, maxBytes);
+  return true;
 }
 
 /** `host:port`, with an IPv6 host in brackets: `[::1]:9999`. */

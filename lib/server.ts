@@ -7,10 +7,11 @@
 // are not serveTcp (UDP, Deno.serve, QUIC) the same handle, and
 // runUntilSignal turns any handle into a command: the `Listening on` line,
 // then exit 0 on SIGINT/SIGTERM.
-import { parseInteger } from "./cli.ts";
+import { parseInteger, parsePort } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
 import { closeQuietly, formatAddress, lingeringClose, writeAll } from "./io.ts";
+import { loadServerTls, SERVER_TLS_HELP, SERVER_TLS_OPTIONS } from "./tls.ts";
 
 /** What the start functions of the servers return. */
 export interface ServerHandle {
@@ -97,6 +98,46 @@ export function limitOptionsWith(connections: number, perAddress: number) {
     help: `${setDefault(first, connections)}  --max-per-address${
       setDefault(second, perAddress)
     }`,
+  };
+}
+
+/**
+ * The options every TCP server's command line shares: where to listen
+ * (--hostname, --port), the caps (LIMIT_OPTIONS) and TLS (--cert/--key).
+ * listenHelp() is their help; parseListen() checks their values, to be
+ * spread into serveTcp's options. (upload_server, tcp_proxy.)
+ */
+export function listenOptions(defaultPort: number) {
+  return {
+    hostname: { type: "string", default: "127.0.0.1" },
+    port: { type: "string", default: String(defaultPort) },
+    ...LIMIT_OPTIONS,
+    ...SERVER_TLS_OPTIONS,
+  } as const;
+}
+
+export function listenHelp(defaultPort: number): string {
+  return `  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
+  --port PORT          port to listen on (default ${defaultPort}; 0 picks a free port)
+${LIMIT_HELP}
+${SERVER_TLS_HELP}
+                     (clients cannot be asked for a certificate: deno#26825)`;
+}
+
+/** listenOptions' values, checked: hostname, port, caps and TLS. */
+export async function parseListen(
+  values: Parameters<typeof parseLimits>[0] & {
+    hostname: string;
+    port: string;
+    cert?: string;
+    key?: string;
+  },
+) {
+  return {
+    hostname: values.hostname,
+    port: parsePort(values.port),
+    ...parseLimits(values),
+    tls: await loadServerTls(values),
   };
 }
 

@@ -1,38 +1,53 @@
 /**
- * TCP proxy: accepts clients and forwards each one's bytes to a fixed target
- * and the target's bytes back, both ways at once, until both sides are done.
+ * TCP proxy (a port forwarder): accepts clients and relays each one's bytes
+ * to one fixed target and the target's bytes back, both ways at once. It can
+ * add or remove TLS on either side: stunnel's job.
  *
  * Run:    deno run --allow-net scripts/tcp_proxy.ts --target 127.0.0.1:9999 [--port 9000]
+ *         deno run --allow-net --allow-read=certs scripts/tcp_proxy.ts --target 127.0.0.1:8000 --cert certs/localhost.pem --key certs/localhost.key
+ *         deno run --allow-net --allow-read=certs scripts/tcp_proxy.ts --target localhost:9999 --target-cacert certs/ca.pem
  * Try it: nc 127.0.0.1 9000        (with scripts/echo_server.ts as the target)
  *
- * The tutorials "configure a proxy" by pointing a client at one; this is the
- * other end. A naive forwarder reads from the client, writes to the target,
- * reads the reply: one direction at a time, so any protocol where the server
- * speaks first or both sides talk at once hangs. Here each direction is its
- * own copy loop; a half-close (shutdown of one side's sending) is passed on
- * instead of tearing the whole connection down; an unreachable target closes
- * the client's connection after --connect-timeout instead of leaving it
- * hanging; and every connection ends with one log line of byte counts.
+ * Not the HTTP proxy that 001 §3 (item 5) hands to `requests`: that one
+ * reads each request to learn where it goes. This one never looks at the
+ * bytes, so it carries any protocol, always to its one --target. A naive
+ * relay reads from the client, writes to the target, then reads the reply:
+ * one direction at a time, so a protocol where the server speaks first, or
+ * both sides at once, hangs. Here each direction is its own copy loop, and
+ * a half-close is passed on instead of tearing the connection down. With
+ * --cert/--key clients speak TLS to it (TLS in front of a plain server);
+ * with --target-tls it speaks TLS to the target (a plain client reaches a
+ * TLS server). A reset can only be passed on as a plain close.
  *
- * One limit to know: when one side resets (RST), the proxy can only close
- * the other side, which sends an ordinary FIN. Deno cannot send a reset on
- * purpose (no SO_LINGER), so a protocol that marks the end of its data by
- * closing cannot tell a cut-off transfer from a complete one through this
- * proxy. The log line says "connection reset" when that happened.
+ * Read first: relay()
  */
 import {
   parseCommandLine,
   parseHostAndPort,
-  parsePort,
   parseSeconds,
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { sleep, Sweeper } from "../lib/deadline.ts";
+import { dial, DialError } from "../lib/dial.ts";
 import { describeError } from "../lib/errors.ts";
-import { closeQuietly, formatAddress, writeAll } from "../lib/net.ts";
-import { runUntilSignal, type ServerHandle, serveTcp } from "../lib/server.ts";
+import { closeQuietly, copy, formatHostPort, type Traffic } from "../lib/io.ts";
+import { type ClientTls, loadClientTls } from "../lib/tls.ts";
+import {
+  listenHelp,
+  listenOptions,
+  parseListen,
+  runUntilSignal,
+  type ServerHandle,
+  serveTcp,
+  type TcpServerOptions,
+} from "../lib/server.ts";
 
 export const DEFAULT_PORT = 9000;
+/** Five minutes, as the echo server: long enough for a quiet interactive
+ * session, short enough that forgotten connections (two descriptors each)
+ * do not pile up. */
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 300;
 
 const USAGE = `Usage: tcp_proxy.ts --target HOST:PORT [options]
 
@@ -42,188 +57,185 @@ client address, bytes up (client to target) and down, duration.
 
 Options:
   --target HOST:PORT         where to forward to (required)
-  --hostname HOST            address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT                port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
   --connect-timeout SECONDS  give up on reaching the target after this long (default 5)
   --idle-timeout SECONDS     close a connection after this long with no bytes either
-                             way (default: never)
+                             way (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0 = never)
+${listenHelp(DEFAULT_PORT)}
+  --target-tls               speak TLS to the target (the system's trusted CAs)
+  --target-cacert FILE       also trust this CA for the target (implies --target-tls)
   -h, --help                 show this help`;
 
-export interface TcpProxyOptions {
+export interface TcpProxyOptions extends Partial<TcpServerOptions> {
   target: { hostname: string; port: number };
-  hostname?: string;
-  port?: number;
   /** Default 5000. */
   connectTimeoutMs?: number;
-  /** Close after this long without traffic; default: no limit. */
+  /** Close after this long without traffic (default 300 s; 0: never). */
   idleTimeoutMs?: number;
-  /** Where the per-connection lines go (default: stderr). */
-  log?: (line: string) => void;
-}
-
-/** Traffic per connection, updated by the copy loops. */
-interface Traffic {
-  up: number; // bytes client → target
-  down: number; // bytes target → client
-  lastMoved: number; // performance.now() of the latest chunk either way
+  /** Speak TLS to the target (its certificate must name target.hostname). */
+  targetTls?: ClientTls;
 }
 
 export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
   const { target } = options;
-  const targetName = formatAddress({ transport: "tcp", ...target });
-  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+  const targetName = formatHostPort(target.hostname, target.port);
   const log = options.log ?? ((line: string) => console.error(line));
+  const idleMs = options.idleTimeoutMs ??
+    DEFAULT_IDLE_TIMEOUT_SECONDS * 1000;
+  // One timer watches every connection's byte counts (see lib/deadline.ts).
+  const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
+  const upstreams = new Set<Deno.Conn>(); // closed when we shut down
+  // A --target that is this proxy under any name (localhost, 0.0.0.0, a
+  // LAN address) would have it connect to itself for ever. We know both
+  // ends of each of our connections to the target: a client arriving over
+  // one of them is ourselves.
+  const ours = new Set<string>();
+  let nextTurn: Promise<unknown> | undefined; // one timer for all who wait
 
   return serveTcp({
+    ...options,
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
+    log,
+    onShutdown: () => upstreams.forEach(closeQuietly),
   }, async (client, shutdown) => {
     const started = performance.now();
-    const clientName = formatAddress(client.remoteAddr);
-    const seconds = () => ((performance.now() - started) / 1000).toFixed(3);
-
-    let upstream: Deno.TcpConn;
+    const from = endpoint(client.remoteAddr);
+    // A client from this machine (both ends on one address) may be our own
+    // connect, completing this very moment: let it note its end first.
+    const { hostname } = client.remoteAddr as Deno.NetAddr;
+    if (hostname === (client.localAddr as Deno.NetAddr).hostname) {
+      await (nextTurn ??= sleep(0).then(() => nextTurn = undefined));
+    }
+    if (ours.delete(link(client.remoteAddr, client.localAddr))) {
+      return log(`${from}: refused: --target leads back to this proxy`);
+    }
+    let upstream: Deno.Conn;
     try {
-      upstream = await Deno.connect({
+      upstream = await dial({
         ...target,
-        // Either limit ends the attempt: the connect timeout, or the proxy
-        // shutting down while the target is slow to answer.
-        signal: AbortSignal.any([
-          AbortSignal.timeout(connectTimeoutMs),
-          shutdown,
-        ]),
+        timeoutMs: options.connectTimeoutMs ?? 5000,
+        tls: options.targetTls,
+        signal: shutdown, // a slow target must not hold up our shutdown
       });
     } catch (error) {
-      const reason = error instanceof DOMException &&
-          error.name === "TimeoutError"
-        ? `timed out after ${connectTimeoutMs / 1000} s`
-        : shutdown.aborted
+      const reason = shutdown.aborted
         ? "proxy shutting down"
+        : error instanceof DialError
+        ? error.reason
         : describeError(error);
       // Returning closes the client's connection (serveTcp does it), so the
       // client learns at once instead of waiting on a silent socket.
-      log(`${clientName}: cannot reach ${targetName}: ${reason}`);
-      return;
+      return log(`${from}: cannot reach ${targetName}: ${reason}`);
     }
-    // Forward small writes at once, as serveTcp does for the client side:
-    // Nagle's algorithm on this leg would add up to 40 ms per exchange.
-    upstream.setNoDelay(true);
-
-    // serveTcp closes the client connections on shutdown; the upstream side
-    // is ours to close. Closing either socket ends the copy loops reading it.
-    const closeBoth = () => {
-      closeQuietly(client);
-      closeQuietly(upstream);
-    };
-    shutdown.addEventListener("abort", closeBoth);
-
-    const traffic: Traffic = { up: 0, down: 0, lastMoved: performance.now() };
+    const mine = link(upstream.localAddr, upstream.remoteAddr);
+    ours.add(mine);
+    upstreams.add(upstream);
+    const up: Traffic = { bytes: 0 }, down: Traffic = { bytes: 0 };
     let ending = "closed";
-    const stopIdleTimer = options.idleTimeoutMs
-      ? watchIdle(traffic, options.idleTimeoutMs, () => {
-        ending = "idle timeout";
-        closeBoth();
-      })
-      : () => {};
-    // A reset (or any failure) in one direction ends both: the other side
-    // would otherwise wait forever for bytes that can no longer be relayed.
-    // (It sees a plain close, not a reset: see the note at the top.)
-    const fail = (error: unknown) => {
-      if (ending === "closed") {
-        ending = shutdown.aborted
-          ? "proxy shutting down"
-          : describeError(error);
-      }
-      closeBoth();
+    // Idle means no byte either way: the Sweeper watches the sum.
+    const both = {
+      get bytes() {
+        return up.bytes + down.bytes;
+      },
     };
-    await Promise.all([
-      copyThenHalfClose(client, upstream, (bytes) => {
-        traffic.up += bytes;
-        traffic.lastMoved = performance.now();
-      }).catch(fail),
-      copyThenHalfClose(upstream, client, (bytes) => {
-        traffic.down += bytes;
-        traffic.lastMoved = performance.now();
-      }).catch(fail),
-    ]);
+    const idle = idleMs > 0
+      ? sweeper.idle(both, idleMs, () => {
+        ending = "idle timeout";
+        closeQuietly(client);
+        closeQuietly(upstream);
+      })
+      : undefined;
 
-    stopIdleTimer();
-    shutdown.removeEventListener("abort", closeBoth);
-    closeBoth();
+    const failure = await relay(client, upstream, up, down);
+
+    if (idle) sweeper.remove(idle);
+    closeQuietly(upstream);
+    upstreams.delete(upstream);
+    ours.delete(mine);
+    if (ending === "closed" && failure !== null) {
+      ending = shutdown.aborted
+        ? "proxy shutting down"
+        : describeError(failure);
+    }
+    const elapsed = ((performance.now() - started) / 1000).toFixed(3);
     log(
-      `${clientName} <-> ${targetName}: ${ending} after ${seconds()} s, ` +
-        `${traffic.up} bytes up, ${traffic.down} bytes down`,
+      `${from} <-> ${targetName}: ${ending} after ${elapsed} s, ` +
+        `${up.bytes} bytes up, ${down.bytes} bytes down`,
     );
   });
 }
 
 /**
- * Copies `from` to `to` through one reused buffer until `from` reaches end
- * of input, then half-closes `to`: "no more bytes from this side", while
- * the other direction may still be sending. The await on each write is the
- * back-pressure: a slow reader slows its sender, and memory stays at one
- * buffer per direction.
+ * The proxy itself: two copy loops at once, client to target and target to
+ * client. When one side has sent everything (end of input), that is passed
+ * on as a half-close while the other direction keeps going. An error on
+ * either side ends both: the other would wait for bytes that can no longer
+ * come. Returns the first error, or null when both sides finished.
  */
-async function copyThenHalfClose(
-  from: Deno.Conn,
-  to: Deno.Conn,
-  counted: (bytes: number) => void,
-) {
-  const buffer = new Uint8Array(64 * 1024);
-  while (true) {
-    const count = await from.read(buffer);
-    if (count === null) break;
-    await writeAll(to, buffer.subarray(0, count));
-    counted(count);
-  }
-  await to.closeWrite();
+async function relay(
+  client: Deno.Conn,
+  upstream: Deno.Conn,
+  up: Traffic,
+  down: Traffic,
+): Promise<unknown> {
+  let failure: unknown = null;
+  const fail = (error: unknown) => {
+    failure ??= error;
+    closeQuietly(client);
+    closeQuietly(upstream);
+  };
+  await Promise.all([
+    copy(client, upstream, up).then(() => upstream.closeWrite()).catch(fail),
+    copy(upstream, client, down).then(() => client.closeWrite()).catch(fail),
+  ]);
+  return failure;
 }
 
-/**
- * Calls `onIdle` once no byte has moved for `idleMs`. The timer wakes at
- * the earliest moment the connection could be idle and looks at when bytes
- * last moved, instead of being reset on every chunk, which would cost more
- * than the copy itself on a busy connection.
- */
-function watchIdle(traffic: Traffic, idleMs: number, onIdle: () => void) {
-  let timer: ReturnType<typeof setTimeout>;
-  const check = () => {
-    const left = traffic.lastMoved + idleMs - performance.now();
-    if (left <= 0) return onIdle();
-    timer = setTimeout(check, left);
-  };
-  timer = setTimeout(check, idleMs);
-  return () => clearTimeout(timer);
+/** `host:port`, an IPv4-mapped IPv6 host (::ffff:127.0.0.1) as IPv4. */
+function endpoint(addr: Deno.Addr): string {
+  const { hostname, port } = addr as Deno.NetAddr;
+  return formatHostPort(hostname.replace(/^::ffff:(?=\d)/i, ""), port);
+}
+
+/** A connection as a key: from one end to the other. */
+function link(from: Deno.Addr, to: Deno.Addr): string {
+  return `${endpoint(from)} > ${endpoint(to)}`;
 }
 
 if (import.meta.main) {
-  await runCommand("tcp_proxy.ts", () => {
+  await runCommand("tcp_proxy.ts", async () => {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
         target: { type: "string" },
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
         "connect-timeout": { type: "string", default: "5" },
-        "idle-timeout": { type: "string" },
+        "idle-timeout": {
+          type: "string",
+          default: String(DEFAULT_IDLE_TIMEOUT_SECONDS),
+        },
+        ...listenOptions(DEFAULT_PORT),
+        "target-tls": { type: "boolean", default: false },
+        "target-cacert": { type: "string" },
       },
     });
     if (values.target === undefined) {
       throw new UsageError("--target HOST:PORT is required");
     }
-    const idle = values["idle-timeout"];
+    const idle = parseSeconds(values["idle-timeout"], "--idle-timeout", true);
+    const listen = await parseListen(values);
     const server = startTcpProxy({
+      ...listen,
       target: parseHostAndPort(values.target, "--target"),
-      hostname: values.hostname,
-      port: parsePort(values.port),
       connectTimeoutMs: parseSeconds(
         values["connect-timeout"],
         "--connect-timeout",
       ) * 1000,
-      idleTimeoutMs: idle === undefined
-        ? undefined
-        : parseSeconds(idle, "--idle-timeout") * 1000,
+      idleTimeoutMs: idle * 1000,
+      targetTls: await loadClientTls({
+        tls: values["target-tls"],
+        cacert: values["target-cacert"],
+      }),
     });
-    return runUntilSignal(server, "tcp");
+    return runUntilSignal(server, listen.tls ? "tls" : "tcp");
   });
 }

@@ -1,17 +1,23 @@
 /**
- * File upload client: sends one file to upload_server.ts and checks that the
- * server stored exactly what was sent (size and SHA-256).
+ * File upload client: sends one file to upload_server.ts (over TCP or TLS)
+ * and checks that the server stored exactly what was sent (size, SHA-256).
  *
  * Run:    deno run --allow-net --allow-read=photo.jpg scripts/upload_client.ts photo.jpg
  *         deno run --allow-net --allow-read=photo.jpg scripts/upload_client.ts --name "Holiday 1.jpg" photo.jpg
- * Try it: start scripts/upload_server.ts --dir ./uploads first
+ *         deno run --allow-net --allow-read=photo.jpg,certs scripts/upload_client.ts --cacert certs/ca.pem photo.jpg
+ * Try it: start scripts/upload_server.ts --dir uploads first
  *
- * The tutorial's client sends the name and the bytes and closes, so neither
- * side knows whether the file arrived whole. Here the header carries the
- * size, the client hashes the file while sending it, and it exits 0 only
- * when the server's `200 OK <size> <sha256>` matches its own count and hash.
+ * The client of 000 §4.4 sends the file's name, `\r\n` and the bytes with no
+ * length, never closes its sending side, then waits for a status code in
+ * one recv(1024) with no time limit: its server cannot tell that the file
+ * has ended, so both wait for ever. Here the header carries the size, the
+ * file is hashed as it is sent, every wait has a limit (--timeout), and
+ * the exit status is 0 only when the server's `200 OK <size> <sha256>`
+ * matches what was sent.
+ *
+ * Read first: send()
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import {
   Failure,
   parseCommandLine,
@@ -20,27 +26,44 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
-import { describeError } from "../lib/errors.ts";
+import { seconds, TimedConn, withDeadline } from "../lib/deadline.ts";
+import { dial } from "../lib/dial.ts";
+import { describeError, isDisconnect } from "../lib/errors.ts";
 import { fileNameProblem } from "../lib/file_store.ts";
-import { LineReader } from "../lib/lines.ts";
-import { closeQuietly, isDisconnect, writeAll } from "../lib/net.ts";
+import {
+  closeQuietly,
+  copy,
+  formatHostPort,
+  limited,
+  type Reader,
+  type Traffic,
+  writeAll,
+} from "../lib/io.ts";
+import { BufferedReader } from "../lib/reader.ts";
+import { printable } from "../lib/terminal.ts";
+import {
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  type ClientTls,
+  loadClientTls,
+} from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 8080;
-export const DEFAULT_TIMEOUT_SECONDS = 60;
-const BUFFER_SIZE = 1024 * 1024;
+/** Long enough for a server to flush a large file, short enough to fail. */
+export const DEFAULT_TIMEOUT_SECONDS = 30;
 
 const USAGE = `Usage: upload_client.ts [options] FILE
 
-Uploads FILE to an upload server and verifies the server's SHA-256. Prints
-the server's '200 OK <size> <sha256>' line and exits 0 only when it matches;
-otherwise prints the reason on stderr and exits 1.
+Uploads FILE and checks the server's reply: prints '200 OK <size> <sha256>'
+and exits 0 only when it matches what was sent; else one line, exit 1.
 
 Options:
   --name NAME        name to store the file under (default: FILE's own name)
   --hostname HOST    server address (default 127.0.0.1)
   --port PORT        server port (default ${DEFAULT_PORT})
-  --timeout SECONDS  longest wait for the connection and for the reply
-                     after the last byte (default ${DEFAULT_TIMEOUT_SECONDS})
+  --timeout SECONDS  limit for the connect, for each write to make progress
+                     and for the reply after the last byte (default ${DEFAULT_TIMEOUT_SECONDS})
+${CLIENT_TLS_HELP}
   -h, --help         show this help`;
 
 export interface UploadFileOptions {
@@ -50,7 +73,8 @@ export interface UploadFileOptions {
   hostname?: string;
   port?: number;
   timeoutSeconds?: number;
-  /** Called after each chunk is sent, with bytes sent so far and in total. */
+  tls?: ClientTls; // from lib/tls.ts loadClientTls
+  /** Called while sending (ten times a second) with bytes sent and total. */
   onProgress?: (sent: number, total: number) => void;
 }
 
@@ -66,9 +90,8 @@ export interface UploadOutcome {
 }
 
 /**
- * Uploads one file and returns the server's verdict. Throws Failure for
- * what stops the upload before there is a verdict (no such file, refused,
- * no reply…).
+ * Uploads one file and returns the server's verdict; Failure when there is
+ * none (no such file, refused, no reply…).
  */
 export async function uploadFile(
   options: UploadFileOptions,
@@ -76,59 +99,41 @@ export async function uploadFile(
   const name = options.name ?? options.path.split("/").pop() ?? "";
   const problem = fileNameProblem(name);
   if (problem !== null) {
-    throw new Failure(`cannot upload as '${name}': ${problem}`);
+    throw new Failure(`cannot upload as '${printable(name)}': ${problem}`);
   }
-  const timeoutMs = (options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
-
-  let file: Deno.FsFile;
-  let size: number;
-  try {
-    file = await Deno.open(options.path, { read: true });
-    const info = await file.stat();
-    if (!info.isFile) {
-      file.close();
-      throw new Failure(`${options.path} is not a regular file`);
-    }
-    size = info.size;
-  } catch (error) {
-    if (error instanceof Failure) throw error;
+  using file = await Deno.open(options.path).catch((error) => {
     const reason = error instanceof Deno.errors.NotFound
       ? "no such file"
       : describeError(error);
     throw new Failure(`cannot read ${options.path}: ${reason}`);
-  }
-  using _file = file;
-
+  });
+  const info = await file.stat();
+  if (!info.isFile) throw new Failure(`${options.path} is not a regular file`);
   const { hostname = "127.0.0.1", port = DEFAULT_PORT } = options;
-  let conn: Deno.TcpConn;
+  const timeoutMs = (options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000;
+  const conn = await dial({ hostname, port, timeoutMs, tls: options.tls });
+  const target = formatHostPort(hostname, port);
   try {
-    conn = await Deno.connect({
-      hostname,
-      port,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (error) {
-    const reason = error instanceof DOMException
-      ? `timed out after ${timeoutMs / 1000} s`
-      : describeError(error);
-    throw new Failure(`cannot connect to ${hostname}:${port}: ${reason}`);
-  }
-  try {
-    return await send(conn, file, size, name, timeoutMs, options);
+    const timed = new TimedConn(conn, timeoutMs, target);
+    return await send(timed, file, info.size, name, options);
   } finally {
     closeQuietly(conn);
   }
 }
 
-/** Sends header and body over `conn`, then waits for the verdict. */
+/**
+ * The protocol: the header, then the file's bytes (hashed on the way),
+ * then the server's one-line verdict, compared with our own count and
+ * hash. Every write and the wait for the reply are bounded (TimedConn).
+ */
 async function send(
-  conn: Deno.TcpConn,
-  file: Deno.FsFile,
+  timed: TimedConn,
+  file: Reader,
   size: number,
   name: string,
-  timeoutMs: number,
   options: UploadFileOptions,
 ): Promise<UploadOutcome> {
+  const { conn, ms } = timed;
   // Listen for the reply while sending: a server that refuses (413, 409…)
   // answers before reading the body, and we should stop sending then.
   let replied = false;
@@ -136,78 +141,54 @@ async function send(
   reply.catch(() => {}); // awaited below; keep it from counting as unhandled
 
   const hash = createHash("sha256");
-  let sent = 0;
+  const sent: Traffic = { bytes: 0 };
+  const report = () => options.onProgress?.(sent.bytes, size);
+  const progress = options.onProgress && setInterval(report, 100);
   try {
-    await writeAll(conn, new TextEncoder().encode(`UPLOAD ${size} ${name}\n`));
-    // Two reused buffers: while one is being sent, the next is read from
-    // the file and hashed (the same pipeline as the server's).
-    const buffers = [new Uint8Array(BUFFER_SIZE), new Uint8Array(BUFFER_SIZE)];
-    let turn = 0;
-    let hashed = 0;
-    let sending: Promise<void> = Promise.resolve();
-    try {
-      while (hashed < size && !replied) {
-        const buffer = buffers[turn];
-        turn = 1 - turn;
-        const want = Math.min(buffer.length, size - hashed);
-        const count = await file.read(buffer.subarray(0, want));
-        if (count === null) {
-          throw new Failure(`${options.path} shrank while being sent`);
-        }
-        hashed += count;
-        const chunk = buffer.subarray(0, count);
-        hash.update(chunk);
-        await sending; // the other buffer is free again once this resolves
-        sending = writeAll(conn, chunk).then(() => {
-          sent += count;
-          options.onProgress?.(sent, size);
-        });
-        sending.catch(() => {}); // reported by the next await
-      }
-    } finally {
-      await sending.catch(() => {});
+    await writeAll(timed, new TextEncoder().encode(`UPLOAD ${size} ${name}\n`));
+    await copy(hashed(file, size, hash, () => replied), timed, sent);
+    if (!replied && sent.bytes < size) {
+      throw new Failure(`${options.path} shrank while being sent`);
     }
-    await sending;
     // "That is all": the server needs no end marker, but this is polite.
     if (!replied) await conn.closeWrite();
   } catch (error) {
     // A reset while sending usually means the server answered and closed;
     // its reply tells why. Anything else is ours to report.
     if (!isDisconnect(error)) throw error;
-  }
-
-  // Bound the wait for the reply (the server flushes the file to disk
-  // first): when the time is up, closing the connection ends the read.
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    closeQuietly(conn);
-  }, timeoutMs);
-  let line: string;
-  try {
-    line = await reply;
-  } catch (error) {
-    if (error instanceof Failure) throw error;
-    throw new Failure(
-      timedOut
-        ? `no reply from the server within ${timeoutMs / 1000} s`
-        : `connection to the server lost: ${describeError(error)}`,
-    );
   } finally {
-    clearTimeout(timer);
+    clearInterval(progress);
+    report();
   }
 
+  const late = `no reply from the server within ${seconds(ms)}`;
+  const line = await withDeadline(conn, ms, () => reply, late);
   const sha256 = hash.digest("hex");
   const status = Number(/^(\d{3}) /.exec(line)?.[1] ?? NaN);
   const ok = /^200 OK (\d+) ([0-9a-f]{64})$/.exec(line);
-  const verified = ok !== null && sent === size && Number(ok[1]) === size &&
-    ok[2] === sha256;
+  const verified = ok !== null && sent.bytes === size &&
+    Number(ok[1]) === size && ok[2] === sha256;
   return { reply: line, status, verified, size, sha256 };
 }
 
+/** `size` bytes of `file`, hashed as they are read; none once stop(). */
+function hashed(file: Reader, size: number, hash: Hash, stop: () => boolean) {
+  const source = limited(file, size);
+  return {
+    async read(into: Uint8Array) {
+      if (stop()) return null;
+      const count = await source.read(into);
+      if (count !== null) hash.update(into.subarray(0, count));
+      return count;
+    },
+  };
+}
+
 /** Reads the server's one-line reply. */
-async function readReply(conn: Deno.TcpConn): Promise<string> {
-  const line = await new LineReader(conn, 4096).readLine();
+async function readReply(conn: Deno.Conn): Promise<string> {
+  const line = await new BufferedReader(conn).readLine().catch((error) => {
+    throw new Failure(`connection to the server lost: ${describeError(error)}`);
+  });
   if (line === null) throw new Failure("server closed without a reply");
   return new TextDecoder().decode(line);
 }
@@ -215,29 +196,18 @@ async function readReply(conn: Deno.TcpConn): Promise<string> {
 /** Progress on one terminal line: bar, percent, bytes, rate and ETA. */
 function progressBar() {
   const started = performance.now();
-  let lastDrawn = 0;
-  const encoder = new TextEncoder();
+  const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
   return (sent: number, total: number) => {
-    const now = performance.now();
-    if (now - lastDrawn < 100 && sent < total) return; // ten frames a second
-    lastDrawn = now;
-    const seconds = (now - started) / 1000;
-    const rate = seconds > 0 ? sent / seconds : 0;
+    const rate = sent / ((performance.now() - started) / 1000 || 1);
     const fraction = total > 0 ? sent / total : 1;
-    const width = 20;
-    const filled = Math.round(fraction * width);
-    const eta = rate > 0 ? (total - sent) / rate : 0;
-    const line = `\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${
-      (fraction * 100).toFixed(0).padStart(3)
-    }%  ${mebibytes(sent)}/${mebibytes(total)} MiB  ${
-      (rate / 1e6).toFixed(1)
-    } MB/s  ETA ${Math.ceil(eta)} s  `;
-    Deno.stderr.writeSync(encoder.encode(sent < total ? line : line + "\n"));
+    const bar = "#".repeat(Math.round(fraction * 20)).padEnd(20, ".");
+    const eta = rate > 0 ? Math.ceil((total - sent) / rate) : 0;
+    const percent = (fraction * 100).toFixed(0).padStart(3);
+    const line = `\r[${bar}] ${percent}%  ${mib(sent)}/${mib(total)} MiB  ` +
+      `${(rate / 1e6).toFixed(1)} MB/s  ETA ${eta} s  `;
+    const end = sent < total ? "" : "\n";
+    Deno.stderr.writeSync(new TextEncoder().encode(line + end));
   };
-}
-
-function mebibytes(bytes: number): string {
-  return (bytes / 1024 / 1024).toFixed(1);
 }
 
 if (import.meta.main) {
@@ -250,6 +220,7 @@ if (import.meta.main) {
         hostname: { type: "string", default: "127.0.0.1" },
         port: { type: "string", default: String(DEFAULT_PORT) },
         timeout: { type: "string", default: String(DEFAULT_TIMEOUT_SECONDS) },
+        ...CLIENT_TLS_OPTIONS,
       },
     });
     if (positionals.length !== 1) {
@@ -261,17 +232,19 @@ if (import.meta.main) {
       hostname: values.hostname,
       port: parsePort(values.port),
       timeoutSeconds: parseSeconds(values.timeout, "--timeout"),
+      tls: await loadClientTls(values),
       onProgress: Deno.stderr.isTerminal() ? progressBar() : undefined,
     });
     if (outcome.verified) {
       console.log(outcome.reply);
       return 0;
     }
+    const reply = printable(outcome.reply);
     if (outcome.status === 200) {
       throw new Failure(
-        `server's reply does not match what was sent (${outcome.size} bytes, sha256 ${outcome.sha256}): ${outcome.reply}`,
+        `server's reply does not match what was sent (${outcome.size} bytes, sha256 ${outcome.sha256}): ${reply}`,
       );
     }
-    throw new Failure(`server refused: ${outcome.reply}`);
+    throw new Failure(`server refused: ${reply}`);
   });
 }

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { startTcpProxy, type TcpProxyOptions } from "../scripts/tcp_proxy.ts";
 import { startEchoServer } from "../scripts/echo_server.ts";
-import { writeAll } from "../lib/net.ts";
+import { writeAll } from "../lib/io.ts";
 import {
   closedPort,
   hasCommand,
+  makeTestCerts,
   randomBytes,
   readAll,
   readUntil,
@@ -290,6 +291,38 @@ Deno.test("--idle-timeout closes a connection where nothing moves", async () => 
   assert.equal(match[4], "4");
 });
 
+Deno.test("a --target that leads back to the proxy itself is detected: each client is closed at once, a few log lines, and it keeps serving", async () => {
+  // The proxy's own address as its target, under two names. Before, one
+  // client made it connect to itself until every descriptor (or the
+  // per-address cap) was used up: thousands of connections and log lines.
+  for (const hostname of ["127.0.0.1", "localhost"]) {
+    const port = closedPort();
+    await using proxy = startProxy(
+      { transport: "tcp", hostname, port },
+      { port },
+    );
+    for (let i = 0; i < 3; i++) {
+      const client = await connectTo(proxy.addr);
+      try {
+        await client.write(encoder.encode("hello?\n")).catch(() => {});
+        assert.equal(await within(2000, readToEnd(client)), "eof");
+      } finally {
+        client.close();
+      }
+    }
+    // Give a runaway loop a moment to show itself in the log.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(proxy.lines.length <= 9, proxy.lines.join("\n"));
+    assert.ok(
+      proxy.lines.some((line) =>
+        /refused: --target leads back to this proxy$|: it is this proxy$/
+          .test(line)
+      ),
+      proxy.lines.join("\n"),
+    );
+  }
+});
+
 // --- The proxy as a real subprocess, run exactly as its header says. ---
 
 Deno.test("subprocess: 200 concurrent clients, SIGTERM then exits 0", async () => {
@@ -433,6 +466,103 @@ Deno.test("subprocess: target refused is one log line, and the proxy keeps servi
   }
 });
 
+/** Resident memory of a process in KiB, as `ps` reports it. */
+async function rssKiB(pid: number): Promise<number> {
+  const { stdout } = await runTool("ps", ["-o", "rss=", "-p", String(pid)]);
+  return Number(new TextDecoder().decode(stdout).trim());
+}
+
+Deno.test("memory: 2,000 idle proxied connections cost at most 40 KB each (two sockets each; 113 KB before)", async () => {
+  // Before, every direction held a 64 KiB buffer while waiting: 113 KB per
+  // idle connection. copy() waits with a small one now. (A bare relay, two
+  // copy() loops over serveTcp and nothing else, measures about 21 KB.)
+  await using echo = startEchoServer({ port: 0, maxPerAddress: 5000 });
+  await using proxy = await startScript("tcp_proxy.ts", [
+    "--target",
+    `127.0.0.1:${echo.addr.port}`,
+    "--port",
+    "0",
+    "--max-per-address", // all 2,000 come from 127.0.0.1
+    "5000",
+  ]);
+  const addr = { transport: "tcp", hostname: "127.0.0.1", port: proxy.port };
+  // Warm up once (a round trip) so the baseline includes the loaded code.
+  await roundTrip(addr as Deno.NetAddr, encoder.encode("warm up\n"));
+  const before = await rssKiB(proxy.child.pid);
+  const conns: Deno.Conn[] = [];
+  try {
+    while (conns.length < 2000) {
+      conns.push(
+        ...await Promise.all(Array.from({ length: 200 }, async () => {
+          const conn = await Deno.connect({
+            hostname: "127.0.0.1",
+            port: proxy.port,
+          });
+          // Every connection carries one small message, then waits idle.
+          await writeAll(conn, encoder.encode("hi\n"));
+          assert.equal(await conn.read(new Uint8Array(16)), 3);
+          return conn;
+        })),
+      );
+    }
+    const perConnection = (await rssKiB(proxy.child.pid) - before) * 1024 /
+      2000;
+    console.log(`idle proxied connection: ${Math.round(perConnection)} bytes`);
+    assert.ok(perConnection <= 40_000, `${perConnection} bytes each`);
+  } finally {
+    for (const conn of conns) conn.close();
+  }
+});
+
+Deno.test("subprocess: --idle-timeout defaults to 300 s (0 = never); --max-per-address caps one address", async () => {
+  const help = await runScript("tcp_proxy.ts", ["--help"]);
+  assert.match(
+    help.stdout,
+    /--idle-timeout SECONDS .*\n.*\(default 300; 0 = never\)/,
+  );
+  assert.match(help.stdout, /\n {2}--max-connections N /);
+  assert.match(help.stdout, /\n {2}--max-per-address N /);
+  await using echo = startEchoServer({ port: 0 });
+  const proxy = await startScript("tcp_proxy.ts", [
+    "--target",
+    `127.0.0.1:${echo.addr.port}`,
+    "--port",
+    "0",
+    "--idle-timeout",
+    "0",
+    "--max-per-address",
+    "1",
+  ]);
+  const first = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+  try {
+    await writeAll(first, encoder.encode("one\n"));
+    assert.equal(await within(5000, readUntil(first, "one\n")), "one\n");
+    // A second client from the same address is closed at once, unserved.
+    const second = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: proxy.port,
+    });
+    try {
+      assert.ok(["eof", "ConnectionReset"].includes(
+        await within(2000, readToEnd(second)),
+      ));
+    } finally {
+      second.close();
+    }
+    // The first is still served.
+    await writeAll(first, encoder.encode("two\n"));
+    assert.equal(await within(5000, readUntil(first, "two\n")), "two\n");
+  } finally {
+    first.close();
+    const output = await proxy.stop();
+    assert.equal(output.code, 0);
+    assert.match(
+      output.stderr,
+      /^refused 127\.0\.0\.1: 1 connections from it \(--max-per-address\)/m,
+    );
+  }
+});
+
 Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
   for (
     const args of [
@@ -442,6 +572,9 @@ Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
       ["--target", "127.0.0.1:1", "--port", "x"],
       ["--target", "127.0.0.1:1", "--connect-timeout", "0"],
       ["--target", "127.0.0.1:1", "--idle-timeout", "never"],
+      ["--target", "127.0.0.1:1", "--max-connections", "0"],
+      ["--target", "127.0.0.1:1", "--max-per-address", "x"],
+      ["--target", "127.0.0.1:1", "--cert", "only-the-cert.pem"],
       ["--target", "127.0.0.1:1", "extra"],
     ]
   ) {
@@ -456,4 +589,195 @@ Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
   const help = await runScript("tcp_proxy.ts", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: tcp_proxy\.ts --target/);
+});
+
+// ---------------------------------------------------------------- TLS
+
+const haveOpenssl = await hasCommand("openssl");
+if (!haveOpenssl) skipBecause("openssl not installed: proxy TLS tests ignored");
+
+/**
+ * Python's ssl module as the client: sends "python " `count` times and a
+ * newline, returns everything it read back until it had as much.
+ */
+async function pythonTlsRoundTrip(
+  caFile: string,
+  host: string,
+  port: number,
+  count: number,
+) {
+  const result = await runTool("python3", [
+    "-c",
+    `
+import socket, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[1])
+text = b"python " * int(sys.argv[4]) + b"\\n"
+with socket.create_connection((sys.argv[2], int(sys.argv[3]))) as raw:
+    with context.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(text)
+        data = b""
+        while len(data) < len(text) and (chunk := s.recv(65536)):
+            data += chunk
+        sys.stdout.write(data.decode())
+`,
+    caFile,
+    host,
+    String(port),
+    String(count),
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  return new TextDecoder().decode(result.stdout);
+}
+
+Deno.test({
+  name:
+    "TLS in front of plain servers (--cert/--key): curl to an HTTP server, openssl s_client and Python ssl to echo, on 127.0.0.1 and ::1",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    await using http = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      (request) =>
+        new Response(`hello from ${new URL(request.url).pathname}\n`),
+    );
+    await using echo = startEchoServer({ port: 0 });
+    const tlsArgs = ["--cert", certs.certFile, "--key", certs.keyFile];
+    await using web = await startScript("tcp_proxy.ts", [
+      "--target",
+      `127.0.0.1:${http.addr.port}`,
+      "--port",
+      "0",
+      ...tlsArgs,
+    ], { allow });
+    assert.match(web.listeningLine, /^Listening on tls:\/\/127\.0\.0\.1:\d+$/);
+    if (await hasCommand("curl")) {
+      const curl = await runTool("curl", [
+        "-sS",
+        "--cacert",
+        certs.caFile,
+        `https://localhost:${web.port}/through/the/proxy`,
+      ]);
+      assert.equal(curl.code, 0, curl.stderr);
+      assert.equal(
+        new TextDecoder().decode(curl.stdout),
+        "hello from /through/the/proxy\n",
+      );
+    } else skipBecause("curl not installed");
+    for (const hostname of ["127.0.0.1", "::1"]) {
+      await using proxy = await startScript("tcp_proxy.ts", [
+        "--target",
+        `127.0.0.1:${echo.addr.port}`,
+        "--hostname",
+        hostname,
+        "--port",
+        "0",
+        ...tlsArgs,
+      ], { allow });
+      const bracketed = hostname.includes(":") ? `[${hostname}]` : hostname;
+      assert.equal(
+        proxy.listeningLine,
+        `Listening on tls://${bracketed}:${proxy.port}`,
+      );
+      const openssl = await runTool("sh", [
+        "-c",
+        `(printf 'from openssl\\n'; sleep 0.5) | openssl s_client -quiet -no_ign_eof -verify_return_error -CAfile "$1" -servername localhost -connect "$2:$3"`,
+        "sh",
+        certs.caFile,
+        bracketed,
+        String(proxy.port),
+      ]);
+      assert.equal(new TextDecoder().decode(openssl.stdout), "from openssl\n");
+      if (hasPython) {
+        assert.equal(
+          await pythonTlsRoundTrip(certs.caFile, hostname, proxy.port, 20_000),
+          "python ".repeat(20_000) + "\n",
+        );
+      }
+      // Plain text on its TLS port costs that one connection only.
+      const plain = await Deno.connect({ hostname, port: proxy.port });
+      await plain.write(encoder.encode("hello?\n")).catch(() => {});
+      assert.ok(["eof", "ConnectionReset"].includes(
+        await within(5000, readToEnd(plain)),
+      ));
+      plain.close();
+      const output = await proxy.stop();
+      assert.equal(output.code, 0);
+      assert.match(output.stderr, /TLS handshake with .* failed: /);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "TLS towards the target (--target-tls/--target-cacert): a plain client reaches a TLS echo server; a wrong CA is one log line and the client closed",
+  ignore: !haveOpenssl,
+  async fn() {
+    await using certs = await makeTestCerts();
+    await using echo = startEchoServer({
+      port: 0,
+      tls: { cert: certs.cert, key: certs.key },
+      log: () => {},
+    });
+    // In-process, with the CA as text: what --target-cacert loads.
+    await using proxy = startProxy(
+      { transport: "tcp", hostname: "localhost", port: echo.addr.port },
+      { targetTls: { caCerts: [certs.ca] } },
+    );
+    const data = randomBytes(3 * 1024 * 1024);
+    assert.deepEqual(await roundTrip(proxy.addr, data), data);
+    const match = LOG_LINE.exec(await proxy.logLine(0));
+    assert.ok(match, proxy.lines[0]);
+    assert.equal(match[1], `localhost:${echo.addr.port}`);
+    assert.equal(Number(match[4]), data.length);
+    assert.equal(Number(match[5]), data.length);
+    // As a subprocess, run as its header says, nc as the plain client.
+    const allow = ["--allow-net", `--allow-read=${certs.dir}`];
+    await using sub = await startScript("tcp_proxy.ts", [
+      "--target",
+      `127.0.0.1:${echo.addr.port}`,
+      "--port",
+      "0",
+      "--target-cacert",
+      certs.caFile,
+    ], { allow });
+    if (hasNc) {
+      const nc = await runTool(
+        "nc",
+        ["-N", "127.0.0.1", String(sub.port)],
+        "plain in, TLS out\n",
+        10_000,
+      );
+      assert.equal(new TextDecoder().decode(nc.stdout), "plain in, TLS out\n");
+    }
+    // The wrong CA for the target: the client is closed at once.
+    await using wrong = await startScript("tcp_proxy.ts", [
+      "--target",
+      `127.0.0.1:${echo.addr.port}`,
+      "--port",
+      "0",
+      "--target-cacert",
+      certs.otherCaFile,
+    ], { allow });
+    const client = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: wrong.port,
+    });
+    try {
+      await client.write(encoder.encode("hello?\n")).catch(() => {});
+      assert.ok(["eof", "ConnectionReset"].includes(
+        await within(5000, readToEnd(client)),
+      ));
+    } finally {
+      client.close();
+    }
+    const output = await wrong.stop();
+    assert.equal(output.code, 0);
+    assert.match(
+      output.stderr,
+      new RegExp(
+        `^127\\.0\\.0\\.1:\\d+: cannot reach 127\\.0\\.0\\.1:${echo.addr.port}: certificate not trusted \\(unknown issuer\\)\\n$`,
+      ),
+    );
+  },
 });
