@@ -69,6 +69,14 @@ export async function dial(options: DialOptions): Promise<Connection> {
   try {
     tcp = await Deno.connect({ hostname, port, signal: abort.signal });
   } catch (error) {
+    // The caller's own signal may end it first: a timeout of theirs is
+    // still a timeout; any other abort, a cancelled connect.
+    const reason = options.signal?.aborted ? options.signal.reason : error;
+    if (!timedOut && options.signal?.aborted) {
+      const { kind } = classifyError(reason);
+      if (kind === "timeout") throw dialError(error, target, true, timeoutMs);
+      throw new DialError(target, "cancelled", "other");
+    }
     throw dialError(error, target, timedOut, timeoutMs);
   } finally {
     clearTimeout(timer);
