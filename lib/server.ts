@@ -347,6 +347,14 @@ export function serveTcp(
 export type Scheme = "tcp" | "udp" | "http" | "tls" | "https" | "quic";
 
 /**
+ * The signals that mean "stop": Ctrl-C and SIGTERM; on Windows, where
+ * Deno refuses a SIGTERM listener, Ctrl-C and Ctrl-Break.
+ */
+export const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
+  ? ["SIGINT", "SIGBREAK"]
+  : ["SIGINT", "SIGTERM"];
+
+/**
  * Runs a started server as a command: prints the `Listening on` line that
  * tools and tests wait for, then on SIGINT or SIGTERM closes it and exits 0
  * within 2 s, however many signals arrive meanwhile.
@@ -355,7 +363,7 @@ export async function runUntilSignal(
   server: { addr: Deno.Addr; close(): Promise<void>; finished: Promise<void> },
   scheme: Scheme,
 ): Promise<number> {
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  const signals = STOP_SIGNALS;
   let stopping = false;
   const stop = () => {
     if (stopping) return; // a second Ctrl-C must not kill us mid-close

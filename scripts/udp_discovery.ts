@@ -29,7 +29,7 @@ import { runCommand, UsageError } from "../lib/cli.ts";
 import { describeError } from "../lib/errors.ts";
 import { Sweeper, type Timed } from "../lib/deadline.ts";
 import { closeQuietly, formatHostPort } from "../lib/io.ts";
-import { rateLimitedLog } from "../lib/server.ts";
+import { rateLimitedLog, STOP_SIGNALS } from "../lib/server.ts";
 import { printable } from "../lib/terminal.ts";
 
 export const DEFAULT_PORT = 4242;
@@ -228,8 +228,9 @@ if (import.meta.main) {
     console.error(`announcing ${printable(name)} to ${discovery.to}`);
     // Not a server, so no Listening line; a signal ends it, with a BYE.
     const done = Promise.withResolvers<void>();
-    Deno.addSignalListener("SIGINT", done.resolve);
-    Deno.addSignalListener("SIGTERM", done.resolve);
+    for (const signal of STOP_SIGNALS) {
+      Deno.addSignalListener(signal, done.resolve);
+    }
     await Promise.race([done.promise, discovery.finished]);
     setTimeout(() => Deno.exit(0), 2000); // in case close() is stuck
     await discovery.close();
