@@ -4,6 +4,11 @@
 
 import { makeCertificates } from "../scripts/make_cert.ts";
 
+// Every `deno run` would otherwise look up dl.deno.land to check for a
+// newer Deno: traffic beyond loopback, which tests never send. Children
+// inherit this.
+Deno.env.set("DENO_NO_UPDATE_CHECK", "1");
+
 /** Absolute path of a script in scripts/. */
 export function scriptPath(name: string): string {
   return new URL(`../scripts/${name}`, import.meta.url).pathname;
