@@ -49,6 +49,10 @@ import {
 } from "./report.ts";
 import { barsFromRows, parseTable, renderChart } from "./chart.ts";
 
+// The servers and load clients started here stay on loopback: no "is there
+// a newer Deno?" lookup from any of them.
+Deno.env.set("DENO_NO_UPDATE_CHECK", "1");
+
 const USAGE = `Usage: deno task bench [options]
 
 Runs our servers beside their baselines and prints figures and ratios.
