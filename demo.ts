@@ -263,12 +263,18 @@ async function startServer(command: string[], listeningLines = 1) {
   return Object.assign(server, { port: url().port, url });
 }
 
-/** Runs a command to its end, printing at most `maxLines` of its output. */
-async function runToEnd(command: string[], maxLines = 12) {
+/**
+ * Runs a command to its end, printing at most `maxLines` of its output; its
+ * exit status must be the one the lesson expects (some lessons are failures).
+ */
+async function runToEnd(command: string[], maxLines = 12, failing = false) {
   show(command);
   const program = new Program(spawnable(command), { label: "", maxLines });
   const code = await program.exitCode();
   if (code !== 0) console.log(dim(`(exit ${code})`));
+  if ((code !== 0) !== failing) {
+    throw new Error(`${program.what} exited ${code}: not the lesson`);
+  }
   return program;
 }
 
@@ -278,6 +284,8 @@ const server: Tag<ReturnType<typeof startServer>> = (text, ...values) =>
   startServer(argv(text, ...values));
 const run: Tag<Promise<Program>> = (text, ...values) =>
   runToEnd(argv(text, ...values));
+const fails: Tag<Promise<Program>> = (text, ...values) =>
+  runToEnd(argv(text, ...values), 12, true);
 const runUpTo =
   (maxLines: number): Tag<Promise<Program>> => (text, ...values) =>
     runToEnd(argv(text, ...values), maxLines);
@@ -389,7 +397,7 @@ async function section(
   steps: () => Promise<void>,
 ) {
   if (!scripts.every(has)) return;
-  console.log(bold(`\n== ${title} ==`));
+  console.log(`\n${bold(`== ${title} ==`)}`);
   try {
     await steps();
   } catch (error) {
@@ -401,7 +409,7 @@ async function section(
   }
 }
 
-const subheading = (title: string) => console.log(bold(`\n-- ${title}`));
+const subheading = (title: string) => console.log(`\n${bold(`-- ${title}`)}`);
 const note = (text: string) => console.log(dim(`(${text})`));
 
 // ---------------------------------------------------------------- the tour
@@ -416,15 +424,20 @@ const removeScratch = () =>
 const signals: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT"]
   : ["SIGINT", "SIGTERM"];
-const stopEverything = async () => {
+const stopEverything = async (signal: Deno.Signal) => {
   if (interrupted) return;
   interrupted = true;
   console.log("\nInterrupted: stopping what the tour started.");
   await Promise.all([...running].map((thing) => thing.stop()));
   await removeScratch();
-  Deno.exit(130);
+  Deno.exit(signal === "SIGINT" ? 130 : 143); // 128 + the signal's number
 };
-signals.forEach((signal) => Deno.addSignalListener(signal, stopEverything));
+const handlers = signals.map((signal) =>
+  [signal, () => stopEverything(signal)] as const
+);
+handlers.forEach(([signal, handler]) =>
+  Deno.addSignalListener(signal, handler)
+);
 
 try {
   await section(
@@ -441,18 +454,22 @@ try {
         subheading("Timeout client: the connect and the reply each bounded");
         await run`deno run --allow-net scripts/timeout_client.ts --port ${port} ${"are you there?"}`;
         // A server that accepts and then says nothing, like a hung service.
-        using silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+        const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+        const accepted = silent.accept().catch(() => undefined);
         const hung = silent.addr.port;
         note(`port ${hung}: a server that accepts and never answers`);
-        const accepting = silent.accept();
-        await run`deno run --allow-net scripts/timeout_client.ts --port ${hung} --timeout 0.5 hello?`;
-        (await accepting).close();
+        try {
+          await fails`deno run --allow-net scripts/timeout_client.ts --port ${hung} --timeout 0.5 hello?`;
+        } finally {
+          silent.close();
+          (await accepted)?.close();
+        }
       }
 
       if (has("multi_connect.ts")) {
         subheading("Multi-connect: several servers at once, one line each");
         const closed = freePort();
-        await run`deno run --allow-net scripts/multi_connect.ts 127.0.0.1:${port} 127.0.0.1:${closed} --send ping`;
+        await fails`deno run --allow-net scripts/multi_connect.ts 127.0.0.1:${port} 127.0.0.1:${closed} --send ping`;
       }
     },
   );
@@ -477,7 +494,7 @@ try {
         await server`deno run --allow-net --allow-read=${dir} --allow-write=${dir} scripts/upload_server.ts --port 0 --dir ${dir}`;
       await run`deno run --allow-net --allow-read=${file} scripts/upload_client.ts --port ${upload.port} ${file}`;
       note("the same file again: the server keeps the first one");
-      await run`deno run --allow-net --allow-read=${file} scripts/upload_client.ts --port ${upload.port} ${file}`;
+      await fails`deno run --allow-net --allow-read=${file} scripts/upload_client.ts --port ${upload.port} ${file}`;
     },
   );
 
@@ -518,7 +535,7 @@ try {
         note("/msg NAME text, a private line: not in this chat_server.ts yet");
       }
       await a.endInput(); // Ctrl-D: alice leaves, and her client exits 0
-      await a.exitCode();
+      if (await a.exitCode() !== 0) throw new Error("chat_client.ts failed");
       await b.waitFor("* alice left");
     },
   );
@@ -597,7 +614,7 @@ try {
       await runUpTo(
         16,
       )`deno run --allow-net scripts/http_client.ts -v ${raw.url()}`;
-      await run`deno run --allow-net scripts/http_client.ts ${raw.url()}missing`;
+      await fails`deno run --allow-net scripts/http_client.ts ${raw.url()}missing`;
     },
   );
 
@@ -656,7 +673,7 @@ try {
         await server`deno run --allow-net --allow-read=${certs} scripts/echo_server.ts --port 0 --cert ${cert} --key ${key}`;
       await run`deno run --allow-net --allow-read=${ca} scripts/echo_client.ts --port ${echo.port} --cacert ${ca} hello over tls`;
       note("without --cacert the client trusts only the system's CAs:");
-      await run`deno run --allow-net scripts/echo_client.ts --port ${echo.port} --tls hello`;
+      await fails`deno run --allow-net scripts/echo_client.ts --port ${echo.port} --tls hello`;
 
       if (has("http_server.ts") && has("http_client.ts")) {
         subheading("HTTPS with the same certificate (and HTTP/2, by ALPN)");
@@ -699,7 +716,7 @@ try {
       const at = `127.0.0.1:${dns.port}`;
       await run`deno run --unstable-net --allow-net scripts/dns_lookup.ts www.example.test --server ${at}`;
       await run`deno run --unstable-net --allow-net scripts/dns_lookup.ts example.test --type MX --server ${at}`;
-      await run`deno run --unstable-net --allow-net scripts/dns_lookup.ts nowhere.example.test --server ${at}`;
+      await fails`deno run --unstable-net --allow-net scripts/dns_lookup.ts nowhere.example.test --server ${at}`;
       if (await installed("dig", "-v")) {
         await run`dig @127.0.0.1 -p ${dns.port} alias.example.test +noall +answer +tries=1`;
       }
@@ -742,8 +759,8 @@ try {
     },
   );
 } finally {
-  signals.forEach((signal) =>
-    Deno.removeSignalListener(signal, stopEverything)
+  handlers.forEach(([signal, handler]) =>
+    Deno.removeSignalListener(signal, handler)
   );
   await removeScratch();
 }

@@ -5,7 +5,7 @@
 // folder behind, also when it is interrupted.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { hasCommand, skipBecause } from "./helpers.ts";
+import { hasCommand, skipBecause, within } from "./helpers.ts";
 
 const root = join(import.meta.dirname!, "..");
 const KILL_AFTER_MS = 120_000; // a hung tour is killed, and fails
@@ -36,7 +36,12 @@ async function startTour() {
     stderr: "piped",
   }).spawn();
   const timer = setTimeout(() => child.kill("SIGKILL"), KILL_AFTER_MS);
-  const tour = { child, stdout: "", changed: Promise.withResolvers<void>() };
+  const tour = {
+    child,
+    stdout: "",
+    ended: false,
+    changed: Promise.withResolvers<void>(), // more stdout, or its end
+  };
   const stdout = (async () => {
     for await (
       const text of child.stdout.pipeThrough(new TextDecoderStream())
@@ -45,6 +50,7 @@ async function startTour() {
       tour.changed.resolve();
       tour.changed = Promise.withResolvers();
     }
+    tour.ended = true;
     tour.changed.resolve();
   })();
   const stderr = new Response(child.stderr).text();
@@ -283,20 +289,29 @@ Deno.test("demo: the whole tour runs, shows every lesson, leaves nothing behind"
   ]);
 });
 
-Deno.test("demo: SIGINT stops every server it started and removes its folder", async () => {
-  const before = await scratchFolders();
-  const tour = await startTour();
-  // Interrupt once a few servers are up, in the middle of the tour.
-  const bound = Date.now() + KILL_AFTER_MS / 2;
-  while (tcpPorts(tour.stdout).length < 3 && Date.now() < bound) {
-    await Promise.race([tour.changed.promise, tour.finished]);
-    if (/\nTour finished/.test(tour.stdout)) break;
-  }
-  tour.child.kill("SIGINT");
-  const { status, stdout } = await tour.finished;
-  assert.equal(status.code, 130, stdout);
-  assert.match(stdout, /\nInterrupted: stopping what the tour started\.\n/);
-  assert.ok(!/\nTour finished/.test(stdout), "the tour went on after SIGINT");
-  await assertNothingListens(tcpPorts(stdout));
-  assert.deepEqual(await scratchFolders(), before);
-});
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`demo: ${signal} mid-tour stops every server it started and removes its folder`, async () => {
+    const before = await scratchFolders();
+    const tour = await startTour();
+    // Once a few servers have been up, in the middle of the tour.
+    await within(
+      60_000,
+      (async () => {
+        while (tcpPorts(tour.stdout).length < 3 && !tour.ended) {
+          await tour.changed.promise;
+        }
+      })(),
+      "three servers started",
+    );
+    tour.child.kill(signal);
+    const { status, stdout } = await tour.finished;
+    assert.equal(status.code, code, stdout);
+    assert.match(stdout, /\nInterrupted: stopping what the tour started\.\n/);
+    assert.ok(
+      !/\nTour finished/.test(stdout),
+      `the tour went on after ${signal}`,
+    );
+    await assertNothingListens(tcpPorts(stdout));
+    assert.deepEqual(await scratchFolders(), before);
+  });
+}
