@@ -2,7 +2,7 @@
  * A guided tour of the collection: starts each server on a free port exactly
  * as its header says, drives it with its clients (and with curl, dig and
  * redis-server when they are installed), and prints what your terminals
- * would show: each command in grey, then its output. About 10 seconds, on
+ * would show: each command in grey, then its output. About 5 seconds, on
  * loopback only; every process it starts is stopped by PID with SIGTERM, and
  * its scratch folder is removed at the end, on Ctrl-C too.
  *
@@ -10,12 +10,16 @@
  *    or:  deno run --allow-net=127.0.0.1 --allow-run --allow-read=. --allow-write=. demo.ts
  *         (from this folder: the scratch folder, demo-XXXXXX, is made here
  *         so that the commands shown are short and work when pasted)
+ * Try it: run the commands it shows yourself, in terminals of your own (a
+ *         server's --port 0 picks a new port: give that one to its clients)
  *
+ * 000 §4.1's server and §4.2's client are two programs for you to start by
+ * hand, one per terminal; here one program plays every terminal: `A> text`
+ * is typed into terminal A, `A| text` is what terminal A prints. It checks
+ * itself: a part that goes otherwise than its lesson (an exit status, a line
+ * that never comes) is one line starting with "!", and the tour exits 1.
  * --allow-run stays whole: Deno matches `--allow-run=deno` against the deno
- * found in PATH, which is not Deno.execPath() where deno is a symlink. The
- * tutorials run a server and its client by hand in two terminals; here one
- * program plays every terminal: `A> text` is typed into terminal A, and
- * `A| text` is what terminal A prints.
+ * in PATH, not Deno.execPath().
  *
  * Read first: the tour at the bottom, one section per lesson; Program above
  * it starts one process and waits for lines of its output.
