@@ -1,18 +1,18 @@
 // One chat room across many chat_server.ts processes (--redis URL): the
-// RoomLink of lib/chat_room.ts, over Redis. A process can only write to its
+// RoomLink of lib/chat_room.ts, over Redis. A process can write only to its
 // own sockets, so each server publishes its room's lines on a Redis channel
-// and delivers what the others publish (pub/sub: Redis forwards every
-// message to every subscriber, keeping nothing). What must be decided once
-// for all servers is decided inside Redis by Lua scripts, which run alone:
-// who holds a name (a hash, name → server), and which servers are alive (a
-// sorted set, server → lease deadline, renewed every 2 s). A server killed
-// with -9 stops renewing; 10 s later its names are free and the next
-// heartbeat anywhere announces its members gone. Losing Redis splits the
-// room: each server goes on with its own members, tells them so, retries
-// with back-off, and claims its names again when whole. Nothing queues
-// while split, and at most MAX_IN_FLIGHT commands wait on a slow Redis.
-// Loaded by chat_server.ts only with --redis, so the plain server needs no
-// npm package; it is the client the Redis project maintains.
+// and delivers what the others publish (pub/sub: Redis hands each message
+// to every subscriber and keeps nothing). What all servers must agree on is
+// decided inside Redis by one Lua script, which runs alone: who holds a
+// name (a hash, name → server) and which servers live (a sorted set,
+// server → lease deadline, renewed every 2 s). A server killed with -9
+// stops renewing; 10 s later its names are free and the next heartbeat
+// anywhere announces its members gone. Losing Redis splits the room: each
+// server goes on with its own members, tells them, retries with back-off,
+// and claims its names again once whole. Nothing queues while split, and at
+// most MAX_IN_FLIGHT commands wait on a slow Redis. chat_server.ts loads
+// this module (and the npm client the Redis project maintains) only for
+// --redis, so the plain server needs no package.
 import { Buffer } from "node:buffer";
 import { createClient } from "npm:redis@5.12.1";
 import type { Member, Room, RoomLink } from "./chat_room.ts";
@@ -23,133 +23,110 @@ import { rateLimitedLog } from "./server.ts";
 
 const LEASE_MS = 10_000; // a silent server's names are freed after this
 const HEARTBEAT_MS = 2_000; // how often each server renews its lease
-const ANSWER_MS = 2_000; // any call to Redis, connecting included
-const RETRY_MS = [250, 5_000]; // back-off while split, doubling
+const ANSWER_MS = 2_000; // for connecting, and for any answer
+const RETRY_MS = [250, 3_000]; // back-off while split: doubling, jittered
 const MAX_IN_FLIGHT = 4096; // commands waiting on Redis; more are dropped
 
-// Every script's KEYS: the names hash, the servers' leases, the guest counter.
-const PRELUDE = `
+// KEYS: names (lower-case name → "server Name"), servers (→ lease), the
+// guest counter. ARGV: the operation, this server, then its arguments.
+const SCRIPT = `
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local names, servers, op, me = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local function owner(held) return string.match(held, '^(%S+) ') end
+local function shown(held) return string.match(held, ' (.*)$') end
 local function alive(server)
-  local lease = redis.call('ZSCORE', KEYS[2], server)
+  local lease = redis.call('ZSCORE', servers, server)
   return lease and tonumber(lease) > now
 end
 local function holder(key)
-  local held = redis.call('HGET', KEYS[1], key)
+  local held = redis.call('HGET', names, key)
   if held and alive(owner(held)) then return owner(held) end
 end
-`;
-const script = (body: string) => PRELUDE + body;
-
-/** ARGV: me, lease. Renews; frees the dead's names, returns them. */
-const HEARTBEAT = script(`
-local added = redis.call('ZADD', KEYS[2], now + ARGV[2], ARGV[1])
-local dead, lost = {}, {}
-for _, server in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
-  dead[server] = true
-  redis.call('ZREM', KEYS[2], server)
+local function take(key, name) -- 0 when another live server holds it
+  local other = holder(key)
+  if other and other ~= me then return 0 end
+  redis.call('HSET', names, key, me .. ' ' .. name)
+  return 1
 end
-if next(dead) then
-  local all = redis.call('HGETALL', KEYS[1])
+if op == 'claim' then return take(ARGV[3], ARGV[4]) end
+if op == 'lookup' then return holder(ARGV[3]) or false end
+if op == 'guest' then
+  for _ = 1, 100 do
+    local name = 'guest' .. redis.call('INCR', KEYS[3])
+    if take(name, name) == 1 then return name end
+  end
+  return false
+end
+if op == 'release' and ARGV[3] then
+  local held = redis.call('HGET', names, ARGV[3])
+  if held and owner(held) == me then redis.call('HDEL', names, ARGV[3]) end
+  return 1
+end
+local all = redis.call('HGETALL', names)
+if op == 'who' then -- how many live names, and the first ARGV[3]
+  local listed, count, live = {}, 0, {}
   for i = 1, #all, 2 do
-    if dead[owner(all[i + 1])] then
-      redis.call('HDEL', KEYS[1], all[i])
-      lost[#lost + 1] = string.match(all[i + 1], ' (.*)$')
+    local server = owner(all[i + 1])
+    if live[server] == nil then live[server] = alive(server) end
+    if live[server] then
+      count = count + 1
+      if #listed < tonumber(ARGV[3]) then listed[#listed + 1] = shown(all[i + 1]) end
     end
   end
+  return {count, listed}
 end
-return {added, redis.call('HLEN', KEYS[1]), lost}`);
-
-/** ARGV: me, lease, key, name, key, name…: all this server's names. */
-const REGISTER = script(`
-redis.call('ZADD', KEYS[2], now + ARGV[2], ARGV[1])
-local mine, result = {}, {}
-for i = 3, #ARGV, 2 do mine[ARGV[i]] = true end
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if owner(all[i + 1]) == ARGV[1] and not mine[all[i]] then
-    redis.call('HDEL', KEYS[1], all[i]) -- left while we were split
+if op == 'release' then -- all ours, and our lease: leaving the room
+  for i = 1, #all, 2 do
+    if owner(all[i + 1]) == me then redis.call('HDEL', names, all[i]) end
   end
+  return redis.call('ZREM', servers, me)
 end
-for i = 3, #ARGV, 2 do
-  local other = holder(ARGV[i])
-  if other and other ~= ARGV[1] then result[#result + 1] = 0 else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. ' ' .. ARGV[i + 1])
+if op == 'beat' then -- renew our lease; free the names of the dead
+  local added, lost = redis.call('ZADD', servers, now + ARGV[3], me), {}
+  local dead = redis.call('ZRANGEBYSCORE', servers, '-inf', now)
+  if #dead > 0 then
+    local gone = {}
+    for _, server in ipairs(dead) do gone[server] = true end
+    redis.call('ZREM', servers, unpack(dead))
+    for i = 1, #all, 2 do
+      if gone[owner(all[i + 1])] then
+        redis.call('HDEL', names, all[i])
+        lost[#lost + 1] = shown(all[i + 1])
+      end
+    end
+  end
+  return {added, redis.call('HLEN', names), lost}
+end
+if op == 'register' then -- ARGV[3] lease, then key, name…: all our names
+  redis.call('ZADD', servers, now + ARGV[3], me)
+  local mine, result = {}, {}
+  for i = 4, #ARGV, 2 do mine[ARGV[i]] = true end
+  for i = 1, #all, 2 do -- ours no more: they left while we were away
+    if owner(all[i + 1]) == me and not mine[all[i]] then
+      redis.call('HDEL', names, all[i])
+    end
+  end
+  for i = 4, #ARGV, 2 do
+    result[#result + 1] = take(ARGV[i], ARGV[i + 1])
     local n = tonumber(string.match(ARGV[i], '^guest(%d+)$'))
     if n and n > tonumber(redis.call('GET', KEYS[3]) or 0) then
-      redis.call('SET', KEYS[3], n)
-    end
-    result[#result + 1] = 1
-  end
-end
-return result`);
-
-/** ARGV: me. The next free guestN, taken. */
-const GUEST = script(`
-for _ = 1, 100 do
-  local name = 'guest' .. redis.call('INCR', KEYS[3])
-  if not holder(name) then
-    redis.call('HSET', KEYS[1], name, ARGV[1] .. ' ' .. name)
-    return name
-  end
-end
-return false`);
-
-/** ARGV: me, key, name. 1 if taken for me, 0 if another server has it. */
-const CLAIM = script(`
-local other = holder(ARGV[2])
-if other and other ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
-return 1`);
-
-/** ARGV: me, key (or none: every name of mine, and my lease). */
-const RELEASE = script(`
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if owner(all[i + 1]) == ARGV[1] and (not ARGV[2] or all[i] == ARGV[2]) then
-    redis.call('HDEL', KEYS[1], all[i])
-  end
-end
-if not ARGV[2] then redis.call('ZREM', KEYS[2], ARGV[1]) end
-return 1`);
-
-/** ARGV: max. The live names' count, and up to max of them. */
-const WHO = script(`
-local all, names, count, live = redis.call('HGETALL', KEYS[1]), {}, 0, {}
-for i = 1, #all, 2 do
-  local server = owner(all[i + 1])
-  if live[server] == nil then live[server] = alive(server) end
-  if live[server] then
-    count = count + 1
-    if #names < tonumber(ARGV[1]) then
-      names[#names + 1] = string.match(all[i + 1], ' (.*)$')
+      redis.call('SET', KEYS[3], n) -- a restarted Redis forgot the count
     end
   end
-end
-return {count, names}`);
-
-/** ARGV: key. The server holding the name, or nil. */
-const LOOKUP = script(`return holder(ARGV[1]) or false`);
-
-type Client = ReturnType<typeof createClient>;
+  return result
+end`;
 
 /**
- * Connects to the Redis at `url` for the room `room`; throws Failure (exit
- * 1) when it cannot, and UsageError for a malformed URL or room name.
+ * Connects to the Redis at `url` for the room `room`: Failure (exit 1) when
+ * it cannot; UsageError for a malformed URL or room name.
  */
 export async function connectRoom(
   url: string,
   room: string,
   log = (line: string) => console.error(line),
 ): Promise<RedisLink> {
-  let parsed;
-  try {
-    parsed = new URL(url);
-  } catch {
-    // reported below
-  }
+  const parsed = URL.canParse(url) ? new URL(url) : undefined;
   if (
     parsed?.protocol !== "redis:" || !parsed.hostname ||
     !/^(\/\d{0,2})?$/.test(parsed.pathname) || parsed.search || parsed.hash
@@ -163,28 +140,22 @@ export async function connectRoom(
       `--room may hold only letters, digits, '_', '.' and '-' (at most 64), got '${room}'`,
     );
   }
-  const where = formatHostPort(
-    parsed.hostname.replace(/^\[|\]$/g, ""),
-    Number(parsed.port || 6379),
+  const host = parsed.hostname.replace(/^\[|\]$/g, "");
+  const link = new RedisLink(
+    url,
+    room,
+    formatHostPort(host, Number(parsed.port || 6379)),
+    log,
   );
-  const link = new RedisLink(url, room, where, log);
   try {
     await link.connect();
   } catch (error) {
     await link.close();
     throw new Failure(
-      `cannot reach Redis at ${where}: ${describeRedis(error)}`,
+      `cannot reach Redis at ${link.where}: ${describeError(error)}`,
     );
   }
   return link;
-}
-
-/** Node-style errors (node-redis) in the words of lib/errors.ts. */
-function describeRedis(error: unknown): string {
-  const code = (error as { code?: string })?.code;
-  if (code === "ECONNREFUSED") return "connection refused";
-  if (code === "ECONNRESET") return "connection reset";
-  return describeError(error);
 }
 
 export class RedisLink implements RoomLink {
@@ -194,22 +165,20 @@ export class RedisLink implements RoomLink {
   readonly #channel: string;
   readonly #dropLog: (line: string) => void;
   #room?: Room;
-  #clients?: Client[]; // [commands, messages]: a subscriber does nothing else
-  #ready = false; // connected and registered
-  #split = false; // the members were told the room is split
+  #clients?: ReturnType<typeof createClient>[]; // commands, subscription
+  #ready = false; // connected, subscribed, our names claimed
+  #split = false; // the members were told so
   #closed = false;
   #retry = RETRY_MS[0];
-  #timer?: ReturnType<typeof setTimeout>; // the heartbeat, or the next retry
+  #timer?: ReturnType<typeof setTimeout>; // the next heartbeat, or retry
 
   constructor(
     readonly url: string,
-    readonly room: string,
+    room: string,
     readonly where: string,
     readonly log: (line: string) => void,
   ) {
-    this.#keys = ["names", "servers", "guests"].map((key) =>
-      `chat:${room}:${key}`
-    );
+    this.#keys = ["names", "servers", "guests"].map((k) => `chat:${room}:${k}`);
     this.#channel = `chat:${room}`;
     this.#dropLog = rateLimitedLog(log);
   }
@@ -229,35 +198,34 @@ export class RedisLink implements RoomLink {
     });
     const clients = this.#clients = [commands, commands.duplicate()];
     for (const client of clients) {
-      // An error event without a listener would end the process.
+      // An error event nobody listens to would end the process.
       client.on("error", (error) => {
         if (this.#ready && this.#clients === clients) this.#lost(error);
       });
     }
-    const deadline = `no answer within ${seconds(ANSWER_MS)}`;
     for (const client of clients) {
-      if (await raceTimeout(client.connect(), ANSWER_MS) === TIMED_OUT) {
-        throw new Failure(deadline, "timeout");
+      if (await raceTimeout(client.connect(), ANSWER_MS + 500) === TIMED_OUT) {
+        throw new Failure(`timed out after ${seconds(ANSWER_MS)}`, "timeout");
       }
     }
-    await clients[1].subscribe(
-      this.#channel,
-      (message: Buffer) => this.#receive(message),
-      true, // as bytes: lines are relayed, not decoded
-    );
+    // Lines travel as bytes: relayed as they are, never decoded.
+    await clients[1].subscribe(this.#channel, (m) => this.#receive(m), true);
     // Our names, claimed (again); then those of members who joined while
-    // that was under way; a name another server took meanwhile is given up.
+    // that was under way. A name another server took meanwhile is lost.
     const members = [...this.#room?.members ?? []];
-    const taken = await this.#eval(REGISTER, this.#registration(members), true);
+    const taken = await this.#call(
+      true,
+      "register",
+      LEASE_MS,
+      ...pairs(members),
+    );
     const lost = members.filter((_, i) => (taken as number[])[i] === 0);
     for (const member of this.#room?.members ?? []) {
       if (members.includes(member)) continue;
-      const key = member.name.toLowerCase();
-      if (!await this.#eval(CLAIM, [this.#id, key, member.name], true)) {
-        lost.push(member);
-      }
+      const claimed = await this.#call(true, "claim", ...pairs([member]));
+      if (!claimed) lost.push(member);
     }
-    await this.#yield(lost, true);
+    await this.#rename(lost, true);
     this.#ready = true;
     this.#timer = setTimeout(() => this.#heartbeat(), HEARTBEAT_MS);
   }
@@ -266,49 +234,51 @@ export class RedisLink implements RoomLink {
     this.#send("*", "", bytes);
   }
 
-  async guestName(): Promise<string | undefined> {
-    return (await this.#eval(GUEST, [this.#id]) ?? undefined) as string | undefined;
+  async guestName() {
+    return await this.#call(false, "guest") as string | undefined ?? undefined;
   }
 
-  async claim(name: string): Promise<boolean | undefined> {
-    const taken = await this.#eval(CLAIM, [this.#id, name.toLowerCase(), name]);
+  async claim(name: string) {
+    const taken = await this.#call(false, "claim", ...pairs([{ name }]));
     return taken === undefined ? undefined : taken === 1;
   }
 
   release(name: string) {
-    this.#eval(RELEASE, [this.#id, name.toLowerCase()]);
+    this.#call(false, "release", name.toLowerCase());
   }
 
   async who(max: number) {
-    const reply = await this.#eval(WHO, [max]) as [number, string[]];
+    const reply = await this.#call(false, "who", max) as [number, string[]];
     return reply && { count: reply[0], names: reply[1] };
   }
 
   async sendTo(name: string, bytes: Uint8Array) {
-    const server = await this.#eval(LOOKUP, [name.toLowerCase()]);
-    if (server === undefined) return undefined;
-    if (server === null) return false;
-    this.#send(server as string, name.toLowerCase(), bytes);
-    return true;
+    const server = await this.#call(false, "lookup", name.toLowerCase());
+    if (typeof server === "string") {
+      this.#send(server, name.toLowerCase(), bytes);
+    }
+    return server === undefined ? undefined : server !== null;
   }
 
-  /** Leaves the room: our names and lease go, then the connections. */
+  /** Leaves the room: our names and lease first, then the connections. */
   async close() {
     this.#closed = true;
     clearTimeout(this.#timer);
-    if (this.#ready) await this.#eval(RELEASE, [this.#id]);
+    if (this.#ready) await this.#call(false, "release");
     this.#ready = false;
     this.#disconnect();
   }
 
-  /** "FROM TO KEY\n" then the bytes; TO is "*" (everyone) or a server. */
+  /** "FROM TO KEY\n" and the bytes; TO is "*" (everyone) or one server. */
   #send(to: string, key: string, bytes: Uint8Array) {
-    if (!this.#ready) return; // split: nothing queues
-    const head = Buffer.from(`${this.#id} ${to} ${key}\n`);
-    this.#clients![0].publish(this.#channel, Buffer.concat([head, bytes]))
-      .catch((error) =>
-        this.#dropLog(`Redis: line dropped: ${describeRedis(error)}`)
-      );
+    if (!this.#ready) return; // split: dropped, never queued
+    const message = Buffer.concat([
+      Buffer.from(`${this.#id} ${to} ${key}\n`),
+      bytes,
+    ]);
+    this.#clients![0].publish(this.#channel, message).catch((error) =>
+      this.#dropLog(`Redis: a line was dropped: ${describeError(error)}`)
+    );
   }
 
   #receive(message: Buffer) {
@@ -322,20 +292,16 @@ export class RedisLink implements RoomLink {
   }
 
   /**
-   * A script's reply; undefined when Redis fails, which splits the room
-   * (or, `connecting`, is thrown to the attempt under way).
+   * The script's answer; undefined when Redis fails, which splits the room
+   * (or, while `connecting`, is thrown to the attempt under way).
    */
-  async #eval(
-    body: string,
-    args: (string | number)[],
-    connecting = false,
-  ): Promise<unknown> {
+  async #call(connecting: boolean, op: string, ...args: (string | number)[]) {
     if (!this.#clients || !(this.#ready || connecting)) return;
-    const call = this.#clients[0].eval(body, {
+    const call = this.#clients[0].eval(SCRIPT, {
       keys: this.#keys,
-      arguments: args.map(String),
+      arguments: [op, this.#id, ...args.map(String)],
     });
-    call.catch(() => {}); // a late failure after the deadline is no news
+    call.catch(() => {}); // a failure after the deadline is no news
     try {
       const reply = await raceTimeout(call, ANSWER_MS);
       if (reply !== TIMED_OUT) return reply;
@@ -346,15 +312,10 @@ export class RedisLink implements RoomLink {
     }
   }
 
-  #registration(members: Member[]) {
-    const pairs = members.flatMap((m) => [m.name.toLowerCase(), m.name]);
-    return [this.#id, LEASE_MS, ...pairs];
-  }
-
-  /** Members whose names another server took while we were split. */
-  async #yield(members: Member[], connecting = false) {
+  /** Members whose names another server took while we were away. */
+  async #rename(members: Member[], connecting = false) {
     for (const member of members) {
-      const fresh = await this.#eval(GUEST, [this.#id], connecting);
+      const fresh = await this.#call(connecting, "guest");
       if (fresh && this.#room?.members.has(member)) {
         this.#room.yieldName(member, fresh as string);
       }
@@ -362,7 +323,7 @@ export class RedisLink implements RoomLink {
   }
 
   async #heartbeat() {
-    const reply = await this.#eval(HEARTBEAT, [this.#id, LEASE_MS]);
+    const reply = await this.#call(false, "beat", LEASE_MS);
     if (!reply || this.#closed) return; // #lost took over
     const [added, total, lost] = reply as [number, number, string[]];
     const room = this.#room;
@@ -370,12 +331,19 @@ export class RedisLink implements RoomLink {
     // Our lease had run out (a long pause, a Redis restart): claim again.
     if (added && room) {
       const members = [...room.members];
-      const taken = await this.#eval(REGISTER, this.#registration(members));
+      const taken = await this.#call(
+        false,
+        "register",
+        LEASE_MS,
+        ...pairs(members),
+      );
       if (!taken) return;
-      await this.#yield(members.filter((_, i) => (taken as number[])[i] === 0));
+      await this.#rename(
+        members.filter((_, i) => (taken as number[])[i] === 0),
+      );
     }
     for (const name of lost) room?.announce(`${name} left (server lost)`);
-    if (this.#ready && !this.#closed) {
+    if (this.#ready) {
       this.#timer = setTimeout(() => this.#heartbeat(), HEARTBEAT_MS);
     }
   }
@@ -388,7 +356,7 @@ export class RedisLink implements RoomLink {
     this.#disconnect();
     this.log(
       `Redis at ${this.where} lost (${
-        describeRedis(error)
+        describeError(error)
       }); the room is split`,
     );
     if (!this.#split) {
@@ -406,15 +374,13 @@ export class RedisLink implements RoomLink {
     try {
       await this.connect();
     } catch {
-      this.#ready = false;
       this.#disconnect();
       if (this.#closed) return;
-      // Doubling, with jitter, so that many servers do not return at once.
+      // Doubling, jittered: servers that lost Redis together do not all
+      // come back in the same millisecond.
       this.#retry = Math.min(this.#retry * 2, RETRY_MS[1]);
-      this.#timer = setTimeout(
-        () => this.#reconnect(),
-        this.#retry * (0.5 + Math.random()),
-      );
+      const wait = this.#retry * (0.5 + Math.random());
+      this.#timer = setTimeout(() => this.#reconnect(), wait);
       return;
     }
     this.log(`Redis at ${this.where} is back; the room is whole`);
@@ -427,9 +393,14 @@ export class RedisLink implements RoomLink {
       try {
         client.destroy();
       } catch {
-        // never connected, or already closed
+        // never connected, or closed already
       }
     }
     this.#clients = undefined;
   }
+}
+
+/** Lower-case key and name of each member, as the script takes them. */
+function pairs(members: { name: string }[]): string[] {
+  return members.flatMap(({ name }) => [name.toLowerCase(), name]);
 }
