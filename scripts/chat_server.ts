@@ -24,6 +24,7 @@
  * Read first: TcpMember.send, then serveMember.
  */
 import {
+  Failure,
   parseCommandLine,
   parseInteger,
   parsePort,
@@ -34,7 +35,7 @@ import {
 import { type Member, Room, type RoomLink } from "../lib/chat_room.ts";
 import { acceptWeb, type WebSocketPeer } from "../lib/chat_web.ts";
 import { raceTimeout, seconds, Sweeper, TIMED_OUT } from "../lib/deadline.ts";
-import { isDisconnect } from "../lib/errors.ts";
+import { describeError, isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
 import * as server from "../lib/server.ts";
@@ -72,11 +73,9 @@ Options:
                      a member who only reads stays while the room talks
   --announce-limit N announce joins and leaves only while the room has at
                      most N members (default ${DEFAULT_ANNOUNCE_LIMIT})
-  --max-connections N
-                     clients at once, per port (default ${server.DEFAULT_MAX_CONNECTIONS}); keep
-                     it below the open-file limit (ulimit -n)
-  --max-per-address N
-                     clients at once from one address, per port (default ${server.DEFAULT_MAX_PER_ADDRESS})
+  --max-connections N, --max-per-address N
+                     clients at once, per port, in all (default ${server.DEFAULT_MAX_CONNECTIONS}: keep
+                     it below ulimit -n) and from one address (default ${server.DEFAULT_MAX_PER_ADDRESS})
 ${tls.SERVER_TLS_HELP}
                      (both ports: https and wss:// for browsers; clients cannot
                      be asked for certificates yet, deno#26825)
@@ -96,11 +95,6 @@ export interface ChatServerOptions {
   maxPerAddress?: number;
   tls?: server.ServerTls;
   log?: (message: string) => void; // joins and leaves (default: stderr)
-}
-
-/** The handle, plus the web port's address when there is one. */
-export interface ChatServerHandle extends server.ServerHandle {
-  webAddr?: Deno.NetAddr;
 }
 
 /**
@@ -165,8 +159,7 @@ class TcpMember implements Member {
         this.traffic.bytes += batch.byteLength;
       }
     } catch {
-      // Reset by the peer, or closed by us: this member's output is over,
-      // and its reading side finds the connection gone.
+      // Reset by the peer, or closed by us: the reading side finds out too.
       this.#broken = true;
       this.#queue = [];
     } finally {
@@ -256,9 +249,10 @@ async function readLines(room: Room, member: TcpMember): Promise<string> {
   return "connection lost";
 }
 
+/** The server; its handle has the web port's address too, if any. */
 export function startChatServer(
   options: ChatServerOptions = {},
-): ChatServerHandle {
+): server.ServerHandle & { webAddr?: Deno.NetAddr } {
   const log = options.log ?? ((message: string) => console.error(message));
   const room = new Room({
     maxLine: options.maxLine ?? DEFAULT_MAX_LINE,
@@ -321,14 +315,15 @@ if (import.meta.main) {
     });
     const count = (name: keyof typeof values, min: number, max = 1e6) =>
       parseInteger(values[name] as string, `--${name}`, min, max);
-    const webPort = values["web-port"];
+    if (values.room && !values.redis) {
+      throw new UsageError("--room needs --redis");
+    }
+    const web = values["web-port"];
     const serverTls = await tls.loadServerTls(values);
-    const options = {
+    const options: ChatServerOptions = {
       hostname: values.hostname,
       port: parsePort(values.port),
-      webPort: webPort === undefined
-        ? undefined
-        : parsePort(webPort, "--web-port"),
+      webPort: web === undefined ? undefined : parsePort(web, "--web-port"),
       maxLine: count("max-line", 1, 1024 * 1024),
       maxQueue: count("max-queue", 1024, 2 ** 30),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
@@ -337,20 +332,19 @@ if (import.meta.main) {
       maxPerAddress: count("max-per-address", 1),
       tls: serverTls,
     };
-    if (values.room && !values.redis) {
-      throw new UsageError("--room needs --redis");
+    if (values.redis !== undefined) {
+      // Only a shared room needs Redis, so only then is its client loaded.
+      const bridge = await import("../lib/chat_redis.ts").catch((error) => {
+        throw new Failure(`--redis needs npm:redis: ${describeError(error)}`);
+      });
+      options.link = await bridge.connectRoom(
+        values.redis,
+        values.room ?? DEFAULT_ROOM,
+      );
     }
-    // Only a shared room needs Redis, so only then is its client loaded.
-    const link = values.redis === undefined ? undefined : await (
-      await import("../lib/chat_redis.ts")
-    ).connectRoom(values.redis, values.room ?? DEFAULT_ROOM);
-    const chat = startChatServer({ ...options, link });
-    return server.runUntilSignal(
-      chat,
-      serverTls ? "tls" : "tcp",
-      chat.webAddr
-        ? [{ addr: chat.webAddr, scheme: serverTls ? "https" : "http" }]
-        : [],
-    );
+    const chat = startChatServer(options);
+    const scheme = serverTls ? "https" : "http";
+    const more = chat.webAddr ? [{ addr: chat.webAddr, scheme } as const] : [];
+    return server.runUntilSignal(chat, serverTls ? "tls" : "tcp", more);
   });
 }
