@@ -45,6 +45,7 @@ button {
   border-radius: 0.5rem; background: var(--accent); color: #fff;
 }
 button:disabled { opacity: 0.5; }
+@media (prefers-color-scheme: dark) { #log .mine { color: #93c5fd; } }
 `;
 
 const SCRIPT = `
