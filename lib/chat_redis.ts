@@ -15,7 +15,7 @@
 // --redis, so the plain server needs no package.
 import { Buffer } from "node:buffer";
 import { createClient } from "npm:redis@5.12.1";
-import type { Member, Room, RoomLink } from "./chat_room.ts";
+import type { Room, RoomLink } from "./chat_room.ts";
 import { raceTimeout, seconds, TIMED_OUT } from "./deadline.ts";
 import { describeError, Failure, UsageError } from "./errors.ts";
 import { formatHostPort } from "./io.ts";
@@ -210,22 +210,7 @@ export class RedisLink implements RoomLink {
     }
     // Lines travel as bytes: relayed as they are, never decoded.
     await clients[1].subscribe(this.#channel, (m) => this.#receive(m), true);
-    // Our names, claimed (again); then those of members who joined while
-    // that was under way. A name another server took meanwhile is lost.
-    const members = [...this.#room?.members ?? []];
-    const taken = await this.#call(
-      true,
-      "register",
-      LEASE_MS,
-      ...pairs(members),
-    );
-    const lost = members.filter((_, i) => (taken as number[])[i] === 0);
-    for (const member of this.#room?.members ?? []) {
-      if (members.includes(member)) continue;
-      const claimed = await this.#call(true, "claim", ...pairs([member]));
-      if (!claimed) lost.push(member);
-    }
-    await this.#rename(lost, true);
+    await this.#register(true);
     this.#ready = true;
     this.#timer = setTimeout(() => this.#heartbeat(), HEARTBEAT_MS);
   }
@@ -312,14 +297,30 @@ export class RedisLink implements RoomLink {
     }
   }
 
-  /** Members whose names another server took while we were away. */
-  async #rename(members: Member[], connecting = false) {
-    for (const member of members) {
+  /**
+   * Claims all our names (again), then those of members who joined while
+   * that was under way; a member whose name another server took while we
+   * were away gets a fresh one. False when Redis failed.
+   */
+  async #register(connecting: boolean): Promise<boolean> {
+    const room = this.#room;
+    const members = [...room?.members ?? []];
+    const args = [LEASE_MS, ...pairs(members)];
+    const taken = await this.#call(connecting, "register", ...args);
+    if (!taken || !room) return !!taken;
+    const lost = members.filter((_, i) => (taken as number[])[i] === 0);
+    for (const member of room.members) {
+      if (members.includes(member)) continue;
+      const claimed = await this.#call(connecting, "claim", ...pairs([member]));
+      if (!claimed) lost.push(member);
+    }
+    for (const member of lost) {
       const fresh = await this.#call(connecting, "guest");
-      if (fresh && this.#room?.members.has(member)) {
-        this.#room.yieldName(member, fresh as string);
+      if (fresh && room.members.has(member)) {
+        room.yieldName(member, fresh as string);
       }
     }
+    return true;
   }
 
   async #heartbeat() {
@@ -329,23 +330,10 @@ export class RedisLink implements RoomLink {
     const room = this.#room;
     this.others = Math.max(0, total - (room?.members.size ?? 0));
     // Our lease had run out (a long pause, a Redis restart): claim again.
-    if (added && room) {
-      const members = [...room.members];
-      const taken = await this.#call(
-        false,
-        "register",
-        LEASE_MS,
-        ...pairs(members),
-      );
-      if (!taken) return;
-      await this.#rename(
-        members.filter((_, i) => (taken as number[])[i] === 0),
-      );
-    }
+    if (added && !await this.#register(false)) return;
     for (const name of lost) room?.announce(`${name} left (server lost)`);
-    if (this.#ready) {
-      this.#timer = setTimeout(() => this.#heartbeat(), HEARTBEAT_MS);
-    }
+    if (!this.#ready || this.#closed) return;
+    this.#timer = setTimeout(() => this.#heartbeat(), HEARTBEAT_MS);
   }
 
   /** Redis is gone: tell the members once, then retry with back-off. */

@@ -17,8 +17,8 @@ import { concat, lingeringClose, type Traffic, writeAll } from "./io.ts";
 import { BufferedReader } from "./reader.ts";
 
 const HEAD_MS = 10_000; // for the request line and headers
-const HEAD_LIMIT = 16 * 1024; // bytes of request head
-const TOO_LARGE = "request head too large";
+const LIMIT = 16 * 1024; // bytes of request head
+const TOO_BIG = "request head too large";
 // RFC 6455 §1.3: the server proves it read the key by hashing it with this
 // constant, so that no server but a WebSocket one ever says yes.
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -53,14 +53,9 @@ export async function acceptWeb(
   let request;
   try {
     request = await withDeadline(conn, HEAD_MS, async () => {
-      const line = await http.readHttpLine(reader, HEAD_LIMIT, TOO_LARGE);
+      const line = await http.readHttpLine(reader, LIMIT, TOO_BIG);
       if (line === null) return; // closed without asking anything
-      const fields = await http.readFields(
-        reader,
-        HEAD_LIMIT,
-        "header",
-        TOO_LARGE,
-      );
+      const fields = await http.readFields(reader, LIMIT, "header", TOO_BIG);
       const [, method, path] = /^([A-Z]+) (\/[^?# ]*)\S* HTTP\/1\.[01]$/
         .exec(http.latin1(line)) ?? [];
       if (!method) throw new http.HttpError("malformed request line");
@@ -194,11 +189,6 @@ export class WebSocketPeer {
   #closing = false; // our close frame is queued: nothing may follow it
 
   constructor(readonly reader: BufferedReader, readonly limit: number) {}
-
-  /** Room lines as frames (chat_server's member sends through this). */
-  frame(lines: Uint8Array): Uint8Array {
-    return textFrames(lines);
-  }
 
   /** The close frame that ends a member's output, once. */
   goodbye(code = 1000, reason = ""): Uint8Array | undefined {

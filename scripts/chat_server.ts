@@ -33,7 +33,7 @@ import {
   UsageError,
 } from "../lib/cli.ts";
 import { type Member, Room, type RoomLink } from "../lib/chat_room.ts";
-import { acceptWeb, type WebSocketPeer } from "../lib/chat_web.ts";
+import { acceptWeb, textFrames, type WebSocketPeer } from "../lib/chat_web.ts";
 import { raceTimeout, seconds, Sweeper, TIMED_OUT } from "../lib/deadline.ts";
 import { describeError, isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
@@ -122,7 +122,7 @@ class TcpMember implements Member {
 
   /** Queues room bytes, or returns false when they would pass the bound. */
   send(bytes: Uint8Array): boolean {
-    return this.queue(this.socket ? this.socket.frame(bytes) : bytes);
+    return this.queue(this.socket ? textFrames(bytes) : bytes);
   }
 
   /** Queues bytes as they are to go on the wire. */
