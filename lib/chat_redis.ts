@@ -51,10 +51,10 @@ local function take(key, name) -- 0 when another live server holds it
 end
 if op == 'claim' then return take(ARGV[3], ARGV[4]) end
 if op == 'lookup' then return holder(ARGV[3]) or false end
-if op == 'guest' then
+if op == 'guest' then -- a name nobody holds, not even us
   for _ = 1, 100 do
     local name = 'guest' .. redis.call('INCR', KEYS[3])
-    if take(name, name) == 1 then return name end
+    if not holder(name) then take(name, name) return name end
   end
   return false
 end

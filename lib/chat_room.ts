@@ -161,7 +161,7 @@ export class Room {
   async join(member: Member, from: string): Promise<boolean> {
     member.name = (await this.link?.guestName()) ?? this.newName();
     if (this.closing) return false;
-    if (this.named(member.name)) member.name = this.newName();
+    if (this.named(member.name)) member.name = this.newName(); // split
     this.announce(`${member.name} joined`);
     this.members.add(member);
     this.#names.set(member.name.toLowerCase(), member);
