@@ -416,3 +416,60 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a browser member on one server and a terminal member on another: lines and /msg both ways",
+  ignore: !haveRedis,
+  async fn() {
+    const { redis, url } = await startRedis();
+    try {
+      const log: string[] = [];
+      const a = startChatServer({
+        port: 0,
+        webPort: 0,
+        link: await connectRoom(url, "mixed", (line) => log.push(line)),
+        log: (line) => log.push(line),
+      });
+      await using _a = a;
+      const b = await startLinked(url, "mixed");
+      await using _b = b.server;
+      const socket = new WebSocket(`ws://127.0.0.1:${a.webAddr!.port}/ws`);
+      const messages: string[] = [];
+      let arrived: (() => void) | undefined;
+      socket.onmessage = (event) => {
+        messages.push(String(event.data));
+        arrived?.();
+      };
+      const closed = new Promise((resolve) => socket.onclose = resolve);
+      const next = () =>
+        within(
+          5000,
+          (async () => {
+            while (messages.length === 0) {
+              await new Promise<void>((resolve) => arrived = resolve);
+            }
+            return messages.shift()!;
+          })(),
+          "a WebSocket message",
+        );
+      try {
+        assert.equal(await next(), "* welcome guest1; /help lists commands");
+        using y = await Line.connect(b.port);
+        assert.equal(await next(), "* guest2 joined");
+        socket.send("from the browser on A");
+        await y.expect("guest1: from the browser on A\n");
+        await y.send("from the terminal on B\n/msg GUEST1 only you\n");
+        assert.equal(await next(), "guest2: from the terminal on B");
+        assert.equal(await next(), "guest2 (private): only you");
+        socket.send("/msg guest2 and back");
+        await y.expect("guest1 (private): and back\n");
+      } finally {
+        socket.close();
+        await closed;
+      }
+    } finally {
+      await redis.stop("SIGKILL");
+    }
+  },
+});
