@@ -1,25 +1,25 @@
 /**
- * Chat room for terminals and browsers, one or many servers: every line a
+ * Chat room for terminals and browsers, on one server or many: every line a
  * member sends goes to every other member as "name: line", each member fed
  * through an outgoing queue of its own.
  *
  * Run:    deno run --allow-net scripts/chat_server.ts [--port 8888] [--web-port 8889]
- *           [--redis redis://127.0.0.1:6379 [--room lobby]] [--cert FILE --key FILE]
+ *           [--redis redis://127.0.0.1:6379 [--room lobby]]
+ *   TLS:  add --allow-read=certs --cert certs/localhost.pem --key certs/localhost.key
  * Try it: nc 127.0.0.1 8888 in two terminals, http://127.0.0.1:8889/ in a browser
  *
  * No tutorial builds a chat server: 001 §3 step 5 shows an echo loop, and
- * 000 §4.1 serves one client at a time, decoding each recv(1024) as UTF-8
- * (which raises mid-character). A room serves everyone at once, cuts lines
- * out of the byte stream under a byte limit, and drops a member whose queue
- * passes a bound instead of waiting for it. 001 §5 names WebSocket: the
- * browser asks with "Upgrade: websocket" and a random key, the server
- * answers 101 and SHA-1(key + a fixed GUID), and both then speak frames on
- * that TCP connection (lib/chat_web.ts): a browser member is a TcpMember
- * whose lines leave as frames. The tutorial says WebSocket cannot go across
- * origins and has no encryption: it can (so we check Origin) and wss:// is
- * TLS (--cert/--key). One process is one room; with --redis every server
- * publishes its lines on a Redis channel and delivers the others', and
- * names are claimed there under a lease a crashed server cannot keep.
+ * 000 §4.1 serves one client at a time and decodes each recv(1024) as UTF-8
+ * (raising mid-character). A room serves all at once, cuts lines out of the
+ * byte stream under a limit, and drops a member whose queue passes a bound
+ * rather than wait for it. 001 §5 names WebSocket: a browser asks with
+ * "Upgrade: websocket" and a random key, the server answers 101 with
+ * SHA-1(key + a fixed GUID), and both then speak frames on that connection
+ * (lib/chat_web.ts): a browser member is a TcpMember whose lines leave as
+ * frames. WebSocket does cross origins (the tutorial says it cannot: so we
+ * check Origin) and wss:// is its TLS. A process writes only to its own
+ * sockets: with --redis each server publishes its lines on a Redis channel
+ * and delivers the others', and names are claimed there (lib/chat_redis.ts).
  *
  * Read first: TcpMember.send, then serveMember.
  */
