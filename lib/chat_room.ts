@@ -334,29 +334,24 @@ export class Room {
     });
   }
 
-  #renamed(member: Member, name: string) {
+  /** Renames; with `why`, told to the member, only this server hears it. */
+  #renamed(member: Member, name: string, why?: string) {
     const oldName = member.name;
     this.#names.delete(oldName.toLowerCase());
     this.#names.set(name.toLowerCase(), member);
     member.name = name;
     this.options.log(`${oldName} is now ${name}`);
-    this.broadcast(notice(`${oldName} is now ${name}`));
+    const renamed = notice(`${oldName} is now ${name}`);
+    if (why) this.tell(member, why);
+    if (why) this.deliver(renamed, member);
+    else this.broadcast(renamed);
   }
 
-  /**
-   * Another server's member took this name while the room was split: this
-   * server's holder becomes `fresh`, told why; only this server hears it.
-   */
+  /** Another server's member took this name while the room was split. */
   yieldName(member: Member, fresh: string) {
-    const oldName = member.name;
-    this.#names.delete(oldName.toLowerCase());
-    this.#names.set(fresh.toLowerCase(), member);
-    member.name = fresh;
-    this.tell(
-      member,
-      `${oldName} was taken on another server; you are now ${fresh}`,
-    );
-    this.deliver(notice(`${oldName} is now ${fresh}`), member);
+    const why =
+      `${member.name} was taken on another server; you are now ${fresh}`;
+    this.#renamed(member, fresh, why);
   }
 
   /** Before the connections close: tell everyone, give them a moment. */
