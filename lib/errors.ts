@@ -120,6 +120,15 @@ export function classifyError(error: unknown): ErrorInfo {
   if (error instanceof Failure) {
     return { kind: error.kind, text: error.message };
   }
+  // npm clients under Deno (node-redis) fail the Node way: a plain Error
+  // whose code names the socket error.
+  const code = (error as { code?: unknown }).code;
+  if (code === "ECONNREFUSED") {
+    return { kind: "refused", text: "connection refused" };
+  }
+  if (code === "ECONNRESET" || code === "EPIPE") {
+    return { kind: "disconnect", text: "connection reset" };
+  }
   if (DNS_FAILURE.test(error.message)) {
     // Keep what the resolver said, without Deno's and Node's wrapping.
     const said = firstLine(error)

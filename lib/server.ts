@@ -356,12 +356,14 @@ export const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
 
 /**
  * Runs a started server as a command: prints the `Listening on` line that
- * tools and tests wait for, then on SIGINT or SIGTERM closes it and exits 0
- * within 2 s, however many signals arrive meanwhile.
+ * tools and tests wait for (then one per port in `more`, for a server with
+ * a second port: chat_server's web port), then on SIGINT or SIGTERM closes
+ * it and exits 0 within 2 s, however many signals arrive meanwhile.
  */
 export async function runUntilSignal(
   server: { addr: Deno.Addr; close(): Promise<void>; finished: Promise<void> },
   scheme: Scheme,
+  more: { addr: Deno.Addr; scheme: Scheme }[] = [],
 ): Promise<number> {
   const signals = STOP_SIGNALS;
   let stopping = false;
@@ -374,7 +376,9 @@ export async function runUntilSignal(
   // Listen for signals before announcing: a tool may send SIGTERM the moment
   // it reads the Listening line.
   for (const signal of signals) Deno.addSignalListener(signal, stop);
-  console.log(`Listening on ${scheme}://${formatAddress(server.addr)}`);
+  for (const port of [{ addr: server.addr, scheme }, ...more]) {
+    console.log(`Listening on ${port.scheme}://${formatAddress(port.addr)}`);
+  }
   await server.finished;
   // A registered listener keeps the process alive; the server is done.
   for (const signal of signals) Deno.removeSignalListener(signal, stop);

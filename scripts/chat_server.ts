@@ -1,37 +1,41 @@
 /**
- * TCP chat room: every line a member sends goes to every other member as
- * "name: line", each member fed through an outgoing queue of its own.
+ * Chat room for terminals and browsers, on one server or many: every line a
+ * member sends goes to every other member as "name: line", each member fed
+ * through an outgoing queue of its own.
  *
- * Run:    deno run --allow-net scripts/chat_server.ts [--port 8888]
- *   TLS:  deno run --allow-net --allow-read=certs scripts/chat_server.ts
- *           --cert certs/localhost.pem --key certs/localhost.key
- * Try it: nc 127.0.0.1 8888   (in two terminals; /help lists the commands)
- *    or:  deno run --allow-net scripts/chat_client.ts
+ * Run:    deno run --allow-net scripts/chat_server.ts [--port 8888] [--web-port 8889]
+ *           [--redis redis://127.0.0.1:6379 [--room lobby]]
+ *   TLS:  add --allow-read=certs --cert certs/localhost.pem --key certs/localhost.key
+ * Try it: nc 127.0.0.1 8888 in two terminals, http://127.0.0.1:8889/ in a browser
  *
- * No tutorial builds a chat server. 001 §3 step 5 speaks of a two-person
- * chat and shows an echo loop; 000 §4.1 serves one client at a time (the
- * next waits in the backlog), answers each recv(1024) with a line typed at
- * input(), and decodes each chunk as UTF-8, which raises when a chunk ends
- * inside a multi-byte character. A room needs many members at once, lines
- * cut out of the byte stream with a byte limit, bad UTF-8 repaired, and no
- * member who stops reading may freeze the rest (the general pitfall of
- * writing to each in turn): each member has its own queue and writer task,
- * and the room (lib/chat_room.ts) only queues bytes, dropping a member
- * whose queue passes a bound. Rooms over --announce-limit members stop
- * announcing joins and leaves: a join costs one welcome, not a line to all.
+ * No tutorial builds a chat server: 001 §3 step 5 shows an echo loop, and
+ * 000 §4.1 serves one client at a time and decodes each recv(1024) as UTF-8
+ * (raising mid-character). A room serves all at once, cuts lines out of the
+ * byte stream under a limit, and drops a member whose queue passes a bound
+ * rather than wait for it. 001 §5 names WebSocket: a browser asks with
+ * "Upgrade: websocket" and a random key, the server answers 101 with
+ * SHA-1(key + a fixed GUID), and both then speak frames on that connection
+ * (lib/chat_web.ts): a browser member is a TcpMember whose lines leave as
+ * frames. WebSocket does cross origins (the tutorial says it cannot: so we
+ * check Origin) and wss:// is its TLS. A process writes only to its own
+ * sockets: with --redis each server publishes its lines on a Redis channel
+ * and delivers the others', and names are claimed there (lib/chat_redis.ts).
  *
  * Read first: TcpMember.send, then serveMember.
  */
 import {
+  Failure,
   parseCommandLine,
   parseInteger,
   parsePort,
   parseSeconds,
   runCommand,
+  UsageError,
 } from "../lib/cli.ts";
-import { type Member, Room } from "../lib/chat_room.ts";
+import { type Member, Room, type RoomLink } from "../lib/chat_room.ts";
+import { acceptWeb, textFrames, type WebSocketPeer } from "../lib/chat_web.ts";
 import { raceTimeout, seconds, Sweeper, TIMED_OUT } from "../lib/deadline.ts";
-import { isDisconnect } from "../lib/errors.ts";
+import { describeError, isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
 import * as server from "../lib/server.ts";
@@ -42,17 +46,24 @@ export const DEFAULT_MAX_LINE = 4096;
 export const DEFAULT_MAX_QUEUE = 1024 * 1024;
 export const DEFAULT_IDLE_TIMEOUT = 1800; // seconds
 export const DEFAULT_ANNOUNCE_LIMIT = 100;
+export const DEFAULT_ROOM = "lobby";
 export { MAX_NAME_LENGTH } from "../lib/chat_room.ts";
 const FLUSH_TIMEOUT_MS = 2000; // for a leaving member's last lines
 
 const USAGE = `Usage: chat_server.ts [--hostname HOST] [--port PORT] [options]
 
 A line-based chat room over TCP: every line a client sends goes to every
-other client as "name: line". Commands: /nick NAME, /who, /quit, /help.
+other client as "name: line". Commands: /nick NAME, /who, /msg NAME text,
+/quit, /help.
 
 Options:
   --hostname HOST    address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
   --port PORT        port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
+  --web-port PORT    also serve the chat page (GET /) and a WebSocket (GET /ws)
+                     on this port, for browsers in the same room (8889 is usual)
+  --redis URL        share the room with every server on this Redis:
+                     redis://HOST:PORT[/DB] (loads the npm package redis)
+  --room NAME        the room's name on Redis (default ${DEFAULT_ROOM})
   --max-line BYTES   longest line accepted from a client (default ${DEFAULT_MAX_LINE})
   --max-queue BYTES  output queued for one client before it is dropped as
                      not reading (default ${DEFAULT_MAX_QUEUE})
@@ -62,19 +73,20 @@ Options:
                      a member who only reads stays while the room talks
   --announce-limit N announce joins and leaves only while the room has at
                      most N members (default ${DEFAULT_ANNOUNCE_LIMIT})
-  --max-connections N
-                     clients at once (default ${server.DEFAULT_MAX_CONNECTIONS}); keep it below
-                     the open-file limit (ulimit -n)
-  --max-per-address N
-                     clients at once from one address (default ${server.DEFAULT_MAX_PER_ADDRESS})
+  --max-connections N, --max-per-address N
+                     clients at once, per port, in all (default ${server.DEFAULT_MAX_CONNECTIONS}: keep
+                     it below ulimit -n) and from one address (default ${server.DEFAULT_MAX_PER_ADDRESS})
 ${tls.SERVER_TLS_HELP}
-                     (clients cannot be asked for certificates: Deno has no
-                     way to request them yet, deno#26825)
+                     (both ports: https and wss:// for browsers; clients cannot
+                     be asked for certificates yet, deno#26825)
   -h, --help         show this help`;
 
 export interface ChatServerOptions {
   hostname?: string;
   port?: number;
+  webPort?: number; // HTTP and WebSocket for browsers; none by default
+  /** Other servers' share of the room (lib/chat_redis.ts), connected. */
+  link?: RoomLink & { attach(room: Room): void; close(): Promise<void> };
   maxLine?: number; // longest line accepted, in bytes, without "\n"
   maxQueue?: number; // bytes queued for a member before it is dropped
   idleTimeout?: number; // seconds silent both ways before closing; 0: never
@@ -89,7 +101,8 @@ export interface ChatServerOptions {
  * A member on a TCP (or TLS) connection: its own queue, and a writer task
  * that alone waits on the peer, running only while the queue holds
  * something. A room that wrote to each member in turn would wait on the
- * slowest; here send() only queues, and returns at once.
+ * slowest; here send() only queues, and returns at once. On a WebSocket
+ * the same member sends its lines as frames.
  */
 class TcpMember implements Member {
   #queue: Uint8Array[] = [];
@@ -99,15 +112,21 @@ class TcpMember implements Member {
   #broken = false; // the connection failed or was closed
   written: Promise<void> = Promise.resolve(); // the latest writer task
   readonly traffic: io.Traffic = { bytes: 0 }; // both ways, for idleness
+  name = "";
 
   constructor(
     readonly conn: Deno.Conn,
-    public name: string,
     readonly maxQueue: number,
+    readonly socket?: WebSocketPeer,
   ) {}
 
-  /** Queues bytes, or returns false when they would pass the bound. */
+  /** Queues room bytes, or returns false when they would pass the bound. */
   send(bytes: Uint8Array): boolean {
+    return this.queue(this.socket ? textFrames(bytes) : bytes);
+  }
+
+  /** Queues bytes as they are to go on the wire. */
+  queue(bytes: Uint8Array): boolean {
     if (this.#ending || this.#broken) return true;
     if (this.#queuedBytes + bytes.byteLength > this.maxQueue) return false;
     this.#queue.push(bytes);
@@ -117,6 +136,8 @@ class TcpMember implements Member {
   }
 
   end() {
+    const goodbye = this.socket?.goodbye(); // a WebSocket's close frame
+    if (goodbye) this.queue(goodbye);
     this.#ending = true;
   }
 
@@ -138,8 +159,7 @@ class TcpMember implements Member {
         this.traffic.bytes += batch.byteLength;
       }
     } catch {
-      // Reset by the peer, or closed by us: this member's output is over,
-      // and its reading side finds the connection gone.
+      // Reset by the peer, or closed by us: the reading side finds out too.
       this.#broken = true;
       this.#queue = [];
     } finally {
@@ -148,66 +168,32 @@ class TcpMember implements Member {
   }
 }
 
-/** One timer for every connection's idle deadline (lib/deadline.ts). */
-type Idle = { sweeper: Sweeper; ms: number };
+/** What every member's connection shares: its bound and the idle timer. */
+type Settings = { maxQueue: number; idle?: { sweeper: Sweeper; ms: number } };
 
 /**
- * One TCP member, from welcome to goodbye. TCP is a byte stream: a read may
- * end mid-line, so the complete lines of each read go to the room together
- * and the rest waits in the reader for the next read.
+ * One member, from welcome to goodbye: lines from a byte stream (TCP) or
+ * messages from a WebSocket go to the room until the member leaves.
  */
 async function serveMember(
   room: Room,
   conn: Deno.Conn,
-  maxQueue: number,
-  idle?: Idle,
+  { maxQueue, idle }: Settings,
+  socket?: WebSocketPeer,
 ) {
-  const member = new TcpMember(conn, room.newName(), maxQueue);
-  room.join(member, io.formatAddress(conn.remoteAddr));
+  const member = new TcpMember(conn, maxQueue, socket);
+  if (!await room.join(member, io.formatAddress(conn.remoteAddr))) return;
   const timer = idle?.sweeper.idle(member.traffic, idle.ms, () => {
     room.tell(member, `idle for ${seconds(idle.ms)}; closing`);
     room.leave(member, "idle");
     // The read below waits on a silent peer: closing ends it.
     raceTimeout(member.written, FLUSH_TIMEOUT_MS).then(() => member.abort());
   });
-  // A waiting member holds 256 bytes; one that streams reads 64 KiB at once.
-  const reader = new BufferedReader(conn, {
-    maxLine: room.options.maxLine,
-    initialSize: 256,
-    largeReads: true,
-  });
   let reason = "connection lost"; // unless the loop ends otherwise
   try {
-    while (!room.closing && room.members.has(member)) {
-      let more;
-      try {
-        const before = reader.buffered;
-        more = await reader.fill();
-        member.traffic.bytes += reader.buffered - before;
-      } catch (error) {
-        if (!(error instanceof LineTooLongError)) throw error;
-        // No "\n" within the limit: refused to its sender only; the rest
-        // of the line is skipped however long it is.
-        room.refuseLongLine(member);
-        more = await reader.skipLine();
-      }
-      // Complete lines end at the last "\n"; at the end of the input, the
-      // last line needs none.
-      const unread = reader.bytes.subarray(reader.start, reader.end);
-      const cut = more ? unread.lastIndexOf(0x0a) + 1 : unread.length;
-      if (cut > 0) {
-        const staying = room.receive(member, unread.subarray(0, cut));
-        reader.consume(cut);
-        if (!staying) {
-          reason = "quit";
-          break;
-        }
-      }
-      if (!more) {
-        reason = "disconnected"; // the client closed (or half-closed)
-        break;
-      }
-    }
+    reason = socket
+      ? await socket.receive(room, member)
+      : await readLines(room, member);
   } catch (error) {
     if (!isDisconnect(error)) throw error;
   } finally {
@@ -222,25 +208,88 @@ async function serveMember(
   else await io.lingeringClose(conn, FLUSH_TIMEOUT_MS);
 }
 
+/**
+ * TCP is a byte stream: a read may end mid-line, so the complete lines of
+ * each read go to the room together and the rest waits in the reader for
+ * the next read. Returns why the member's input ended.
+ */
+async function readLines(room: Room, member: TcpMember): Promise<string> {
+  // A waiting member holds 256 bytes; one that streams reads 64 KiB at once.
+  const reader = new BufferedReader(member.conn, {
+    maxLine: room.options.maxLine,
+    initialSize: 256,
+    largeReads: true,
+  });
+  while (!room.closing && room.members.has(member)) {
+    let more;
+    try {
+      const before = reader.buffered;
+      more = await reader.fill();
+      member.traffic.bytes += reader.buffered - before;
+    } catch (error) {
+      if (!(error instanceof LineTooLongError)) throw error;
+      // No "\n" within the limit: refused to its sender only; the rest
+      // of the line is skipped however long it is.
+      room.refuseLongLine(member);
+      more = await reader.skipLine();
+    }
+    // Complete lines end at the last "\n"; at the end of the input, the
+    // last line needs none.
+    const unread = reader.bytes.subarray(reader.start, reader.end);
+    const cut = more ? unread.lastIndexOf(0x0a) + 1 : unread.length;
+    if (cut > 0) {
+      // Usually at once; a command that asks the other servers (--redis)
+      // holds this member's next lines until it has its answer.
+      const staying = await room.receive(member, unread.subarray(0, cut));
+      reader.consume(cut);
+      if (!staying) return "quit";
+    }
+    if (!more) return "disconnected"; // the client closed (or half-closed)
+  }
+  return "connection lost";
+}
+
+/** The server; its handle has the web port's address too, if any. */
 export function startChatServer(
   options: ChatServerOptions = {},
-): server.ServerHandle {
+): server.ServerHandle & { webAddr?: Deno.NetAddr } {
   const log = options.log ?? ((message: string) => console.error(message));
   const room = new Room({
     maxLine: options.maxLine ?? DEFAULT_MAX_LINE,
     announceLimit: options.announceLimit ?? DEFAULT_ANNOUNCE_LIMIT,
     log,
   });
-  const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
   const ms = (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT) * 1000;
-  const idle = ms > 0 ? { sweeper: new Sweeper(ms / 4), ms } : undefined;
-  return server.serveTcp({
-    ...options,
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? DEFAULT_PORT,
-    onShutdown: () => room.shutdown(),
-    log,
-  }, (conn) => serveMember(room, conn, maxQueue, idle));
+  const settings: Settings = {
+    maxQueue: options.maxQueue ?? DEFAULT_MAX_QUEUE,
+    idle: ms > 0 ? { sweeper: new Sweeper(ms / 4), ms } : undefined,
+  };
+  const listen = { ...options, hostname: options.hostname ?? "127.0.0.1", log };
+  // The browsers' port: one HTTP request per connection, the page or the
+  // upgrade to a WebSocket member of the same room.
+  const web = options.webPort === undefined ? undefined : server.serveTcp(
+    { ...listen, port: options.webPort },
+    async (conn) => {
+      const socket = await acceptWeb(conn, room.options.maxLine);
+      if (socket) await serveMember(room, conn, settings, socket);
+    },
+  );
+  options.link?.attach(room);
+  try {
+    const chat = server.serveTcp({
+      ...listen,
+      port: options.port ?? DEFAULT_PORT,
+      onShutdown: async () => {
+        await room.shutdown(); // everyone is told, on both ports
+        await Promise.all([web?.close(), options.link?.close()]);
+      },
+    }, (conn) => serveMember(room, conn, settings));
+    return { ...chat, webAddr: web?.addr };
+  } catch (error) {
+    web?.close();
+    options.link?.close();
+    throw error;
+  }
 }
 
 if (import.meta.main) {
@@ -252,6 +301,9 @@ if (import.meta.main) {
       options: {
         hostname: text("127.0.0.1"),
         port: text(DEFAULT_PORT),
+        "web-port": { type: "string" },
+        redis: { type: "string" },
+        room: { type: "string" },
         "max-line": text(DEFAULT_MAX_LINE),
         "max-queue": text(DEFAULT_MAX_QUEUE),
         "idle-timeout": text(DEFAULT_IDLE_TIMEOUT),
@@ -263,10 +315,15 @@ if (import.meta.main) {
     });
     const count = (name: keyof typeof values, min: number, max = 1e6) =>
       parseInteger(values[name] as string, `--${name}`, min, max);
+    if (values.room && !values.redis) {
+      throw new UsageError("--room needs --redis");
+    }
+    const web = values["web-port"];
     const serverTls = await tls.loadServerTls(values);
-    const chat = startChatServer({
+    const options: ChatServerOptions = {
       hostname: values.hostname,
       port: parsePort(values.port),
+      webPort: web === undefined ? undefined : parsePort(web, "--web-port"),
       maxLine: count("max-line", 1, 1024 * 1024),
       maxQueue: count("max-queue", 1024, 2 ** 30),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
@@ -274,7 +331,20 @@ if (import.meta.main) {
       maxConnections: count("max-connections", 1),
       maxPerAddress: count("max-per-address", 1),
       tls: serverTls,
-    });
-    return server.runUntilSignal(chat, serverTls ? "tls" : "tcp");
+    };
+    if (values.redis !== undefined) {
+      // Only a shared room needs Redis, so only then is its client loaded.
+      const bridge = await import("../lib/chat_redis.ts").catch((error) => {
+        throw new Failure(`--redis needs npm:redis: ${describeError(error)}`);
+      });
+      options.link = await bridge.connectRoom(
+        values.redis,
+        values.room ?? DEFAULT_ROOM,
+      );
+    }
+    const chat = startChatServer(options);
+    const scheme = serverTls ? "https" : "http";
+    const more = chat.webAddr ? [{ addr: chat.webAddr, scheme } as const] : [];
+    return server.runUntilSignal(chat, serverTls ? "tls" : "tcp", more);
   });
 }

@@ -217,6 +217,41 @@ Deno.test("/nick: success, taken (any case), invalid", async () => {
   await carol.expect(`* 3 here: guest3, ${"é".repeat(24)}, guest4\n`);
 });
 
+Deno.test("/msg: one member alone gets it as 'NAME (private): text'; unknown names and bad usage are told to the sender", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using alice = await Peer.connect(port);
+  using bob = await Peer.connect(port);
+  using carol = await Peer.connect(port);
+  await alice.expect("* guest2 joined\n", "* guest3 joined\n");
+  await bob.expect("* guest3 joined\n");
+
+  // Any case finds the name; the text keeps its spaces; controls are replaced.
+  await alice.send("/msg GUEST2 just  for you\n/msg guest2 \x1b[2J é\n");
+  await bob.expect(
+    "guest1 (private): just  for you\n",
+    "guest1 (private): \uFFFD[2J é\n",
+  );
+  await alice.send("/msg nobody hi\n/msg guest2\n/msg\n/msg guest2    \n");
+  await alice.expect(
+    "* no one called nobody here\n",
+    "* usage: /msg NAME text\n",
+    "* usage: /msg NAME text\n",
+    "* usage: /msg NAME text\n",
+  );
+  // After a rename the new name reaches the member, the old one nobody.
+  await bob.send("/nick bob\n");
+  await alice.expect("* guest2 is now bob\n");
+  await carol.expect("* guest2 is now bob\n");
+  await carol.send("/msg guest2 old name\n/msg Bob new name\n");
+  await carol.expect("* no one called guest2 here\n");
+  await bob.expect("* guest2 is now bob\n", "guest3 (private): new name\n");
+  // carol's next line from alice is the public one: no private got through.
+  await alice.send("public\n");
+  await carol.expect("guest1: public\n");
+  await bob.expect("guest1: public\n");
+});
+
 Deno.test("/help, unknown command, /quit says goodbye and closes", async () => {
   const { server, port, log } = startServer();
   await using _ = server;
@@ -226,7 +261,7 @@ Deno.test("/help, unknown command, /quit says goodbye and closes", async () => {
 
   await alice.send("/help\n");
   await alice.expect(
-    "* commands: /nick NAME (change your name), /who (list the room), /quit (leave), /help\n",
+    "* commands: /nick NAME (change your name), /who (list the room), /msg NAME text (to NAME only), /quit (leave), /help\n",
   );
   await alice.send("/dance now\n/\n");
   await alice.expect(

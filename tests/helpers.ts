@@ -77,6 +77,9 @@ export interface RunningServer {
   listeningLine: string;
   hostname: string;
   port: number;
+  /** Every Listening line waited for (see `listenLines`), and their ports. */
+  listeningLines: string[];
+  ports: number[];
   child: Deno.ChildProcess;
   /** Sends `signal` (default SIGTERM) and waits for the exit. */
   stop(signal?: Deno.Signal): Promise<Output>;
@@ -91,7 +94,10 @@ export interface RunningServer {
 export async function startScript(
   name: string,
   args: string[] = [],
-  options: Omit<RunOptions, "stdin"> = {},
+  options: Omit<RunOptions, "stdin"> & {
+    /** How many Listening lines to wait for (chat_server --web-port: 2). */
+    listenLines?: number;
+  } = {},
 ): Promise<RunningServer> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -113,15 +119,18 @@ export async function startScript(
   );
 
   let stdout = "";
-  while (!stdout.includes("\n")) {
+  const wanted = options.listenLines ?? 1;
+  while (stdout.split("\n").length <= wanted) {
     const { value, done } = await lines.read();
     if (done) break;
     stdout += value;
   }
-  const listeningLine = stdout.split("\n")[0];
-  const match = /^Listening on \w+:\/\/\[?([^\]]*?)\]?:(\d+)$/.exec(
-    listeningLine,
+  const listeningLines = stdout.split("\n").slice(0, wanted);
+  const matches = listeningLines.map((line) =>
+    /^Listening on \w+:\/\/\[?([^\]]*?)\]?:(\d+)$/.exec(line)
   );
+  const listeningLine = listeningLines[0];
+  const match = matches.every(Boolean) ? matches[0] : null;
   const rest = (async () => {
     while (true) {
       const { value, done } = await lines.read();
@@ -161,6 +170,8 @@ export async function startScript(
     listeningLine,
     hostname: match[1],
     port: Number(match[2]),
+    listeningLines,
+    ports: matches.map((found) => Number(found![2])),
     child,
     stop,
     [Symbol.asyncDispose]: async () => {
@@ -530,4 +541,46 @@ export function startScriptWithInput(
     /^Listening on \w+:\/\/\S+:(\d+)\n/,
     { input: true },
   );
+}
+
+/** Debian's Chromium, which the browser tests drive. */
+export const CHROMIUM = "/usr/bin/chromium";
+
+/**
+ * Headless Chromium (CHROMIUM, driven by npm:puppeteer-core over a pipe)
+ * that stays on loopback: no background networking, no component updates,
+ * no sync, and every host name but 127.0.0.1 unresolvable. Check
+ * `Deno.stat(CHROMIUM)` first. Use: `await using chromium = await
+ * launchChromium()`, then `chromium.browser.newPage()`.
+ */
+export async function launchChromium() {
+  const { default: puppeteer } = await import("npm:puppeteer-core@25.16.0");
+  const profile = await Deno.makeTempDir({ prefix: "chromium-" });
+  try {
+    const browser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      pipe: true, // DevTools over a pipe: no debugging port is opened
+      userDataDir: profile,
+      args: [
+        ...(Deno.uid() === 0 ? ["--no-sandbox"] : []),
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--no-first-run",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+      ],
+    });
+    return {
+      browser,
+      async [Symbol.asyncDispose]() {
+        await browser.close();
+        await Deno.remove(profile, { recursive: true });
+      },
+    };
+  } catch (error) {
+    await Deno.remove(profile, { recursive: true });
+    throw error;
+  }
 }
