@@ -23,7 +23,7 @@ import { describeError, Failure, UsageError } from "../lib/errors.ts";
 import * as http1 from "../lib/http1.ts";
 import { type BodyReader, type HeaderList, HttpError } from "../lib/http1.ts";
 import { writeAll, type Writer } from "../lib/io.ts";
-import { collectLinks } from "../lib/html_links.ts";
+import { collectLinks } from "./html_links.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import { printable } from "../lib/terminal.ts";
 import { type ClientTls, loadClientTls } from "../lib/tls.ts";
