@@ -11,7 +11,7 @@
  * were local) a chief use of network programming (000 §1), and never show
  * one; their servers answer one message before reading the next. Here a
  * connection is not read while --max-in-flight calls run or 1 MiB of
- * answers waits unsent. The protocol itself is in lib/jsonrpc.ts.
+ * answers waits unsent. The protocol itself is in rpc/jsonrpc.ts.
  *
  * Read first: serveConnection.
  */
@@ -21,7 +21,7 @@ import { sleep, Sweeper } from "../lib/deadline.ts";
 import { isDisconnect } from "../lib/errors.ts";
 import { closeQuietly, formatAddress, lingeringClose } from "../lib/io.ts";
 import { writeAll } from "../lib/io.ts";
-import * as rpc from "../lib/jsonrpc.ts";
+import * as rpc from "./rpc/jsonrpc.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
 import { limitOptionsWith, parseLimits, serveTcp } from "../lib/server.ts";
 import { runUntilSignal, type ServerHandle } from "../lib/server.ts";

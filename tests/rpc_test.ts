@@ -11,7 +11,7 @@ import {
   startRpcServer,
 } from "../scripts/rpc_server.ts";
 import { parseParams, RpcClient } from "../scripts/rpc_client.ts";
-import * as rpc from "../lib/jsonrpc.ts";
+import * as rpc from "../scripts/rpc/jsonrpc.ts";
 import { Failure } from "../lib/cli.ts";
 import { writeAll } from "../lib/io.ts";
 import { printableJson } from "../lib/terminal.ts";
