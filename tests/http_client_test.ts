@@ -11,7 +11,7 @@ import {
   fetchWithSocket,
   type HttpResponse,
 } from "../scripts/http_client.ts";
-import { readResponseHead } from "../lib/http1.ts";
+import { readResponseHead } from "../scripts/http/response.ts";
 import { closeQuietly, type Reader, writeAll } from "../lib/io.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import {

@@ -6,7 +6,10 @@ import {
   page,
   startHttpServer,
 } from "../scripts/http_server.ts";
-import { type MultipartEvent, MultipartParser } from "../scripts/http/multipart.ts";
+import {
+  type MultipartEvent,
+  MultipartParser,
+} from "../scripts/http/multipart.ts";
 import {
   hasCommand,
   makeTestCerts,
