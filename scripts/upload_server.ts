@@ -33,7 +33,7 @@ import {
   createUpload,
   FileExistsError,
   fileNameProblem,
-  prepareUploadDirectory,
+  prepareUploadDir,
   type Upload,
 } from "../lib/file_store.ts";
 import { copy, formatAddress, limited, replyAndClose } from "../lib/io.ts";
@@ -87,9 +87,7 @@ export async function startUploadServer(
   options: UploadServerOptions,
 ): Promise<ServerHandle> {
   const log = options.log ?? ((line: string) => console.error(line));
-  for (const name of await prepareUploadDirectory(options.dir)) {
-    log(`removed leftover temporary file ${name}`);
-  }
+  await prepareUploadDir(options.dir, log);
   const idleMs = (options.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS) *
     1000;
   const minRate = options.minRate ?? DEFAULT_MIN_RATE;
