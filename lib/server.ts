@@ -1,23 +1,21 @@
 // The life cycle every server here shares. serveTcp (echo, chat, upload,
 // http_raw_server, tcp_proxy, rpc, dns over TCP): listen, plain or TLS;
-// accept many clients at once, one task each, so a slow client never blocks
-// the others; refuse clients beyond a cap, in all and per address, so one
-// host cannot take every descriptor; remember open connections; on close()
-// stop accepting and close what is open. serverHandle gives the servers that
-// are not serveTcp (UDP, Deno.serve, QUIC) the same handle, and
-// runUntilSignal turns any handle into a command: the `Listening on` line,
-// then exit 0 on SIGINT/SIGTERM.
+// serve each client in its own task, so a slow one never blocks the others;
+// refuse clients beyond a cap, in all and per address, so one host cannot
+// take every descriptor; on close() stop accepting and close what is open.
+// serverHandle gives the servers that are not serveTcp (UDP, Deno.serve,
+// QUIC) the same handle; listenOptions is the command-line block they all
+// share; runUntilSignal turns any handle into a command.
 import { parseInteger, parsePort } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
 import { closeQuietly, formatAddress, lingeringClose, writeAll } from "./io.ts";
-import { loadServerTls, SERVER_TLS_HELP, SERVER_TLS_OPTIONS } from "./tls.ts";
+import { loadServerTls } from "./tls.ts";
 
 /** What the start functions of the servers return. */
 export interface ServerHandle {
   addr: Deno.NetAddr;
-  /** Resolves when the server has stopped and every connection is closed. */
-  finished: Promise<void>;
+  finished: Promise<void>; // stopped, and every connection closed
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -45,8 +43,7 @@ export function rateLimitedLog(
   log: (line: string) => void = (line) => console.error(line),
   periodMs = 1000,
 ): (line: string) => void {
-  let last = -Infinity;
-  let heldBack = 0;
+  let last = -Infinity, heldBack = 0;
   return (line) => {
     const now = performance.now();
     if (now - last < periodMs) {
@@ -63,99 +60,58 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_MAX_PER_ADDRESS = 2_000;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** The caps as options: the same names and help in every TCP server. */
-export const LIMIT_OPTIONS = {
-  "max-connections": {
-    type: "string",
-    default: String(DEFAULT_MAX_CONNECTIONS),
-  },
-  "max-per-address": {
-    type: "string",
-    default: String(DEFAULT_MAX_PER_ADDRESS),
-  },
-} as const;
-
-export const LIMIT_HELP =
-  `  --max-connections N  open connections at most; more are closed at once
-                       (default ${DEFAULT_MAX_CONNECTIONS})
-  --max-per-address N  open connections from one client address at most, so
-                       one host cannot lock everyone out (default ${DEFAULT_MAX_PER_ADDRESS})`;
-
 /**
- * LIMIT_OPTIONS and LIMIT_HELP with lower defaults, for servers whose
- * connections may each hold far more than an echo's (rpc: MiB-long lines;
- * dns: 64 KiB messages; quic: many streams).
+ * The options every server's command line shares, with their help: where
+ * to listen and the caps, whose defaults a server lowers when each of its
+ * connections may hold far more than an echo's (rpc: MiB-long lines; dns:
+ * 64 KiB messages; quic: many streams). parseListen() checks the values.
  */
-export function limitOptionsWith(connections: number, perAddress: number) {
-  const [first, second] = LIMIT_HELP.split("  --max-per-address");
-  const setDefault = (help: string, value: number) =>
-    help.replace(/default \d+/, `default ${value}`);
+export function listenOptions(
+  port: number,
+  {
+    maxConnections = DEFAULT_MAX_CONNECTIONS,
+    maxPerAddress = DEFAULT_MAX_PER_ADDRESS,
+  } = {},
+) {
+  const text = (value: unknown) =>
+    ({ type: "string", default: `${value}` }) as const;
   return {
     options: {
-      "max-connections": { type: "string", default: `${connections}` },
-      "max-per-address": { type: "string", default: `${perAddress}` },
-    } as const,
-    help: `${setDefault(first, connections)}  --max-per-address${
-      setDefault(second, perAddress)
-    }`,
+      hostname: text("127.0.0.1"),
+      port: text(port),
+      "max-connections": text(maxConnections),
+      "max-per-address": text(maxPerAddress),
+    },
+    help:
+      `  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
+  --port PORT          port to listen on (default ${port}; 0 picks a free port)
+  --max-connections N  open connections at most; more are closed at once
+                       (default ${maxConnections})
+  --max-per-address N  open connections from one client address at most, so
+                       one host cannot lock everyone out (default ${maxPerAddress})`,
   };
 }
 
 /**
- * The options every TCP server's command line shares: where to listen
- * (--hostname, --port), the caps (LIMIT_OPTIONS) and TLS (--cert/--key).
- * listenHelp() is their help; parseListen() checks their values, to be
- * spread into serveTcp's options. (upload_server, tcp_proxy.)
+ * listenOptions' values checked, as serveTcp's options; with lib/tls.ts's
+ * SERVER_TLS_OPTIONS on the same command line, --cert/--key loaded too.
  */
-export function listenOptions(defaultPort: number) {
-  return {
-    hostname: { type: "string", default: "127.0.0.1" },
-    port: { type: "string", default: String(defaultPort) },
-    ...LIMIT_OPTIONS,
-    ...SERVER_TLS_OPTIONS,
-  } as const;
-}
-
-export function listenHelp(defaultPort: number): string {
-  return `  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT          port to listen on (default ${defaultPort}; 0 picks a free port)
-${LIMIT_HELP}
-${SERVER_TLS_HELP}
-                     (clients cannot be asked for a certificate: deno#26825)`;
-}
-
-/** listenOptions' values, checked: hostname, port, caps and TLS. */
-export async function parseListen(
-  values: Parameters<typeof parseLimits>[0] & {
-    hostname: string;
-    port: string;
-    cert?: string;
-    key?: string;
-  },
-) {
+export async function parseListen(values: {
+  hostname: string;
+  port: string;
+  "max-connections": string;
+  "max-per-address": string;
+  cert?: string;
+  key?: string;
+}) {
+  const cap = (name: "max-connections" | "max-per-address") =>
+    parseInteger(values[name], `--${name}`, 1);
   return {
     hostname: values.hostname,
     port: parsePort(values.port),
-    ...parseLimits(values),
+    maxConnections: cap("max-connections"),
+    maxPerAddress: cap("max-per-address"),
     tls: await loadServerTls(values),
-  };
-}
-
-/** The values of LIMIT_OPTIONS, checked, as serveTcp options. */
-export function parseLimits(
-  values: { "max-connections": string; "max-per-address": string },
-) {
-  return {
-    maxConnections: parseInteger(
-      values["max-connections"],
-      "--max-connections",
-      1,
-    ),
-    maxPerAddress: parseInteger(
-      values["max-per-address"],
-      "--max-per-address",
-      1,
-    ),
   };
 }
 
@@ -170,38 +126,25 @@ export interface TcpServerOptions {
   hostname: string;
   port: number;
   tls?: ServerTls;
-  /** A TLS handshake must be done within this (10 s). */
-  handshakeTimeoutMs?: number;
-  /** Open connections at most; more are closed at once (10,000). */
-  maxConnections?: number;
-  /** Open connections from one address at most (2,000). */
-  maxPerAddress?: number;
-  /**
-   * Sent to a client refused over a cap before it is closed, where the
-   * protocol has a word for "busy" (JSON-RPC -32000); else it is closed
-   * at once.
-   */
+  handshakeTimeoutMs?: number; // for each TLS handshake (10 s)
+  maxConnections?: number; // open at most; more are closed at once
+  maxPerAddress?: number; // open from one address at most
+  // Sent to a client refused over a cap, where the protocol has a word for
+  // "busy" (JSON-RPC -32000); else it is closed at once.
   busyMessage?: Uint8Array;
-  /** Called once when close() begins, before connections are closed. */
-  onShutdown?: () => Promise<void> | void;
-  /** Where refusals and failures are logged (default: stderr). */
-  log?: (line: string) => void;
+  onShutdown?: () => Promise<void> | void; // when close() begins
+  log?: (line: string) => void; // refusals and failures (default: stderr)
 }
 
-export type ConnectionHandler = (
-  conn: Deno.Conn,
-  shutdown: AbortSignal,
-) => Promise<void>;
-
 /**
- * Listens on TCP (TLS with `options.tls`) and runs `handle` for each client,
- * concurrently. The handler owns its connection; errors from a vanished peer
- * are expected and ignored, anything else is logged without stopping the
- * server. A TLS handshake happens before `handle` is called, bounded in time.
+ * Listens on TCP (TLS with `options.tls`, each handshake bounded in time)
+ * and runs `handle` for each client, concurrently. The handler owns its
+ * connection; errors from a vanished peer are expected and ignored,
+ * anything else is logged without stopping the server.
  */
 export function serveTcp(
   options: TcpServerOptions,
-  handle: ConnectionHandler,
+  handle: (conn: Deno.Conn, shutdown: AbortSignal) => Promise<void>,
 ): ServerHandle {
   const { hostname, port, tls } = options;
   const listener: Deno.Listener = tls
@@ -229,9 +172,7 @@ export function serveTcp(
         ) {
           return;
         }
-        // A client that connected and reset before we got to it: not our
-        // problem, and no reason to pause (100 such clients must not stall
-        // the real ones).
+        // A client that reset before we got to it: no reason to pause.
         if (isDisconnect(error)) continue;
         // Out of descriptors (EMFILE) and the like: say so, back off
         // briefly, keep serving: connections that close free descriptors.
@@ -251,10 +192,9 @@ export function serveTcp(
         else closeQuietly(conn);
         continue;
       }
-      // Our servers write whole messages (a line, a batch, a response), so
-      // Nagle's algorithm only holds small writes back waiting for an ACK
-      // that the peer delays by up to 40 ms: switch it off. (Deno offers
-      // no switch on a TLS connection.)
+      // Our servers write whole messages, so Nagle's algorithm would only
+      // hold them back for an ACK the peer delays up to 40 ms. (A TLS
+      // connection has no switch in Deno.)
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       connections.add(conn);
       perAddress.set(address, fromAddress + 1);
@@ -268,15 +208,15 @@ export function serveTcp(
   }
 
   // Says "busy" within a second (a TLS client may stall its handshake), then
-  // closes without a reset that could destroy the message. It does not
-  // count against the caps; close() closes it too.
+  // closes without a reset that could destroy the message. Not counted
+  // against the caps; close() closes it too.
   async function turnAway(conn: Deno.Conn, message: Uint8Array) {
     turnedAway.add(conn);
     try {
       await withDeadline(conn, 1000, () => writeAll(conn, message), "busy");
       await lingeringClose(conn, 1000);
     } catch {
-      // It left, or stalled: closed either way.
+      /* it left, or stalled: closed either way */
     } finally {
       turnedAway.delete(conn);
       closeQuietly(conn);
@@ -320,28 +260,14 @@ export function serveTcp(
   }
 
   const accepting = acceptLoop();
-  let closing: Promise<void> | undefined;
-
-  function close(): Promise<void> {
-    closing ??= (async () => {
-      shutdown.abort();
-      closeQuietly(listener);
-      await options.onShutdown?.();
-      for (const conn of connections) closeQuietly(conn);
-      for (const conn of turnedAway) closeQuietly(conn);
-      await accepting;
-      await Promise.allSettled([...handlers]);
-    })();
-    return closing;
-  }
-
-  const finished = accepting.then(close);
-  return {
-    addr: listener.addr as Deno.NetAddr,
-    finished,
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  return serverHandle(listener.addr as Deno.NetAddr, accepting, async () => {
+    shutdown.abort();
+    closeQuietly(listener);
+    await options.onShutdown?.();
+    for (const conn of [...connections, ...turnedAway]) closeQuietly(conn);
+    await accepting;
+    await Promise.allSettled([...handlers]);
+  });
 }
 
 export type Scheme = "tcp" | "udp" | "http" | "tls" | "https" | "quic";

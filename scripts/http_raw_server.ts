@@ -39,16 +39,15 @@ const MAX_BODY = 1024 * 1024;
 const LINGER_MS = 2000;
 /** Answers to pipelined requests are gathered up to this, then written. */
 const BATCH_BYTES = 16 * 1024;
+const LISTEN = server.listenOptions(DEFAULT_PORT);
 
 const USAGE = `Usage: http_raw_server.ts [options]
 
 Serves a "Hello world!" page over HTTP/1.1, parsed by hand from a TCP socket.
 
 Options:
-  --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
+${LISTEN.help}
   --idle-timeout SECONDS  close a connection that sent no complete request for this long (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
-${server.LIMIT_HELP}
 ${tls.SERVER_TLS_HELP}
                      (then HTTPS; asking clients for a certificate: not in
                      Deno yet, deno#26825)
@@ -321,21 +320,16 @@ if (import.meta.main) {
     const { values } = cli.parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: `${DEFAULT_PORT}` },
+        ...LISTEN.options,
         "idle-timeout": { type: "string", default: `${IDLE_TIMEOUT}` },
-        ...server.LIMIT_OPTIONS,
         ...tls.SERVER_TLS_OPTIONS,
       },
     });
-    const serverTls = await tls.loadServerTls(values);
+    const listen = await server.parseListen(values);
     const running = startHttpRawServer({
-      hostname: values.hostname,
-      port: cli.parsePort(values.port),
+      ...listen,
       idleTimeout: cli.parseSeconds(values["idle-timeout"], "--idle-timeout"),
-      tls: serverTls,
-      ...server.parseLimits(values),
     });
-    return server.runUntilSignal(running, serverTls ? "https" : "http");
+    return server.runUntilSignal(running, listen.tls ? "https" : "http");
   });
 }
