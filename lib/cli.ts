@@ -13,27 +13,24 @@ import {
 
 export { Failure, UsageError };
 
-export interface CommandLine<Options extends ParseArgsOptionsConfig> {
-  /** Usage text printed by --help: the first line is the synopsis. */
-  usage: string;
-  options: Options;
-  /** Whether non-option arguments are accepted (default: no). */
-  positionals?: boolean;
-}
-
-const HELP = { help: { type: "boolean", short: "h" } } as const;
-
 /**
- * Parses `args` against `commandLine`. Prints the usage and exits 0 on
- * --help; throws UsageError for unknown options, missing values and
- * unexpected arguments.
+ * Parses `args` against `options` (plus --help/-h, which prints `usage` and
+ * exits 0); UsageError for unknown options, missing values and, unless
+ * `positionals`, any argument.
  */
 export function parseCommandLine<
   const Options extends ParseArgsOptionsConfig,
->(args: string[], commandLine: CommandLine<Options>) {
+>(
+  args: string[],
+  { usage, options, positionals = false }: {
+    usage: string;
+    options: Options;
+    positionals?: boolean;
+  },
+) {
   const config = {
     args,
-    options: { ...commandLine.options, ...HELP },
+    options: { ...options, help: { type: "boolean", short: "h" } },
     allowPositionals: true,
     strict: true,
   } as const;
@@ -41,16 +38,12 @@ export function parseCommandLine<
   try {
     parsed = parseArgs(config);
   } catch (error) {
-    // parseArgs messages are long and mention its own API; keep the first
-    // sentence, which names the offending option.
+    // parseArgs's messages are long and name its own API: keep the first
+    // sentence, which names the option.
     const message = error instanceof Error ? error.message : String(error);
-    const ambiguous = /Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(
-      message,
-    );
-    if (ambiguous) {
-      // `--timeout -1`: parseArgs will not take a value that looks like an
-      // option unless it is attached with "=".
-      const option = ambiguous[1];
+    const option = /Option '(--[\w-]+)[^']*' argument is ambiguous/
+      .exec(message)?.[1];
+    if (option) { // `--timeout -1`: a value that looks like an option
       throw new UsageError(
         `option '${option}' needs a value; for one starting with '-', write ${option}=VALUE`,
       );
@@ -60,10 +53,10 @@ export function parseCommandLine<
     );
   }
   if ((parsed.values as { help?: boolean }).help) {
-    console.log(commandLine.usage.trimEnd());
+    console.log(usage.trimEnd());
     Deno.exit(0);
   }
-  if (!commandLine.positionals && parsed.positionals.length > 0) {
+  if (!positionals && parsed.positionals.length > 0) {
     throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`);
   }
   return parsed;
@@ -90,10 +83,7 @@ export function parsePort(value: string, name = "--port"): number {
   return parseInteger(value, name, 0, 65535);
 }
 
-/**
- * Parses a number of seconds above 0 (fractions allowed), up to a day; with
- * `allowZero`, 0 is accepted too (meaning "no limit", as the help says).
- */
+/** Seconds above 0 (fractions allowed) up to a day; 0 too with `allowZero`. */
 export function parseSeconds(
   value: string,
   name: string,
@@ -115,10 +105,7 @@ export function parseHostAndPort(value: string, name: string) {
   if (!match) {
     throw new UsageError(`${name} must look like host:port, got '${value}'`);
   }
-  return {
-    hostname: match[1] ?? match[2],
-    port: parsePort(match[3], name),
-  };
+  return { hostname: match[1] ?? match[2], port: parsePort(match[3], name) };
 }
 
 /**
@@ -140,19 +127,17 @@ export async function runCommand(
       console.error(`Try '${scriptName} --help' for more information.`);
       Deno.exit(2);
     }
-    if (isExpectedError(error)) {
-      console.error(`${scriptName}: ${describeError(error)}`);
-      Deno.exit(1);
-    }
-    throw error;
+    if (!isExpectedError(error)) throw error;
+    console.error(`${scriptName}: ${describeError(error)}`);
+    Deno.exit(1);
   }
 }
 
 /**
- * Deno's UDP and QUIC APIs (Deno.listenDatagram, Deno.QuicEndpoint…) exist
- * only with `--unstable-net` ("unstable": ["net"] in deno.json). Without it a
- * call fails with "is not a function" and a stack trace; say what to do.
- * Used by every UDP and QUIC script; `what` names what needs it ("UDP").
+ * UDP and QUIC (Deno.listenDatagram, Deno.QuicEndpoint…) exist only with
+ * --unstable-net; without it a call fails with "is not a function" and a
+ * stack trace. Every UDP and QUIC script calls this first; `what` names
+ * what needs it ("UDP").
  */
 export function requireUnstableNet(what = "this"): void {
   if (typeof Deno.listenDatagram !== "function") {

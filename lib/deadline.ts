@@ -2,17 +2,17 @@
 //
 // - withDeadline: "this exchange must finish within N ms". A socket read has
 //   no timeout of its own, so when time is up we close the socket, which
-//   makes the pending read or write fail at once, and report the failure as
-//   the timeout it really is. (Python's settimeout, done by hand.) Used by the
-//   clients (echo, timeout, upload, http, multi_connect) and lib/dial.ts.
+//   fails the pending read or write at once, and report the timeout it
+//   really is. (Python's settimeout, done by hand.) For the clients, and
+//   TimedConn, a connection whose every read and write is bounded so.
 // - raceTimeout: "the result of this promise, or TIMED_OUT". For waits that
 //   own no socket: a UDP receive that must survive the timeout, a flush.
 // - Sweeper: one timer for thousands of connections. A timer per read costs
 //   more than the read itself; instead each connection has an entry whose
 //   deadline moves when it makes progress, and one interval closes the
-//   connections whose deadline passed. Used by the servers' idle timeouts
-//   (echo, chat, proxy, upload, http_raw_server).
+//   connections whose deadline passed. For the servers' idle timeouts.
 import { Failure } from "./errors.ts";
+import type { Traffic } from "./io.ts";
 
 /** Resolves after `ms`; early (without error) when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -62,9 +62,7 @@ export async function withDeadline<T>(
     expired = true;
     try {
       resource.close();
-    } catch {
-      // Already closed.
-    }
+    } catch { /* already closed */ }
   }, ms);
   try {
     const result = await work();
@@ -83,37 +81,28 @@ export function seconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
-/** Something whose byte counter moves while its connection is busy. */
-export interface Progress {
-  bytes: number;
-}
-
-/**
- * One entry of a Sweeper. Set `at` (a Date.now() time) to move the deadline
- * yourself, or give the entry a Progress whose counter the Sweeper watches.
- */
+/** A Sweeper's entry: move `at` (a Date.now() time) to postpone it. */
 export class Timed {
-  seen = -1;
-  /** When the entry was added: a minimum rate counts from here. */
-  readonly since = Date.now();
+  seen = -1; // the progress counter when last looked at
+  readonly since = Date.now(); // a minimum rate counts from here
   constructor(
     public at: number,
     readonly span: number,
     readonly expire: (why: "idle" | "slow") => void,
-    readonly progress: Progress | null,
+    readonly progress: Traffic | null,
     readonly minRate = 0,
   ) {}
 }
 
 /**
- * One interval timer for many deadlines. It runs only while there are
- * entries, so an idle server (and a test) has no timer pending.
+ * One interval timer (every `periodMs`: the deadlines' precision) for many
+ * deadlines. It runs only while there are entries, so an idle server (and
+ * a test) has no timer pending.
  */
 export class Sweeper {
   #entries = new Set<Timed>();
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  /** `periodMs`: how often deadlines are checked (their precision). */
   constructor(readonly periodMs: number) {}
 
   /** Calls `expire` once `ms` have passed; move `entry.at` to postpone. */
@@ -122,16 +111,15 @@ export class Sweeper {
   }
 
   /**
-   * Calls `expire("idle")` once `progress.bytes` has not moved for `ms`
-   * (give or take one period): an idle timeout that costs the busy path
-   * nothing but the counter it already keeps. With `minRate` (bytes per
-   * second), also `expire("slow")` once, `ms` after the entry was added,
-   * fewer than `minRate` bytes per second have moved since then beyond
-   * that grace: a peer that sends a byte just often enough never to be
-   * idle is dropped too (upload_server).
+   * Calls `expire("idle")` once `progress.bytes` has not moved for `ms`: an
+   * idle timeout that costs the busy path nothing but the counter it keeps.
+   * With `minRate` (bytes a second), also `expire("slow")` once, past the
+   * first `ms`, fewer bytes have moved since the entry was added than that
+   * rate buys: a peer that sends a byte just often enough never to be idle
+   * is dropped too (upload_server).
    */
   idle(
-    progress: Progress,
+    progress: Traffic,
     ms: number,
     expire: (why: "idle" | "slow") => void,
     minRate = 0,
@@ -174,10 +162,9 @@ export class Sweeper {
 }
 
 /**
- * A connection whose every read and write must finish within `ms`: for
- * clients, where each wait on the server is bounded (http_client,
- * upload_client). On expiry the connection is closed and the operation
- * fails with "<peer>: timed out after N s <what it was doing>".
+ * A connection whose every read and write must finish within `ms` (the
+ * clients of http and upload). On expiry the connection is closed and the
+ * operation fails with "<peer>: timed out after N s <what it was doing>".
  */
 export class TimedConn {
   constructor(
@@ -194,24 +181,14 @@ export class TimedConn {
     return this.#bounded(this.conn.write(bytes), "sending");
   }
 
-  closeWrite(): Promise<void> {
-    return this.conn.closeWrite();
-  }
-
   close() {
     try {
       this.conn.close();
-    } catch {
-      // Already closed.
-    }
+    } catch { /* already closed */ }
   }
 
   #bounded<T>(operation: Promise<T>, what: string): Promise<T> {
-    return withDeadline(
-      this.conn,
-      this.ms,
-      () => operation,
-      `${this.peer}: timed out after ${seconds(this.ms)} ${what}`,
-    );
+    const message = `${this.peer}: timed out after ${seconds(this.ms)} ${what}`;
+    return withDeadline(this.conn, this.ms, () => operation, message);
   }
 }

@@ -1,10 +1,9 @@
 // Moving bytes: writing all of them, copying a stream to another, closing
 // without losing the last answer, and printing addresses. Every TCP script
-// uses writeAll; copy() is the loop behind echo_server, echo_client,
-// chat_client, tcp_proxy and the upload pair (and the echo benchmark
-// measures it, so it stays a plain loop with no callback per chunk);
-// lingeringClose() ends the connections of upload_server (through
-// replyAndClose), chat_server and http_raw_server.
+// writes with writeAll; copy() is the loop of echo, proxy, upload and the
+// clients that stream stdin (the echo benchmark measures it: a plain loop,
+// no callback per chunk); lingeringClose() ends the connections of the
+// servers that answer last (upload, chat, http_raw_server, rpc).
 
 /** Anything with Deno.Conn's read (sockets, stdin, files). */
 export interface Reader {
@@ -14,6 +13,11 @@ export interface Reader {
 /** Anything with Deno.Conn's write (sockets, stdout, files). */
 export interface Writer {
   write(bytes: Uint8Array): Promise<number>;
+}
+
+/** A running count of bytes moved; lib/deadline.ts's Sweeper watches it. */
+export interface Traffic {
+  bytes: number;
 }
 
 /**
@@ -28,14 +32,14 @@ export async function writeAll(writer: Writer, bytes: Uint8Array) {
 }
 
 // A read waits with its buffer in hand, so an idle connection would hold a
-// large buffer for nothing. copy() waits with a small one (1 KiB) and borrows a large
-// one from this pool only while data keeps filling the small one.
+// large buffer for nothing: copy() and BufferedReader wait with a small one
+// and borrow a large one from this pool only while data keeps filling the
+// small one.
 const SMALL_BUFFER = 1024;
 const LARGE_BUFFER = 64 * 1024;
 const POOL_BYTES = 64 * LARGE_BUFFER; // kept for reuse, per buffer size
 const pools = new Map<number, Uint8Array[]>();
 
-/** A buffer of `size` bytes from the pool (copy, BufferedReader's largeReads). */
 export function borrowBuffer(size = LARGE_BUFFER): Uint8Array {
   return pools.get(size)?.pop() ?? new Uint8Array(size);
 }
@@ -47,17 +51,12 @@ export function returnBuffer(buffer: Uint8Array) {
   if ((pool.length + 1) * buffer.length <= POOL_BYTES) pool.push(buffer);
 }
 
-/** A running count of bytes copied; lib/deadline.ts's Sweeper watches it. */
-export interface Traffic {
-  bytes: number;
-}
-
 /**
  * Copies `from` to `to` until `from` ends; returns the byte count and adds
  * it to `traffic` as it goes. The await on each write is back-pressure: a
  * peer that stops reading stops us reading, and memory stays one buffer.
- * `largeSize`: the pieces of a stream (64 KiB, pooled); a writer with a
- * high cost per write (upload_server's file, hashed) does better with more.
+ * `largeSize`: the pieces of a stream; a writer with a high cost per write
+ * (upload_server's hashed file) does better with more than 64 KiB.
  */
 export async function copy(
   from: Reader,
@@ -88,10 +87,8 @@ export async function copy(
   }
 }
 
-/**
- * At most `length` bytes of `source`, then end of input: a body framed by
- * its length (upload_server), never a byte of what follows it.
- */
+/** At most `length` bytes of `source`, then the end: a body framed by its
+ * length (the upload pair), never a byte of what follows it. */
 export function limited(source: Reader, length: number): Reader {
   let left = length;
   return {
@@ -124,9 +121,7 @@ export function concat(chunks: Uint8Array[]): Uint8Array {
 export function closeQuietly(resource: { close(): void }) {
   try {
     resource.close();
-  } catch {
-    // Already closed (BadResource): nothing left to release.
-  }
+  } catch { /* already closed: nothing left to release */ }
 }
 
 /**
@@ -152,7 +147,7 @@ export async function lingeringClose(
       left -= count;
     }
   } catch {
-    // Reset by the peer, or closed by the timer: either way, done.
+    /* reset by the peer, or closed by the timer: done */
   } finally {
     clearTimeout(timer);
     closeQuietly(conn);
@@ -160,10 +155,9 @@ export async function lingeringClose(
 }
 
 /**
- * Sends `bytes` as the last thing on `conn`, then closes it the lingering
- * way (above): the reply of a server that answers once and hangs up
- * (upload_server). False when the peer was gone and nothing could be sent;
- * the connection is closed either way.
+ * `bytes` as the last thing on `conn`, then lingeringClose(): the reply of
+ * a server that answers once and hangs up (upload_server). False when the
+ * peer was gone; the connection is closed either way.
  */
 export async function replyAndClose(
   conn: Deno.Conn,

@@ -1,12 +1,10 @@
 // One buffered reader for every protocol here that mixes lines and bytes.
 // TCP is a byte stream: one read() can return half a line or three lines, so
-// we keep what was read in a buffer and cut lines out of it at "\n". The line
-// limit is what keeps a client that sends an endless line from eating all our
-// memory. Users: chat_server (lines), upload_server and upload_client (a
-// header line, then raw body bytes), udp_client (stdin lines), http_client
-// (status line, headers, chunk sizes and raw body bytes in turn), and
-// http_raw_server, which scans the buffer itself for the end of a request
-// head (bytes/start/end/consume/fill).
+// what was read is kept in a buffer and lines are cut out of it at "\n". The
+// line limit keeps a peer that sends an endless line from eating our memory.
+// Users: chat, rpc and the upload pair (lines, then raw bytes), udp_client
+// (stdin lines), the http client (heads, chunk sizes, bodies in turn), and
+// http_raw_server, which scans the buffer in place (bytes/start/end/fill).
 import { borrowBuffer, type Reader, returnBuffer } from "./io.ts";
 
 /** Thrown by readLine() when no "\n" arrives within the limit. */
@@ -18,21 +16,6 @@ export class LineTooLongError extends Error {
 
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
-
-export interface BufferedReaderOptions {
-  /** Longest line readLine() accepts, without its line ending (4096). */
-  maxLine?: number;
-  /** Starting buffer size (1024); it grows up to what a line needs. */
-  initialSize?: number;
-  /**
-   * While reads keep filling the buffer, fill() reads into a 64 KiB buffer
-   * borrowed from lib/io.ts's pool, and gives it back when the stream
-   * pauses: a busy stream costs few reads, a waiting one holds only its
-   * small buffer (chat_server). For callers that consume what they can
-   * before each fill().
-   */
-  largeReads?: boolean;
-}
 
 export class BufferedReader implements Reader {
   #source: Reader;
@@ -49,10 +32,20 @@ export class BufferedReader implements Reader {
   /** False when the last line readLine() returned had no "\n" (input ended). */
   lastLineTerminated = true;
 
-  constructor(source: Reader, options: BufferedReaderOptions = {}) {
+  /**
+   * `maxLine`: the longest line readLine() takes, without its ending (4096).
+   * `initialSize`: the buffer at first (1024); it grows as a line needs.
+   * `largeReads`: while reads keep filling the buffer, fill() reads into a
+   * 64 KiB one borrowed from lib/io.ts's pool, given back when the stream
+   * pauses (chat_server, which consumes what it can before each fill()).
+   */
+  constructor(
+    source: Reader,
+    options: { maxLine?: number; initialSize?: number; largeReads?: boolean } =
+      {},
+  ) {
     this.#source = source;
     this.maxLine = options.maxLine ?? 4096;
-    // A connection that waits holds only this; long lines grow it.
     this.#buffer = this.#own = new Uint8Array(
       Math.min(options.initialSize ?? 1024, this.maxLine + 2),
     );
@@ -120,13 +113,6 @@ export class BufferedReader implements Reader {
     return this.#source.read(into);
   }
 
-  /** Bytes already read past the last line (the start of a body, say). */
-  takeBuffered(): Uint8Array {
-    const rest = this.#buffer.slice(this.#start, this.#end);
-    this.#start = this.#end = this.#scanned = 0;
-    return rest;
-  }
-
   // For parsers that scan the buffer in place (http_raw_server): the unread
   // bytes are bytes[start, end).
 
@@ -139,7 +125,7 @@ export class BufferedReader implements Reader {
   get end(): number {
     return this.#end;
   }
-  /** How many bytes were read from the source but not yet handed out. */
+  /** Bytes read from the source but not yet handed out. */
   get buffered(): number {
     return this.#end - this.#start;
   }
@@ -152,10 +138,9 @@ export class BufferedReader implements Reader {
   }
 
   /**
-   * Reads more from the source into the buffer, first moving the unread
-   * bytes to the front and growing the buffer (up to `capacity` bytes) if it
-   * is full. False at end of input. Throws LineTooLongError when `capacity`
-   * bytes are buffered unread.
+   * Reads more into the buffer, first moving the unread bytes to the front
+   * and growing it (up to `capacity` bytes) if full. False at end of input;
+   * LineTooLongError when `capacity` bytes are buffered unread.
    */
   async fill(capacity = this.maxLine + 2): Promise<boolean> {
     if (this.#ended) return false;

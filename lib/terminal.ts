@@ -2,20 +2,11 @@
 // escape sequences (`\x1b[2J` clears the screen, `\x1b]0;…` retitles the
 // window) or bidi and zero-width characters that make one name look like
 // another (`invoice\u202etxt.exe` reads as "invoiceexe.txt"). Whatever a
-// peer sent, and we print or log, goes through one of these:
-//
-// - printable(): for messages and logs (all clients' error lines, the
-//   servers' logs of names, upload_client's reply, http_client's headers).
-// - writeReply(): a reply on stdout, exact bytes into a pipe or a file,
-//   printable() on a terminal (timeout_client, udp_client).
-// - escapeBytes(): a banner of raw bytes as a quoted ASCII string
-//   (multi_connect).
-// - printableJson(): JSON whose strings hold peer text (multi_connect --json,
-//   rpc_client's results).
-// - replaceControls(): for text passed on to other people's terminals
-//   (chat lines), where escapes would be noise: unsafe characters become
-//   U+FFFD, the rest, emoji included, stays as typed.
-
+// peer sent, and we print or log, goes through one of these: printable()
+// for messages and logs, writeReply() for a reply on stdout (udp and
+// timeout clients), escapeBytes() for raw bytes (multi_connect's banners),
+// printableJson() for JSON holding peer text (multi_connect, rpc_client),
+// replaceControls() for text relayed to other people's terminals (chat).
 import { writeAll, type Writer } from "./io.ts";
 
 // C0 and C1 controls, DEL, and the invisible format characters (bidi
@@ -44,15 +35,10 @@ export function printable(text: string, max = 200): string {
     : shown;
 }
 
-/** Bytes as UTF-8 text (invalid bytes as U+FFFD), then printable(). */
-export function printableBytes(bytes: Uint8Array, max = 200): string {
-  return printable(new TextDecoder().decode(bytes), max);
-}
-
 /**
  * Writes a peer's reply and a newline unless it ends with one: the exact
- * bytes when `out` is a pipe or a file (data stays data), all of it through
- * printable() when `out` is a terminal (the reply cannot drive the screen).
+ * bytes into a pipe or a file (data stays data), through printable() on a
+ * terminal (the reply cannot drive the screen).
  */
 export async function writeReply(
   reply: Uint8Array,
@@ -68,10 +54,9 @@ export async function writeReply(
 }
 
 /**
- * JSON.stringify(value, null, indent) safe to show: JSON escapes only U+0000
- * to U+001F, so DEL, C1 controls (U+009B starts a terminal command) and
- * format characters (U+202E) are written as \u escapes too. It parses the
- * same.
+ * JSON.stringify(value, null, indent), safe to show: JSON escapes only
+ * U+0000 to U+001F, so DEL, C1 controls (U+009B starts a terminal command)
+ * and format characters (U+202E) become \u escapes too. It parses the same.
  */
 export function printableJson(value: unknown, indent = 2): string {
   return JSON.stringify(value, null, indent).replace(
@@ -93,9 +78,8 @@ const NAMED: Record<number, string> = {
 };
 
 /**
- * Bytes as a quoted ASCII string: printable ASCII as is, \n \r \t \\ \" as
- * escapes, every other byte as \xNN. Binary or hostile, it prints as one
- * harmless line.
+ * Bytes as one harmless line: a quoted ASCII string, printable ASCII as is,
+ * \n \r \t \\ \" as escapes, every other byte as \xNN.
  */
 export function escapeBytes(bytes: Uint8Array): string {
   let text = "";
@@ -107,9 +91,8 @@ export function escapeBytes(bytes: Uint8Array): string {
   return `"${text}"`;
 }
 
-// For relayed text: tab survives, and so do the zero-width joiners that
-// hold emoji sequences together (U+200C, U+200D); other controls and
-// format characters do not.
+// Relayed text keeps tab, and the zero-width joiners that hold emoji
+// sequences together (U+200C, U+200D).
 const UNSAFE_IN_TEXT =
   // deno-lint-ignore no-control-regex
   /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
@@ -117,9 +100,4 @@ const UNSAFE_IN_TEXT =
 /** `text` with controls and bidi/invisible characters replaced by U+FFFD. */
 export function replaceControls(text: string): string {
   return text.replace(UNSAFE_IN_TEXT, "\uFFFD");
-}
-
-/** Whether `text` holds any character printable() would escape. */
-export function hasUnsafeCharacters(text: string): boolean {
-  return UNSAFE.test(text);
 }

@@ -1,12 +1,8 @@
-// TLS everywhere by two options. Every TCP server takes `--cert FILE --key
-// FILE` and every TCP client `--tls` and `--cacert FILE` (plus a client
-// certificate with `--client-cert`/`--client-key`). This module holds those
-// option blocks, their help lines and the loading of the PEM files, so that
-// echo, chat, upload, http_raw_server, http_server, tcp_proxy and the quic
-// scripts (servers), and echo, chat, upload, timeout, multi_connect and
-// http_client (clients) all say and check the same thing. The listening and
-// dialling themselves are in lib/server.ts and lib/dial.ts.
-//
+// TLS everywhere by two options: every TCP server takes `--cert FILE --key
+// FILE`, every TCP client `--tls` and `--cacert FILE` (and a certificate of
+// its own with `--client-cert`/`--client-key`). Here are those option
+// blocks, their help and the loading of the PEM files, so that every script
+// says and checks the same thing; lib/server.ts listens, lib/dial.ts dials.
 // Deno cannot yet make a server ask clients for a certificate (mutual TLS,
 // deno#26825): a client may present one, no server here can demand it.
 import { Failure, UsageError } from "./errors.ts";
@@ -38,8 +34,7 @@ export const CLIENT_TLS_HELP =
 /** What a client needs to speak TLS; lib/dial.ts takes it as is. */
 export interface ClientTls {
   caCerts?: string[];
-  /** The name the server's certificate must carry (default: the host). */
-  serverName?: string;
+  serverName?: string; // what the certificate must name (default: the host)
   cert?: string;
   key?: string;
   alpnProtocols?: string[];
@@ -63,11 +58,8 @@ async function readPem(file: string, option: string): Promise<string> {
   return text;
 }
 
-function both(
-  first: string | undefined,
-  second: string | undefined,
-  names: string,
-) {
+/** Whether a pair of options is given; UsageError for one without the other. */
+function both(first?: string, second?: string, names = ""): boolean {
   if ((first === undefined) !== (second === undefined)) {
     throw new UsageError(`${names} go together: give both or neither`);
   }
@@ -86,26 +78,20 @@ export async function loadServerTls(
 }
 
 /** --tls/--cacert/--client-cert/--client-key → ClientTls, or undefined. */
-export async function loadClientTls(
-  values: {
-    tls?: boolean;
-    cacert?: string;
-    "client-cert"?: string;
-    "client-key"?: string;
-  },
-): Promise<ClientTls | undefined> {
-  const clientCert = values["client-cert"], clientKey = values["client-key"];
-  const presents = both(
-    clientCert,
-    clientKey,
-    "--client-cert and --client-key",
-  );
-  if (!values.tls && values.cacert === undefined && !presents) return undefined;
+export async function loadClientTls(values: {
+  tls?: boolean;
+  cacert?: string;
+  "client-cert"?: string;
+  "client-key"?: string;
+}): Promise<ClientTls | undefined> {
+  const { cacert, "client-cert": cert, "client-key": key } = values;
+  const presents = both(cert, key, "--client-cert and --client-key");
+  if (!values.tls && cacert === undefined && !presents) return undefined;
   return {
-    caCerts: values.cacert === undefined
+    caCerts: cacert === undefined
       ? undefined
-      : [await readPem(values.cacert, "--cacert")],
-    cert: presents ? await readPem(clientCert!, "--client-cert") : undefined,
-    key: presents ? await readPem(clientKey!, "--client-key") : undefined,
+      : [await readPem(cacert, "--cacert")],
+    cert: presents ? await readPem(cert!, "--client-cert") : undefined,
+    key: presents ? await readPem(key!, "--client-key") : undefined,
   };
 }
