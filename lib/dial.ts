@@ -1,15 +1,14 @@
 // Connecting, the one way every client here does it: TCP with a deadline
 // that covers the name lookup, the handshake and, with TLS, the TLS
-// handshake, and one wording for every failure:
+// handshake (without one, a host that silently drops our packets keeps us
+// waiting for the kernel's own timeout: minutes), and one wording for every
+// failure:
 //
 //   cannot connect to 127.0.0.1:9999: connection refused
 //   cannot connect to [::1]:8443: certificate not trusted (unknown issuer)
 //   cannot connect to example.test:80: timed out after 5 s
 //
-// Used by echo_client, chat_client, timeout_client, upload_client,
-// multi_connect, http_client and tcp_proxy (towards its target). Without a
-// deadline, a host that silently drops our packets keeps us waiting for the
-// kernel's own timeout: minutes, not seconds.
+// Used by every TCP client, tcp_proxy (towards its target) and rpc_client.
 import { raceTimeout, seconds, TIMED_OUT, withDeadline } from "./deadline.ts";
 import { classifyError, type ErrorKind, Failure } from "./errors.ts";
 import { closeQuietly, formatHostPort } from "./io.ts";
@@ -18,12 +17,9 @@ import type { ClientTls } from "./tls.ts";
 export interface DialOptions {
   hostname: string;
   port: number;
-  /** The whole connect, TLS handshake included, must finish within this. */
-  timeoutMs: number;
-  /** Speak TLS on top (the certificate must name `serverName ?? hostname`). */
-  tls?: ClientTls;
-  /** Gives up early when aborted (a server shutting down, say). */
-  signal?: AbortSignal;
+  timeoutMs: number; // for all of it, the TLS handshake included
+  tls?: ClientTls; // the certificate must name `serverName ?? hostname`
+  signal?: AbortSignal; // gives up early (a server shutting down, say)
 }
 
 /**
@@ -86,12 +82,8 @@ export async function dial(options: DialOptions): Promise<Connection> {
   tcp.setNoDelay(true);
   if (!tls) return tcp;
   const left = Math.max(1, timeoutMs - (performance.now() - started));
-  return await startTlsWithin(
-    tcp,
-    { ...tls, serverName: tls.serverName ?? hostname },
-    left,
-    target,
-  );
+  const named = { ...tls, serverName: tls.serverName ?? hostname };
+  return await startTlsWithin(tcp, named, left, target);
 }
 
 function dialError(
@@ -120,13 +112,10 @@ async function dialWithClientCertificate(
   target: string,
 ): Promise<Deno.TlsConn> {
   const { hostname, port, timeoutMs, tls } = options;
+  const { serverName = hostname, caCerts, alpnProtocols, cert, key } = tls!;
   const pending = Deno.connectTls({
-    hostname: tls!.serverName ?? hostname,
-    port,
-    caCerts: tls!.caCerts,
-    alpnProtocols: tls!.alpnProtocols,
-    cert: tls!.cert!,
-    key: tls!.key!,
+    ...{ hostname: serverName, port, caCerts, alpnProtocols },
+    ...{ cert: cert!, key: key! },
   });
   let conn: Deno.TlsConn | typeof TIMED_OUT;
   let stage: "connect" | "tls" = "connect"; // connectTls resolves on TCP
@@ -134,13 +123,11 @@ async function dialWithClientCertificate(
     conn = await raceTimeout(
       pending.then(async (conn) => {
         stage = "tls";
-        try {
-          await conn.handshake();
-          return conn;
-        } catch (error) {
+        await conn.handshake().catch((error) => {
           closeQuietly(conn);
           throw error;
-        }
+        });
+        return conn;
       }),
       timeoutMs,
     );
@@ -156,9 +143,8 @@ async function dialWithClientCertificate(
 
 /**
  * Speaks TLS over an open connection (after a proxy's CONNECT, or from
- * dial()) and completes the handshake within `timeoutMs`, so that a
- * certificate problem is reported as such, naming the target. (No client
- * certificate on this path: see dialWithClientCertificate.)
+ * dial()), the handshake within `timeoutMs`, so that a certificate problem
+ * is reported as such, naming the target. (No client certificate here.)
  */
 export async function startTlsWithin(
   tcp: Deno.TcpConn,
@@ -168,11 +154,8 @@ export async function startTlsWithin(
 ): Promise<Deno.TlsConn> {
   let conn: Deno.TlsConn | undefined;
   try {
-    conn = await Deno.startTls(tcp, {
-      hostname: tls.serverName,
-      caCerts: tls.caCerts,
-      alpnProtocols: tls.alpnProtocols,
-    });
+    const { serverName: hostname, caCerts, alpnProtocols } = tls;
+    conn = await Deno.startTls(tcp, { hostname, caCerts, alpnProtocols });
     await withDeadline(
       conn,
       timeoutMs,

@@ -1,17 +1,13 @@
-// Storing uploaded files safely, shared by upload_server.ts and
-// http_server.ts. Three rules make an upload safe to accept from strangers:
-//
-// 1. The name is a plain file name: no path separators (nor characters that
-//    look like them), no "." or "..", no control or invisible formatting
-//    characters, not only whitespace, at most 255 bytes. Then it cannot point
+// Storing uploaded files safely, for upload_server.ts and http_server.ts.
+// Three rules make an upload safe to accept from strangers:
+// 1. The name is a plain file name (fileNameProblem): it cannot point
 //    anywhere but inside the upload directory, nor pass for another name.
-// 2. Bytes go to a temporary file in the same directory and reach their real
-//    name only once complete and flushed to disk: a reader never sees half a
-//    file, and a client that vanishes leaves nothing behind.
+// 2. Bytes go to a temporary file in the same directory and reach their
+//    name only once complete and flushed: a reader never sees half a file,
+//    and a client that vanishes leaves nothing behind.
 // 3. Putting the file in place is one atomic step. Without overwrite that is
-//    link(), which fails if the name exists, so when two uploads of the same
-//    name race exactly one wins. ("Check it does not exist, then rename"
-//    has a gap between the check and the rename where both can pass.)
+//    link(), which fails if the name exists, so of two uploads of one name
+//    exactly one wins ("check, then rename" leaves a gap where both pass).
 import { createHash } from "node:crypto";
 import { Failure } from "./errors.ts";
 import { closeQuietly, writeAll } from "./io.ts";
@@ -59,16 +55,12 @@ export function fileNameProblem(name: string): string | null {
   return null;
 }
 
-/** Any entry under `name`, a dangling symbolic link too. */
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
+/** Whether anything is at `path`, a dangling symbolic link too. */
+const exists = (path: string) =>
+  Deno.lstat(path).then(() => true, (error) => {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
-  }
-}
+  });
 
 /**
  * Starts an upload of `name` into `dir`: checks the name (UnsafeNameError),

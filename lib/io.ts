@@ -87,22 +87,6 @@ export async function copy(
   }
 }
 
-/** At most `length` bytes of `source`, then the end: a body framed by its
- * length (the upload pair), never a byte of what follows it. */
-export function limited(source: Reader, length: number): Reader {
-  let left = length;
-  return {
-    async read(into: Uint8Array) {
-      if (left === 0) return null;
-      const count = await source.read(
-        into.length > left ? into.subarray(0, left) : into,
-      );
-      if (count !== null) left -= count;
-      return count;
-    },
-  };
-}
-
 /** The chunks joined into one array (the only one when there is one). */
 export function concat(chunks: Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0];
@@ -152,27 +136,6 @@ export async function lingeringClose(
     clearTimeout(timer);
     closeQuietly(conn);
   }
-}
-
-/**
- * `bytes` as the last thing on `conn`, then lingeringClose(): the reply of
- * a server that answers once and hangs up (upload_server). False when the
- * peer was gone; the connection is closed either way.
- */
-export async function replyAndClose(
-  conn: Deno.Conn,
-  bytes: Uint8Array,
-  ms?: number,
-  maxBytes?: number,
-): Promise<boolean> {
-  try {
-    await writeAll(conn, bytes);
-  } catch {
-    closeQuietly(conn);
-    return false;
-  }
-  await lingeringClose(conn, ms, maxBytes);
-  return true;
 }
 
 /** `host:port`, with an IPv6 host in brackets: `[::1]:9999`. */

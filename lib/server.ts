@@ -20,10 +20,8 @@ export interface ServerHandle {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/**
- * A ServerHandle for a server that is not serveTcp: `running` settles when
- * it stops by itself, `stop` makes it stop. close() runs `stop` once.
- */
+/** A ServerHandle for any server: `running` settles when it stops by
+ * itself, `stop` makes it stop; close() runs `stop` once. */
 export function serverHandle(
   addr: Deno.NetAddr,
   running: Promise<unknown>,
@@ -35,10 +33,8 @@ export function serverHandle(
   return { addr, finished, close, [Symbol.asyncDispose]: close };
 }
 
-/**
- * A log that writes at most one line per `periodMs` and says how many it
- * held back: a flood of bad clients must not become a flood of log lines.
- */
+/** At most one line per `periodMs`, saying how many it held back: a flood
+ * of bad clients must not become a flood of log lines. */
 export function rateLimitedLog(
   log: (line: string) => void = (line) => console.error(line),
   periodMs = 1000,
@@ -92,20 +88,17 @@ export function listenOptions(
   };
 }
 
+type Cap = "max-connections" | "max-per-address";
+type Tls = typeof loadServerTls;
+
 /**
  * listenOptions' values checked, as serveTcp's options; with lib/tls.ts's
  * SERVER_TLS_OPTIONS on the same command line, --cert/--key loaded too.
  */
-export async function parseListen(values: {
-  hostname: string;
-  port: string;
-  "max-connections": string;
-  "max-per-address": string;
-  cert?: string;
-  key?: string;
-}) {
-  const cap = (name: "max-connections" | "max-per-address") =>
-    parseInteger(values[name], `--${name}`, 1);
+export async function parseListen(
+  values: Record<"hostname" | "port" | Cap, string> & Parameters<Tls>[0],
+) {
+  const cap = (name: Cap) => parseInteger(values[name], `--${name}`, 1);
   return {
     hostname: values.hostname,
     port: parsePort(values.port),
