@@ -139,10 +139,8 @@ export function isDisconnect(error: unknown): boolean {
     ROWS.some(([type, kind]) => kind === "disconnect" && error instanceof type);
 }
 
-/**
- * Errors that come from the outside world rather than from a bug: a script
- * reports these in one line; anything else keeps its stack trace.
- */
+/** Errors that come from the outside world rather than from a bug: a script
+ * reports these in one line; anything else keeps its stack trace. */
 export function isExpectedError(error: unknown): boolean {
   if (error instanceof Failure || error instanceof e.NotCapable) return true;
   return classifyError(error).kind !== "other" ||

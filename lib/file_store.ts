@@ -27,10 +27,8 @@ export class FileExistsError extends Error {
   }
 }
 
-/**
- * Why `name` cannot be stored, or null when it is a safe plain file name.
- * The reason is short and fit to send back to the client.
- */
+/** Why `name` cannot be stored, or null when it is a safe plain file name.
+ * The reason is short and fit to send back to the client. */
 export function fileNameProblem(name: string): string | null {
   if (name === "") return "empty file name";
   if (name.trim() === "") return "file name must not be only whitespace";
@@ -89,10 +87,8 @@ export async function createUpload(
   return new Upload(name, realDir, tempPath, file, options.overwrite ?? false);
 }
 
-/**
- * An upload in progress: write() the bytes, then commit() or abort(); with
- * `await using`, it is aborted unless committed.
- */
+/** An upload in progress: write() the bytes, then commit() or abort(); with
+ * `await using`, it is aborted unless committed. */
 export class Upload {
   #size = 0;
   #hash = createHash("sha256");

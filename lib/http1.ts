@@ -61,21 +61,8 @@ export function hasControls(bytes: Uint8Array, from: number, to: number) {
   return false;
 }
 
-/** Where the line starting at `from` ends: its CR of CRLF, or a bare LF. */
-export function endOfLine(bytes: Uint8Array, from: number): number {
-  const newline = bytes.indexOf(LF, from);
-  return newline > from && bytes[newline - 1] === CR ? newline - 1 : newline;
-}
-
-/** Where the next line starts, given endOfLine()'s answer. */
-export function nextLine(bytes: Uint8Array, lineEnd: number): number {
-  return bytes[lineEnd] === CR ? lineEnd + 2 : lineEnd + 1;
-}
-
-/**
- * Where the head that starts at `from` ends (past its blank line), or -1 if
- * not within `end`. Lines end in "\r\n" or a bare "\n" (RFC 9112 §2.2).
- */
+/** Where the head at `from` ends (past its blank line), or -1 if not before
+ * `end`. Lines end in "\r\n" or a bare "\n" (RFC 9112 §2.2). */
 export function findHeadEnd(bytes: Uint8Array, from: number, end: number) {
   // A plain loop: indexOf() would search the rest of the buffer past `end`.
   for (let i = from; i < end; i++) {
@@ -84,25 +71,6 @@ export function findHeadEnd(bytes: Uint8Array, from: number, end: number) {
     if (i + 2 < end && bytes[i + 1] === CR && bytes[i + 2] === LF) return i + 3;
   }
   return -1;
-}
-
-/**
- * Whether bytes[from, to) is `text`; with `anyCase`, letters in any case
- * (for a token against lower-case `text`; methods are case-sensitive).
- */
-export function bytesAre(
-  bytes: Uint8Array,
-  from: number,
-  to: number,
-  text: string,
-  anyCase = false,
-): boolean {
-  if (to - from !== text.length) return false;
-  const fold = anyCase ? 0x20 : 0; // 'A' | 0x20 is 'a'; '-' and digits stay
-  for (let i = 0; i < text.length; i++) {
-    if ((bytes[from + i] | fold) !== text.charCodeAt(i)) return false;
-  }
-  return true;
 }
 
 /**
@@ -149,10 +117,8 @@ export function encodeLatin1(text: string): Uint8Array {
   return bytes;
 }
 
-/**
- * The next line without its CRLF, null at the end of input; HttpError
- * `tooLong` past `limit` bytes, or if the input ends inside the line.
- */
+/** The next line without its CRLF, null at the end of input; HttpError
+ * `tooLong` past `limit` bytes, or if the input ends inside the line. */
 export async function readHttpLine(
   reader: BufferedReader,
   limit: number,

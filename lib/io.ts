@@ -20,10 +20,8 @@ export interface Traffic {
   bytes: number;
 }
 
-/**
- * Writes every byte. Python's sendall: a single write() may accept only part
- * of the buffer when the socket's send buffer is full, so loop until done.
- */
+/** Writes every byte. Python's sendall: a single write() may accept only part
+ * of the buffer when the socket's send buffer is full, so loop until done. */
 export async function writeAll(writer: Writer, bytes: Uint8Array) {
   let written = 0;
   while (written < bytes.byteLength) {

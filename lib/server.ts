@@ -1,11 +1,10 @@
-// The life cycle every server here shares. serveTcp (echo, chat, upload,
-// http_raw_server, tcp_proxy, rpc, dns over TCP): listen, plain or TLS;
-// serve each client in its own task, so a slow one never blocks the others;
-// refuse clients beyond a cap, in all and per address, so one host cannot
-// take every descriptor; on close() stop accepting and close what is open.
-// serverHandle gives the servers that are not serveTcp (UDP, Deno.serve,
-// QUIC) the same handle; listenOptions is the command-line block they all
-// share; runUntilSignal turns any handle into a command.
+// The life cycle every server here shares. serveTcp (every TCP server):
+// listen, plain or TLS; serve each client in its own task, so a slow one
+// never blocks the others; refuse clients beyond a cap, in all and per
+// address, so one host cannot take every descriptor; on close() stop
+// accepting and close what is open. serverHandle gives the other servers
+// (UDP, Deno.serve, QUIC) the same handle, listenOptions the same command
+// line, and runUntilSignal turns any handle into a command.
 import { parseInteger, parsePort } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
@@ -54,13 +53,11 @@ export function rateLimitedLog(
 
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_MAX_PER_ADDRESS = 2_000;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /**
- * The options every server's command line shares, with their help: where
- * to listen and the caps, whose defaults a server lowers when each of its
- * connections may hold far more than an echo's (rpc: MiB-long lines; dns:
- * 64 KiB messages; quic: many streams). parseListen() checks the values.
+ * --hostname, --port and the caps, with their help: the options every
+ * server's command line shares. A server lowers the caps when each of its
+ * connections may hold far more than an echo's (rpc, dns, quic).
  */
 export function listenOptions(
   port: number,
@@ -89,14 +86,14 @@ export function listenOptions(
 }
 
 type Cap = "max-connections" | "max-per-address";
-type Tls = typeof loadServerTls;
 
-/**
- * listenOptions' values checked, as serveTcp's options; with lib/tls.ts's
- * SERVER_TLS_OPTIONS on the same command line, --cert/--key loaded too.
- */
+/** listenOptions' values checked into serveTcp's options, with --cert and
+ * --key loaded where the script takes lib/tls.ts's SERVER_TLS_OPTIONS. */
 export async function parseListen(
-  values: Record<"hostname" | "port" | Cap, string> & Parameters<Tls>[0],
+  values: Record<"hostname" | "port" | Cap, string> & {
+    cert?: string;
+    key?: string;
+  },
 ) {
   const cap = (name: Cap) => parseInteger(values[name], `--${name}`, 1);
   return {
@@ -139,20 +136,22 @@ export function serveTcp(
   options: TcpServerOptions,
   handle: (conn: Deno.Conn, shutdown: AbortSignal) => Promise<void>,
 ): ServerHandle {
-  const { hostname, port, tls } = options;
+  const { hostname, port, tls, busyMessage } = options;
   const listener: Deno.Listener = tls
     ? Deno.listenTls({ hostname, port, ...tls })
     : Deno.listen({ hostname, port });
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const maxPerAddress = options.maxPerAddress ?? DEFAULT_MAX_PER_ADDRESS;
-  const log = options.log ?? ((line: string) => console.error(line));
-  const refusalLog = rateLimitedLog(log);
-  const failureLog = rateLimitedLog(log);
+  const refusalLog = rateLimitedLog(options.log);
+  const failureLog = rateLimitedLog(options.log);
   const shutdown = new AbortController();
-  const connections = new Set<Deno.Conn>();
-  const turnedAway = new Set<Deno.Conn>();
+  const connections = new Set<Deno.Conn>(), turnedAway = new Set<Deno.Conn>();
   const perAddress = new Map<string, number>();
   const handlers = new Set<Promise<void>>();
+  const track = (task: Promise<void>) => {
+    handlers.add(task);
+    task.finally(() => handlers.delete(task));
+  };
 
   async function acceptLoop() {
     while (true) {
@@ -160,11 +159,8 @@ export function serveTcp(
       try {
         conn = await listener.accept();
       } catch (error) {
-        if (
-          shutdown.signal.aborted || error instanceof Deno.errors.BadResource
-        ) {
-          return;
-        }
+        if (shutdown.signal.aborted) return;
+        if (error instanceof Deno.errors.BadResource) return;
         // A client that reset before we got to it: no reason to pause.
         if (isDisconnect(error)) continue;
         // Out of descriptors (EMFILE) and the like: say so, back off
@@ -181,23 +177,18 @@ export function serveTcp(
             ? `refused ${address}: ${maxConnections} connections open (--max-connections)`
             : `refused ${address}: ${maxPerAddress} connections from it (--max-per-address)`,
         );
-        if (options.busyMessage) track(turnAway(conn, options.busyMessage));
+        if (busyMessage) track(turnAway(conn, busyMessage));
         else closeQuietly(conn);
         continue;
       }
-      // Our servers write whole messages, so Nagle's algorithm would only
-      // hold them back for an ACK the peer delays up to 40 ms. (A TLS
-      // connection has no switch in Deno.)
+      // Our servers write whole messages, which Nagle's algorithm would
+      // hold back for an ACK the peer delays up to 40 ms. (Deno has no
+      // switch on a TLS connection.)
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       connections.add(conn);
       perAddress.set(address, fromAddress + 1);
       track(runHandler(conn, address));
     }
-  }
-
-  function track(task: Promise<void>) {
-    handlers.add(task);
-    task.finally(() => handlers.delete(task));
   }
 
   // Says "busy" within a second (a TLS client may stall its handshake), then
@@ -216,28 +207,25 @@ export function serveTcp(
     }
   }
 
+  // A plain-text client, an untrusted certificate, a stall: it costs that
+  // connection, and at most one log line a second.
+  async function handshake(conn: Deno.TlsConn, peer: string) {
+    const ms = options.handshakeTimeoutMs ?? 10_000;
+    const late = "handshake timed out";
+    try {
+      await withDeadline(conn, ms, () => conn.handshake(), late);
+      return true;
+    } catch (error) {
+      if (shutdown.signal.aborted) return false;
+      failureLog(`TLS handshake with ${peer} failed: ${describeError(error)}`);
+      return false;
+    }
+  }
+
   async function runHandler(conn: Deno.Conn, address: string) {
     const peer = formatAddress(conn.remoteAddr);
     try {
-      if (tls) {
-        try {
-          await withDeadline(
-            conn,
-            options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
-            () => (conn as Deno.TlsConn).handshake(),
-            "handshake timed out",
-          );
-        } catch (error) {
-          // A plain-text client, an untrusted certificate, a stall: it costs
-          // this connection, and at most one log line a second.
-          if (!shutdown.signal.aborted) {
-            failureLog(
-              `TLS handshake with ${peer} failed: ${describeError(error)}`,
-            );
-          }
-          return;
-        }
-      }
+      if (tls && !await handshake(conn as Deno.TlsConn, peer)) return;
       await handle(conn, shutdown.signal);
     } catch (error) {
       if (!isDisconnect(error)) {

@@ -21,10 +21,8 @@ function escapeCharacter(character: string): string {
     : `\\u{${code.toString(16)}}`;
 }
 
-/**
- * `text` with every control and format character shown as an escape
- * (`\x1b`, `\u{202e}`), cut to `max` characters with "…".
- */
+/** `text` with every control and format character shown as an escape
+ * (`\x1b`, `\u{202e}`), cut to `max` characters with "…". */
 export function printable(text: string, max = 200): string {
   // Cut between characters: never between the two halves of an emoji.
   const shown = text.length > max
@@ -77,10 +75,8 @@ const NAMED: Record<number, string> = {
   0x22: '\\"',
 };
 
-/**
- * Bytes as one harmless line: a quoted ASCII string, printable ASCII as is,
- * \n \r \t \\ \" as escapes, every other byte as \xNN.
- */
+/** Bytes as one harmless line: a quoted ASCII string, printable ASCII as is,
+ * \n \r \t \\ \" as escapes, every other byte as \xNN. */
 export function escapeBytes(bytes: Uint8Array): string {
   let text = "";
   for (const byte of bytes) {
