@@ -1,15 +1,9 @@
-// Command-line handling shared by every script: options via node:util's
-// parseArgs, --help, value checks, and the exit codes every script keeps
-// (0 ok, 1 runtime failure, 2 bad usage) with one readable line instead of a
-// stack trace. What counts as an expected failure, and its wording, is
-// lib/errors.ts's table.
+// Every script's command line: options through node:util's parseArgs,
+// --help, checked values, and the exit codes (0 ok, 1 failure, 2 bad usage)
+// with one line instead of a stack trace (wording: lib/errors.ts).
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
-import {
-  describeError,
-  Failure,
-  isExpectedError,
-  UsageError,
-} from "./errors.ts";
+import { describeError, isExpectedError } from "./errors.ts";
+import { Failure, UsageError } from "./errors.ts";
 
 export { Failure, UsageError };
 
@@ -28,15 +22,11 @@ export function parseCommandLine<
     positionals?: boolean;
   },
 ) {
-  const config = {
-    args,
-    options: { ...options, help: { type: "boolean", short: "h" } },
-    allowPositionals: true,
-    strict: true,
-  } as const;
+  const help = { type: "boolean", short: "h" } as const;
   let parsed;
   try {
-    parsed = parseArgs(config);
+    const all = { ...options, help };
+    parsed = parseArgs({ args, options: all, allowPositionals: true });
   } catch (error) {
     // parseArgs's messages are long and name its own API: keep the first
     // sentence, which names the option.
@@ -110,9 +100,8 @@ export function parseHostAndPort(value: string, name: string) {
 
 /**
  * Runs a script's main function as a command: usage errors exit 2 with a
- * hint, expected failures exit 1 with one line, and an exit code the main
- * function returns is used as is. Unexpected errors keep their stack trace:
- * those are bugs, and hiding them would help nobody.
+ * hint, expected failures exit 1 with one line, a number returned is the
+ * exit code. Anything else keeps its stack trace: a bug, not to be hidden.
  */
 export async function runCommand(
   scriptName: string,
@@ -133,12 +122,8 @@ export async function runCommand(
   }
 }
 
-/**
- * UDP and QUIC (Deno.listenDatagram, Deno.QuicEndpoint…) exist only with
- * --unstable-net; without it a call fails with "is not a function" and a
- * stack trace. Every UDP and QUIC script calls this first; `what` names
- * what needs it ("UDP").
- */
+/** UDP and QUIC exist only with --unstable-net; without it a call fails
+ * with "is not a function". The UDP and QUIC scripts call this first. */
 export function requireUnstableNet(what = "this"): void {
   if (typeof Deno.listenDatagram !== "function") {
     throw new Failure(

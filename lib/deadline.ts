@@ -1,16 +1,11 @@
-// Deadlines: every wait on a peer ends. Three shapes cover every script:
-//
-// - withDeadline: "this exchange must finish within N ms". A socket read has
-//   no timeout of its own, so when time is up we close the socket, which
-//   fails the pending read or write at once, and report the timeout it
-//   really is. (Python's settimeout, done by hand.) For the clients, and
-//   TimedConn, a connection whose every read and write is bounded so.
-// - raceTimeout: "the result of this promise, or TIMED_OUT". For waits that
-//   own no socket: a UDP receive that must survive the timeout, a flush.
-// - Sweeper: one timer for thousands of connections. A timer per read costs
-//   more than the read itself; instead each connection has an entry whose
-//   deadline moves when it makes progress, and one interval closes the
-//   connections whose deadline passed. For the servers' idle timeouts.
+// Deadlines: every wait on a peer ends, in one of three shapes. withDeadline
+// (the clients; TimedConn): a socket read has no timeout of its own, so when
+// time is up the socket is closed, failing the pending read, and the failure
+// reported as the timeout it is: Python's settimeout, by hand. raceTimeout:
+// for waits that own no socket (a UDP receive, a flush). Sweeper (the
+// servers' idle timeouts): a timer per read costs more than the read, so
+// each connection's deadline moves as it makes progress and one interval
+// closes the connections whose deadline passed.
 import { Failure } from "./errors.ts";
 import type { Traffic } from "./io.ts";
 
@@ -46,11 +41,8 @@ export async function raceTimeout<T>(
   }
 }
 
-/**
- * Runs `work` within `ms`. When time runs out, `resource` is closed (its
- * pending operations fail) and a Failure of kind "timeout" with `message` is
- * thrown instead of whatever error the closing caused.
- */
+/** Runs `work` within `ms`, else closes `resource` and throws a Failure of
+ * kind "timeout" with `message` (not the error the closing caused). */
 export async function withDeadline<T>(
   resource: { close(): void },
   ms: number,
@@ -94,11 +86,8 @@ export class Timed {
   ) {}
 }
 
-/**
- * One interval timer (every `periodMs`: the deadlines' precision) for many
- * deadlines. It runs only while there are entries, so an idle server (and
- * a test) has no timer pending.
- */
+/** One interval timer (every `periodMs`, the deadlines' precision) for many
+ * deadlines, running only while there are any: an idle server has none. */
 export class Sweeper {
   #entries = new Set<Timed>();
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -111,12 +100,11 @@ export class Sweeper {
   }
 
   /**
-   * Calls `expire("idle")` once `progress.bytes` has not moved for `ms`: an
-   * idle timeout that costs the busy path nothing but the counter it keeps.
-   * With `minRate` (bytes a second), also `expire("slow")` once, past the
-   * first `ms`, fewer bytes have moved since the entry was added than that
-   * rate buys: a peer that sends a byte just often enough never to be idle
-   * is dropped too (upload_server).
+   * Calls `expire("idle")` once `progress.bytes` has not moved for `ms`: the
+   * busy path pays nothing but the counter it keeps. With `minRate` (bytes
+   * a second), also `expire("slow")` once fewer bytes have come than that
+   * rate buys after the first `ms`: a peer that sends a byte just often
+   * enough never to be idle goes too (upload_server).
    */
   idle(
     progress: Traffic,
@@ -161,11 +149,8 @@ export class Sweeper {
   }
 }
 
-/**
- * A connection whose every read and write must finish within `ms` (the
- * clients of http and upload). On expiry the connection is closed and the
- * operation fails with "<peer>: timed out after N s <what it was doing>".
- */
+/** A connection whose every read and write finishes within `ms` (http and
+ * upload clients), or fails "<peer>: timed out after N s <doing what>". */
 export class TimedConn {
   constructor(
     readonly conn: Deno.Conn,

@@ -1,14 +1,8 @@
-// Connecting, the one way every client here does it: TCP with a deadline
-// that covers the name lookup, the handshake and, with TLS, the TLS
-// handshake (without one, a host that silently drops our packets keeps us
-// waiting for the kernel's own timeout: minutes), and one wording for every
-// failure:
-//
-//   cannot connect to 127.0.0.1:9999: connection refused
-//   cannot connect to [::1]:8443: certificate not trusted (unknown issuer)
-//   cannot connect to example.test:80: timed out after 5 s
-//
-// Used by every TCP client, tcp_proxy (towards its target) and rpc_client.
+// Connecting, as every TCP client (and tcp_proxy, to its target) does it:
+// one deadline over the name lookup, the TCP and the TLS handshakes (else a
+// host that drops our packets holds us for the kernel's minutes), and one
+// wording for every failure: "cannot connect to [::1]:8443: certificate not
+// trusted (unknown issuer)", "… 127.0.0.1:9999: connection refused".
 import { raceTimeout, seconds, TIMED_OUT, withDeadline } from "./deadline.ts";
 import { classifyError, type ErrorKind, Failure } from "./errors.ts";
 import { closeQuietly, formatHostPort } from "./io.ts";
@@ -22,11 +16,8 @@ export interface DialOptions {
   signal?: AbortSignal; // gives up early (a server shutting down, say)
 }
 
-/**
- * A failed connect: `kind` says why ("refused", "timeout", "dns", "tls"…);
- * `stage` is "tls" when TCP connected but the TLS handshake did not finish
- * (a port checker tells "closed" from "open, but no TLS").
- */
+/** A failed connect, `kind` saying why; `stage` "tls" when TCP connected
+ * but TLS did not (a port checker tells "closed" from "open, no TLS"). */
 export class DialError extends Failure {
   constructor(
     readonly target: string,
@@ -48,10 +39,9 @@ export async function dial(options: DialOptions): Promise<Connection> {
     return await dialWithClientCertificate(options, target);
   }
   const started = performance.now();
-  // One controller for both limits, let go of as soon as the connect ends:
-  // AbortSignal.timeout would keep its timer, and AbortSignal.any its link
-  // to the caller's signal, for the whole timeout after a quick connect
-  // (memory that tcp_proxy, dialling once per client, pays per connection).
+  // One controller for both limits, let go of when the connect ends:
+  // AbortSignal.timeout and AbortSignal.any would hold their timer and link
+  // for the whole timeout (memory tcp_proxy would pay per client).
   const abort = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -102,11 +92,8 @@ function dialError(
   return new DialError(target, text, kind, stage);
 }
 
-/**
- * Deno.startTls cannot present a client certificate; Deno.connectTls can,
- * but takes no AbortSignal: so it races a timer, and a connection that
- * arrives after the deadline is closed on arrival.
- */
+/** Deno.startTls cannot present a client certificate; connectTls can, but
+ * takes no signal: it races a timer, and a late connection is closed. */
 async function dialWithClientCertificate(
   options: DialOptions,
   target: string,
@@ -141,11 +128,8 @@ async function dialWithClientCertificate(
   return conn;
 }
 
-/**
- * Speaks TLS over an open connection (after a proxy's CONNECT, or from
- * dial()), the handshake within `timeoutMs`, so that a certificate problem
- * is reported as such, naming the target. (No client certificate here.)
- */
+/** TLS over an open connection (from dial(), or after a proxy's CONNECT),
+ * the handshake within `timeoutMs`, its failure named as a DialError. */
 export async function startTlsWithin(
   tcp: Deno.TcpConn,
   tls: ClientTls,

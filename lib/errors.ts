@@ -1,12 +1,9 @@
-// The one error table. Every script turns what went wrong into one line for
-// a person and, where code must decide, a kind: "refused", "timeout", "dns"…
-// Used by lib/cli.ts (exit codes and the message printed), lib/dial.ts
-// ("cannot connect to X: reason"), multi_connect.ts (its RESULT column) and
-// every server's log. Keeping it in one place is what keeps "is this a DNS
-// failure?" answered the same way everywhere.
+// The one error table: what went wrong as one line for a person and a kind
+// for code ("refused", "timeout", "dns"…), for lib/cli.ts's exit lines,
+// lib/dial.ts, multi_connect's RESULT column and every server's log, so
+// that "is this a DNS failure?" has one answer everywhere.
 
-/** A mistake in how the script was called: reported in one line, exit 2. */
-export class UsageError extends Error {}
+export class UsageError extends Error {} // how the script was called: exit 2
 
 /** An expected runtime failure (refused, timed out…): one line, exit 1. */
 export class Failure extends Error {
@@ -128,7 +125,6 @@ export function classifyError(
   return { kind: "other", text: firstLine(error) };
 }
 
-/** Turns an error from Deno's network or file APIs into one human line. */
 export function describeError(error: unknown): string {
   return classifyError(error).text;
 }

@@ -1,24 +1,19 @@
-// Storing uploaded files safely, for upload_server.ts and http_server.ts.
-// Three rules make an upload safe to accept from strangers:
-// 1. The name is a plain file name (fileNameProblem): it cannot point
-//    anywhere but inside the upload directory, nor pass for another name.
-// 2. Bytes go to a temporary file in the same directory and reach their
-//    name only once complete and flushed: a reader never sees half a file,
-//    and a client that vanishes leaves nothing behind.
-// 3. Putting the file in place is one atomic step. Without overwrite that is
-//    link(), which fails if the name exists, so of two uploads of one name
-//    exactly one wins ("check, then rename" leaves a gap where both pass).
+// Storing uploads from strangers safely, for upload_server and http_server:
+// a plain file name only (it cannot point outside the directory, nor pass
+// for another name); the bytes in a temporary file that gets its name once
+// complete and flushed (no half files; a vanished client leaves nothing);
+// and that naming one atomic step: link() fails if the name exists, so of
+// two uploads of one name exactly one wins ("check, then rename" has a gap
+// where both pass).
 import { createHash } from "node:crypto";
 import { Failure } from "./errors.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 
 const MAX_NAME_BYTES = 255; // what Linux, macOS and Windows all accept
-// Temporary files: hidden, random, of one shape, so that start-up clean-up
-// finds ours and nothing else.
+// Hidden, random, of one shape: start-up clean-up finds ours, nothing else.
 const TEMP_NAME = /^\.upload-[0-9a-f]{32}\.tmp$/;
 
-/** The name is not a safe plain file name (an HTTP or upload 400). */
-export class UnsafeNameError extends Error {}
+export class UnsafeNameError extends Error {} // a 400
 
 /** The name exists and overwriting was not allowed (a 409). */
 export class FileExistsError extends Error {

@@ -1,16 +1,13 @@
-// Moving bytes: writing all of them, copying a stream to another, closing
-// without losing the last answer, and printing addresses. Every TCP script
-// writes with writeAll; copy() is the loop of echo, proxy, upload and the
-// clients that stream stdin (the echo benchmark measures it: a plain loop,
-// no callback per chunk); lingeringClose() ends the connections of the
-// servers that answer last (upload, chat, http_raw_server, rpc).
+// Moving bytes, for every TCP script: writing all of them, copying streams
+// (echo, proxy, upload and the stdin clients; a plain loop, which the echo
+// benchmark measures), closing without losing the last answer (the servers
+// that answer last), and printing addresses.
 
-/** Anything with Deno.Conn's read (sockets, stdin, files). */
+/** Deno.Conn's read and write, which sockets, stdin and files share. */
 export interface Reader {
   read(buffer: Uint8Array): Promise<number | null>;
 }
 
-/** Anything with Deno.Conn's write (sockets, stdout, files). */
 export interface Writer {
   write(bytes: Uint8Array): Promise<number>;
 }
@@ -20,8 +17,8 @@ export interface Traffic {
   bytes: number;
 }
 
-/** Writes every byte. Python's sendall: a single write() may accept only part
- * of the buffer when the socket's send buffer is full, so loop until done. */
+/** Python's sendall: one write() may take only part of the bytes when the
+ * socket's send buffer is full, so loop until done. */
 export async function writeAll(writer: Writer, bytes: Uint8Array) {
   let written = 0;
   while (written < bytes.byteLength) {
@@ -29,10 +26,9 @@ export async function writeAll(writer: Writer, bytes: Uint8Array) {
   }
 }
 
-// A read waits with its buffer in hand, so an idle connection would hold a
-// large buffer for nothing: copy() and BufferedReader wait with a small one
-// and borrow a large one from this pool only while data keeps filling the
-// small one.
+// A read waits with its buffer in hand: copy() and BufferedReader wait with
+// a small one, and borrow a large one from here only while data keeps
+// filling the small one, so an idle connection holds little memory.
 const SMALL_BUFFER = 1024;
 const LARGE_BUFFER = 64 * 1024;
 const POOL_BYTES = 64 * LARGE_BUFFER; // kept for reuse, per buffer size
@@ -50,11 +46,10 @@ export function returnBuffer(buffer: Uint8Array) {
 }
 
 /**
- * Copies `from` to `to` until `from` ends; returns the byte count and adds
- * it to `traffic` as it goes. The await on each write is back-pressure: a
- * peer that stops reading stops us reading, and memory stays one buffer.
- * `largeSize`: the pieces of a stream; a writer with a high cost per write
- * (upload_server's hashed file) does better with more than 64 KiB.
+ * Copies `from` to `to` until `from` ends, counting into `traffic`; returns
+ * the count. Each write is awaited: a peer that stops reading stops us
+ * reading. `largeSize`: a writer with a high cost per write (upload_server's
+ * hashed file) does better with pieces of more than 64 KiB.
  */
 export async function copy(
   from: Reader,
@@ -107,11 +102,10 @@ export function closeQuietly(resource: { close(): void }) {
 }
 
 /**
- * Closes a connection without destroying our last answer. Closing a socket
- * while the peer's bytes are still unread makes the kernel send a reset,
- * and the peer may then drop our answer unread. So: shut our sending side
- * (the peer sees the end), read and discard until the peer closes too, at
- * most `ms` and `maxBytes`, then close.
+ * Closes without destroying our last answer: closing on unread bytes makes
+ * the kernel send a reset, which may drop the answer unread at the peer.
+ * So shut our side, read and discard until the peer closes too (at most
+ * `ms` and `maxBytes`), then close.
  */
 export async function lingeringClose(
   conn: Deno.Conn,

@@ -1,10 +1,7 @@
-// One buffered reader for every protocol here that mixes lines and bytes.
-// TCP is a byte stream: one read() can return half a line or three lines, so
-// what was read is kept in a buffer and lines are cut out of it at "\n". The
-// line limit keeps a peer that sends an endless line from eating our memory.
-// Users: chat, rpc and the upload pair (lines, then raw bytes), udp_client
-// (stdin lines), the http client (heads, chunk sizes, bodies in turn), and
-// http_raw_server, which scans the buffer in place (bytes/start/end/fill).
+// The buffered reader of every protocol here that mixes lines and bytes
+// (chat, rpc, upload, udp_client's stdin, http). TCP is a byte stream: one
+// read() can return half a line or three, so lines are cut out of a buffer
+// at "\n", within a limit that keeps an endless line from eating memory.
 import { borrowBuffer, type Reader, returnBuffer } from "./io.ts";
 
 /** Thrown by readLine() when no "\n" arrives within the limit. */
@@ -14,8 +11,7 @@ export class LineTooLongError extends Error {
   }
 }
 
-const NEWLINE = 0x0a;
-const CARRIAGE_RETURN = 0x0d;
+const NEWLINE = 0x0a, CARRIAGE_RETURN = 0x0d;
 
 export class BufferedReader implements Reader {
   #source: Reader;
@@ -33,11 +29,10 @@ export class BufferedReader implements Reader {
   lastLineTerminated = true;
 
   /**
-   * `maxLine`: the longest line readLine() takes, without its ending (4096).
-   * `initialSize`: the buffer at first (1024); it grows as a line needs.
-   * `largeReads`: while reads keep filling the buffer, fill() reads into a
-   * 64 KiB one borrowed from lib/io.ts's pool, given back when the stream
-   * pauses (chat_server, which consumes what it can before each fill()).
+   * `maxLine`: the longest line, without its ending (4096). `initialSize`:
+   * the buffer at first (1024), grown as a line needs. `largeReads`: while
+   * reads fill the buffer, read into a 64 KiB one from lib/io.ts's pool
+   * (chat_server, which consumes what it can before each fill()).
    */
   constructor(
     source: Reader,
@@ -53,10 +48,9 @@ export class BufferedReader implements Reader {
   }
 
   /**
-   * The next line without "\n" or "\r\n", as a fresh copy; null at end of
-   * input (a last line without "\n" is still returned). Throws
-   * LineTooLongError past `limit` bytes: call skipLine() to drop the rest
-   * of that line and go on, or give up on the peer.
+   * The next line without "\n" or "\r\n", a fresh copy; null at the end (a
+   * last line without "\n" still comes). LineTooLongError past `limit`
+   * bytes: skipLine() drops the rest of it, or give up on the peer.
    */
   async readLine(limit = this.maxLine): Promise<Uint8Array | null> {
     while (true) {
@@ -80,11 +74,8 @@ export class BufferedReader implements Reader {
     }
   }
 
-  /**
-   * After LineTooLongError (from readLine() or fill()), discards the rest of
-   * that line; false at end of input. Memory stays bounded however long the
-   * line goes on.
-   */
+  /** After LineTooLongError, drops the rest of that line, in bounded
+   * memory however long it goes on; false at end of input. */
   async skipLine(): Promise<boolean> {
     if (!this.#insideLongLine) return true;
     this.#insideLongLine = false;
@@ -114,7 +105,7 @@ export class BufferedReader implements Reader {
   }
 
   // For parsers that scan the buffer in place (http_raw_server): the unread
-  // bytes are bytes[start, end).
+  // bytes are bytes[start, end); consume() what was parsed, fill() for more.
 
   get bytes(): Uint8Array {
     return this.#buffer;
@@ -130,7 +121,6 @@ export class BufferedReader implements Reader {
     return this.#end - this.#start;
   }
 
-  /** Marks `count` buffered bytes as read. */
   consume(count: number) {
     this.#start += count;
     this.#scanned = 0;

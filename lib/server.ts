@@ -54,11 +54,8 @@ export function rateLimitedLog(
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_MAX_PER_ADDRESS = 2_000;
 
-/**
- * --hostname, --port and the caps, with their help: the options every
- * server's command line shares. A server lowers the caps when each of its
- * connections may hold far more than an echo's (rpc, dns, quic).
- */
+/** --hostname, --port and the caps, with their help, for every server's
+ * command line; lower caps where a connection holds more (rpc, dns, quic). */
 export function listenOptions(
   port: number,
   {
@@ -105,8 +102,7 @@ export async function parseListen(
   };
 }
 
-/** PEM certificate chain and key: with them serveTcp speaks TLS. */
-export interface ServerTls {
+export interface ServerTls { // PEM certificate chain and key
   cert: string;
   key: string;
   alpnProtocols?: string[];
@@ -126,12 +122,8 @@ export interface TcpServerOptions {
   log?: (line: string) => void; // refusals and failures (default: stderr)
 }
 
-/**
- * Listens on TCP (TLS with `options.tls`, each handshake bounded in time)
- * and runs `handle` for each client, concurrently. The handler owns its
- * connection; errors from a vanished peer are expected and ignored,
- * anything else is logged without stopping the server.
- */
+/** Runs `handle` for each client, concurrently, on TCP or TLS. Errors from
+ * a vanished peer are ignored, others logged; the server goes on. */
 export function serveTcp(
   options: TcpServerOptions,
   handle: (conn: Deno.Conn, shutdown: AbortSignal) => Promise<void>,
@@ -161,8 +153,7 @@ export function serveTcp(
       } catch (error) {
         if (shutdown.signal.aborted) return;
         if (error instanceof Deno.errors.BadResource) return;
-        // A client that reset before we got to it: no reason to pause.
-        if (isDisconnect(error)) continue;
+        if (isDisconnect(error)) continue; // it left before we got to it
         // Out of descriptors (EMFILE) and the like: say so, back off
         // briefly, keep serving: connections that close free descriptors.
         failureLog(`accept failed: ${describeError(error)}`);
@@ -192,8 +183,7 @@ export function serveTcp(
   }
 
   // Says "busy" within a second (a TLS client may stall its handshake), then
-  // closes without a reset that could destroy the message. Not counted
-  // against the caps; close() closes it too.
+  // closes the lingering way. Not counted against the caps.
   async function turnAway(conn: Deno.Conn, message: Uint8Array) {
     turnedAway.add(conn);
     try {
