@@ -7,7 +7,7 @@
 // each connection's deadline moves as it makes progress and one interval
 // closes the connections whose deadline passed.
 import { Failure } from "./errors.ts";
-import type { Traffic } from "./io.ts";
+import { closeQuietly, type Traffic } from "./io.ts";
 
 /** Resolves after `ms`; early (without error) when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -52,9 +52,7 @@ export async function withDeadline<T>(
   let expired = false;
   const timer = setTimeout(() => {
     expired = true;
-    try {
-      resource.close();
-    } catch { /* already closed */ }
+    closeQuietly(resource);
   }, ms);
   try {
     const result = await work();
@@ -167,9 +165,7 @@ export class TimedConn {
   }
 
   close() {
-    try {
-      this.conn.close();
-    } catch { /* already closed */ }
+    closeQuietly(this.conn);
   }
 
   #bounded<T>(operation: Promise<T>, what: string): Promise<T> {

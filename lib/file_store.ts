@@ -87,21 +87,17 @@ export async function createUpload(
 export class Upload {
   #size = 0;
   #hash = createHash("sha256");
-  #file: Deno.FsFile | null;
   #done = false; // committed or aborted: the temporary file is gone
 
   constructor(
     readonly name: string,
     private readonly realDir: string,
     private readonly tempPath: string,
-    file: Deno.FsFile,
+    private file: Deno.FsFile | null,
     private readonly overwrite: boolean,
-  ) {
-    this.#file = file;
-  }
+  ) {}
 
-  /** Bytes written so far. */
-  get size(): number {
+  get size(): number { // bytes written so far
     return this.#size;
   }
 
@@ -127,7 +123,7 @@ export class Upload {
       // either nothing or the whole file, never a prefix.
       await file.syncData();
       file.close();
-      this.#file = null;
+      this.file = null;
       if (fileNameProblem(path.slice(this.realDir.length + 1)) !== null) {
         throw new Error(`refusing to write outside ${this.realDir}`);
       }
@@ -155,8 +151,8 @@ export class Upload {
 
   /** Removes the temporary file; harmless after commit() or a second call. */
   async abort(): Promise<void> {
-    if (this.#file) closeQuietly(this.#file);
-    this.#file = null;
+    if (this.file) closeQuietly(this.file);
+    this.file = null;
     if (this.#done) return;
     this.#done = true;
     await Deno.remove(this.tempPath).catch((error) => {
@@ -169,8 +165,8 @@ export class Upload {
   }
 
   #openFile(): Deno.FsFile {
-    if (!this.#file) throw new Error("upload already committed or aborted");
-    return this.#file;
+    if (!this.file) throw new Error("upload already committed or aborted");
+    return this.file;
   }
 }
 

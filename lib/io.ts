@@ -29,8 +29,7 @@ export async function writeAll(writer: Writer, bytes: Uint8Array) {
 // A read waits with its buffer in hand: copy() and BufferedReader wait with
 // a small one, and borrow a large one from here only while data keeps
 // filling the small one, so an idle connection holds little memory.
-const SMALL_BUFFER = 1024;
-const LARGE_BUFFER = 64 * 1024;
+const SMALL_BUFFER = 1024, LARGE_BUFFER = 64 * 1024;
 const POOL_BYTES = 64 * LARGE_BUFFER; // kept for reuse, per buffer size
 const pools = new Map<number, Uint8Array[]>();
 
@@ -83,8 +82,7 @@ export async function copy(
 /** The chunks joined into one array (the only one when there is one). */
 export function concat(chunks: Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0];
-  let size = 0;
-  for (const chunk of chunks) size += chunk.byteLength;
+  const size = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
   const joined = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {
@@ -139,8 +137,7 @@ export function formatHostPort(hostname: string, port: number): string {
 
 /** A socket address the same way; other transports by their name. */
 export function formatAddress(addr: Deno.Addr): string {
-  if (addr.transport !== "tcp" && addr.transport !== "udp") {
-    return addr.transport;
-  }
+  const { transport } = addr;
+  if (transport !== "tcp" && transport !== "udp") return transport;
   return formatHostPort(addr.hostname, addr.port);
 }

@@ -41,13 +41,9 @@ export function rateLimitedLog(
   let last = -Infinity, heldBack = 0;
   return (line) => {
     const now = performance.now();
-    if (now - last < periodMs) {
-      heldBack++;
-      return;
-    }
-    last = now;
+    if (now - last < periodMs) return void heldBack++;
     log(heldBack > 0 ? `${line} (and ${heldBack} more not shown)` : line);
-    heldBack = 0;
+    [last, heldBack] = [now, 0];
   };
 }
 

@@ -4,9 +4,9 @@
 // another (`invoice\u202etxt.exe` reads as "invoiceexe.txt"). Whatever a
 // peer sent, and we print or log, goes through one of these: printable()
 // for messages and logs, writeReply() for a reply on stdout (udp and
-// timeout clients), escapeBytes() for raw bytes (multi_connect's banners),
-// printableJson() for JSON holding peer text (multi_connect, rpc_client),
-// replaceControls() for text relayed to other people's terminals (chat).
+// timeout clients), printableJson() for JSON holding peer text
+// (multi_connect, rpc_client), replaceControls() for text relayed to other
+// people's terminals (chat).
 import { writeAll, type Writer } from "./io.ts";
 
 // C0 and C1 controls, DEL, and the invisible format characters (bidi
@@ -65,26 +65,6 @@ export function printableJson(value: unknown, indent = 2): string {
         `\\u${unit.charCodeAt(0).toString(16).padStart(4, "0")}`
       ).join(""),
   );
-}
-
-const NAMED: Record<number, string> = {
-  0x0a: "\\n",
-  0x0d: "\\r",
-  0x09: "\\t",
-  0x5c: "\\\\",
-  0x22: '\\"',
-};
-
-/** Bytes as one harmless line: a quoted ASCII string, printable ASCII as is,
- * \n \r \t \\ \" as escapes, every other byte as \xNN. */
-export function escapeBytes(bytes: Uint8Array): string {
-  let text = "";
-  for (const byte of bytes) {
-    if (NAMED[byte]) text += NAMED[byte];
-    else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
-    else text += `\\x${byte.toString(16).padStart(2, "0")}`;
-  }
-  return `"${text}"`;
 }
 
 // Relayed text keeps tab, and the zero-width joiners that hold emoji

@@ -1,10 +1,8 @@
-// TLS everywhere by two options: every TCP server takes `--cert FILE --key
-// FILE`, every TCP client `--tls` and `--cacert FILE` (and a certificate of
-// its own with `--client-cert`/`--client-key`). Here are those option
-// blocks, their help and the loading of the PEM files, so that every script
-// says and checks the same thing; lib/server.ts listens, lib/dial.ts dials.
-// Deno cannot yet make a server ask clients for a certificate (mutual TLS,
-// deno#26825): a client may present one, no server here can demand it.
+// TLS everywhere by two options, said and checked the same way by every
+// script: `--cert FILE --key FILE` for a TCP server, `--tls`, `--cacert FILE`
+// (and `--client-cert`/`--client-key`) for a TCP client; the PEM files
+// loaded for lib/server.ts and lib/dial.ts. Deno cannot yet make a server
+// ask for a client certificate (deno#26825): no server here can demand one.
 import { Failure, UsageError } from "./errors.ts";
 import type { ServerTls } from "./server.ts";
 
@@ -41,17 +39,14 @@ export interface ClientTls {
 }
 
 async function readPem(file: string, option: string): Promise<string> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (error) {
+  const text = await Deno.readTextFile(file).catch((error: Error) => {
     const reason = error instanceof Deno.errors.NotFound
       ? "no such file"
       : error instanceof Deno.errors.NotCapable
       ? `needs --allow-read=${file}`
-      : (error as Error).message;
+      : error.message;
     throw new Failure(`cannot read ${option} ${file}: ${reason}`);
-  }
+  });
   if (!text.includes("-----BEGIN ")) {
     throw new Failure(`${option} ${file} is not a PEM file`);
   }
