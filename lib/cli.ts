@@ -7,11 +7,8 @@ import { Failure, UsageError } from "./errors.ts";
 
 export { Failure, UsageError };
 
-/**
- * Parses `args` against `options` (plus --help/-h, which prints `usage` and
- * exits 0); UsageError for unknown options, missing values and, unless
- * `positionals`, any argument.
- */
+/** `args` parsed against `options` and --help (prints `usage`, exits 0);
+ * UsageError for unknown options, missing values, unwanted arguments. */
 export function parseCommandLine<
   const Options extends ParseArgsOptionsConfig,
 >(
@@ -52,7 +49,6 @@ export function parseCommandLine<
   return parsed;
 }
 
-/** Parses a decimal integer in [min, max], or throws UsageError. */
 export function parseInteger(
   value: string,
   name: string,
@@ -68,7 +64,6 @@ export function parseInteger(
   return number;
 }
 
-/** Parses a TCP/UDP port number (0 asks the system for a free one). */
 export function parsePort(value: string, name = "--port"): number {
   return parseInteger(value, name, 0, 65535);
 }
@@ -98,11 +93,8 @@ export function parseHostAndPort(value: string, name: string) {
   return { hostname: match[1] ?? match[2], port: parsePort(match[3], name) };
 }
 
-/**
- * Runs a script's main function as a command: usage errors exit 2 with a
- * hint, expected failures exit 1 with one line, a number returned is the
- * exit code. Anything else keeps its stack trace: a bug, not to be hidden.
- */
+/** Runs a script's main: UsageError exits 2 with a hint, an expected
+ * failure 1 with one line; a bug keeps its stack trace, to be seen. */
 export async function runCommand(
   scriptName: string,
   main: () => Promise<number | void> | number | void,

@@ -98,11 +98,9 @@ export class Sweeper {
   }
 
   /**
-   * Calls `expire("idle")` once `progress.bytes` has not moved for `ms`: the
-   * busy path pays nothing but the counter it keeps. With `minRate` (bytes
-   * a second), also `expire("slow")` once fewer bytes have come than that
-   * rate buys after the first `ms`: a peer that sends a byte just often
-   * enough never to be idle goes too (upload_server).
+   * Calls `expire("idle")` once `progress.bytes` stands still for `ms`; with
+   * `minRate` (bytes/s), `expire("slow")` once fewer came than that buys
+   * after the first `ms` (upload_server: a byte now and then is not enough).
    */
   idle(
     progress: Traffic,

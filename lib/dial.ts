@@ -31,7 +31,6 @@ export class DialError extends Failure {
 
 export type Connection = Deno.TcpConn | Deno.TlsConn;
 
-/** Connects within `timeoutMs`, or throws DialError. */
 export async function dial(options: DialOptions): Promise<Connection> {
   const { hostname, port, timeoutMs, tls } = options;
   const target = formatHostPort(hostname, port);
@@ -57,11 +56,11 @@ export async function dial(options: DialOptions): Promise<Connection> {
   } catch (error) {
     // The caller's own signal may end it first: a timeout of theirs is
     // still a timeout; any other abort, a cancelled connect.
-    const reason = options.signal?.aborted ? options.signal.reason : error;
     if (!timedOut && options.signal?.aborted) {
-      const { kind } = classifyError(reason);
-      if (kind === "timeout") throw dialError(error, target, true, timeoutMs);
-      throw new DialError(target, "cancelled", "other");
+      if (classifyError(options.signal.reason).kind !== "timeout") {
+        throw new DialError(target, "cancelled", "other");
+      }
+      timedOut = true;
     }
     throw dialError(error, target, timedOut, timeoutMs);
   } finally {
@@ -84,11 +83,12 @@ function dialError(
   stage: "connect" | "tls" = "connect",
 ) {
   if (error instanceof Deno.errors.NotCapable) return error; // a usage problem
-  if (timedOut) {
-    const reason = `timed out after ${seconds(timeoutMs)}`;
-    return new DialError(target, reason, "timeout", stage);
-  }
-  const { kind, text } = classifyError(error);
+  const { kind, text } = timedOut
+    ? {
+      kind: "timeout" as const,
+      text: `timed out after ${seconds(timeoutMs)}`,
+    }
+    : classifyError(error);
   return new DialError(target, text, kind, stage);
 }
 
@@ -99,11 +99,8 @@ async function dialWithClientCertificate(
   target: string,
 ): Promise<Deno.TlsConn> {
   const { hostname, port, timeoutMs, tls } = options;
-  const { serverName = hostname, caCerts, alpnProtocols, cert, key } = tls!;
-  const pending = Deno.connectTls({
-    ...{ hostname: serverName, port, caCerts, alpnProtocols },
-    ...{ cert: cert!, key: key! },
-  });
+  const { caCerts, cert, key, serverName: name = hostname } = tls!;
+  const pending = Deno.connectTls({ hostname: name, port, caCerts, cert, key });
   let conn: Deno.TlsConn | typeof TIMED_OUT;
   let stage: "connect" | "tls" = "connect"; // connectTls resolves on TCP
   try {
@@ -138,8 +135,8 @@ export async function startTlsWithin(
 ): Promise<Deno.TlsConn> {
   let conn: Deno.TlsConn | undefined;
   try {
-    const { serverName: hostname, caCerts, alpnProtocols } = tls;
-    conn = await Deno.startTls(tcp, { hostname, caCerts, alpnProtocols });
+    const { serverName: hostname, caCerts } = tls;
+    conn = await Deno.startTls(tcp, { hostname, caCerts });
     await withDeadline(
       conn,
       timeoutMs,

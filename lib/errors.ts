@@ -74,7 +74,6 @@ const QUIC_REFUSED = /refused to accept a new connection/;
 
 const firstLine = (error: Error) => error.message.split("\n")[0];
 
-/** What went wrong, as a kind and one line of text. */
 export function classifyError(
   error: unknown,
 ): { kind: ErrorKind; text: string } {
@@ -93,9 +92,9 @@ export function classifyError(
   }
   if (DNS_FAILURE.test(error.message)) {
     // What the resolver said, without Deno's and Node's wrapping.
-    const said = firstLine(error)
-      .replace(/^failed to lookup address information: /i, "")
-      .replace(/^getaddrinfo /i, "");
+    const wrapping =
+      /^(failed to lookup address information: )?(getaddrinfo )?/i;
+    const said = firstLine(error).replace(wrapping, "");
     return { kind: "dns", text: `name not resolved: ${said}` };
   }
   if (QUIC_REFUSED.test(error.message)) {

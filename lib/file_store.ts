@@ -1,10 +1,9 @@
 // Storing uploads from strangers safely, for upload_server and http_server:
 // a plain file name only (it cannot point outside the directory, nor pass
-// for another name); the bytes in a temporary file that gets its name once
-// complete and flushed (no half files; a vanished client leaves nothing);
-// and that naming one atomic step: link() fails if the name exists, so of
-// two uploads of one name exactly one wins ("check, then rename" has a gap
-// where both pass).
+// for another); the bytes in a temporary file, named once complete and
+// flushed (no half files; a vanished client leaves nothing), in one atomic
+// step: link() fails if the name exists, so of two uploads of one name one
+// wins ("check, then rename" has a gap where both pass).
 import { createHash } from "node:crypto";
 import { Failure } from "./errors.ts";
 import { closeQuietly, writeAll } from "./io.ts";
@@ -48,18 +47,15 @@ export function fileNameProblem(name: string): string | null {
   return null;
 }
 
-/** Whether anything is at `path`, a dangling symbolic link too. */
+// Whether anything is at `path`, a dangling symbolic link too.
 const exists = (path: string) =>
   Deno.lstat(path).then(() => true, (error) => {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   });
 
-/**
- * Starts an upload of `name` into `dir`: checks the name (UnsafeNameError),
- * refuses early with FileExistsError if it exists (unless overwrite), and
- * creates the temporary file. Storage errors are thrown as they are.
- */
+/** Starts an upload of `name` into `dir`: UnsafeNameError, FileExistsError
+ * (unless overwrite), or a storage error, else the temporary file made. */
 export async function createUpload(
   dir: string,
   name: string,
@@ -110,11 +106,8 @@ export class Upload {
     return bytes.length;
   }
 
-  /**
-   * Flushes the file and puts it in place under its name. FileExistsError
-   * if the name was taken meanwhile; the temporary file is removed on any
-   * failure. Returns the absolute path, size and SHA-256 (hex).
-   */
+  /** Flushes the file and names it (FileExistsError if taken meanwhile);
+   * on any failure the temporary file is gone. Path, size and SHA-256. */
   async commit() {
     const file = this.#openFile();
     const path = `${this.realDir}/${this.name}`;
@@ -171,10 +164,9 @@ export class Upload {
 }
 
 /**
- * Makes `dir` ready for uploads at start-up: creates it if missing (Failure
- * if it is something else) and removes the temporary files a crashed server
- * left there, a line to `log` for each. Before serving only: it would also
- * remove those of uploads in progress in another server sharing `dir`.
+ * Makes `dir` ready at start-up: created if missing (Failure if not a
+ * directory), the temporary files a crash left removed and logged. Not
+ * while serving: it would remove those of uploads in progress too.
  */
 export async function prepareUploadDir(
   dir: string,

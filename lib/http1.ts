@@ -1,9 +1,8 @@
-// HTTP/1.1's grammar, written once for the scripts that speak it by hand:
-// http_client.ts reads responses, http_raw_server.ts reads requests. Two
-// parsers that disagree on what a field name, a field value or a
-// Content-Length may be are how request smuggling happens (RFC 9112 §11.2).
-// The byte-level rules scan a buffer in place and allocate nothing (the raw
-// server's hot path); readFields() reads field lines from a BufferedReader.
+// HTTP/1.1's grammar, once for the scripts that speak it by hand: the http
+// client reads responses, http_raw_server requests, and two parsers that
+// disagree on a field name, a value or a Content-Length are how request
+// smuggling happens (RFC 9112 §11.2). The byte rules scan a buffer in place
+// (the raw server's hot path); readFields() reads from a BufferedReader.
 import { Failure } from "./errors.ts";
 import { BufferedReader, LineTooLongError } from "./reader.ts";
 import { printable } from "./terminal.ts";
@@ -13,6 +12,7 @@ export class HttpError extends Failure {}
 
 const SP = 0x20, HTAB = 0x09, COLON = 0x3a, COMMA = 0x2c, DEL = 0x7f;
 const LF = 0x0a, CR = 0x0d;
+const isBlank = (byte: number) => byte === SP || byte === HTAB;
 
 /** tchar (RFC 9110 §5.6.2): the bytes methods and field names are made of. */
 export const IS_TOKEN = new Uint8Array(256);
@@ -27,11 +27,9 @@ export interface FieldLine {
   valueEnd: number;
 }
 
-/**
- * Parses `name ":" OWS value OWS` in bytes[from, to) into `into`. False when
- * the name is not a token (empty, a space before the colon, a folded line)
- * or the value holds a control character.
- */
+/** `name ":" OWS value OWS` in bytes[from, to), into `into`; false if the
+ * name is no token (a space before the colon, a folded line…) or the value
+ * holds a control. */
 export function parseFieldLine(
   bytes: Uint8Array,
   from: number,
@@ -42,10 +40,8 @@ export function parseFieldLine(
   while (at < to && IS_TOKEN[bytes[at]] === 1) at++;
   if (at === from || at === to || bytes[at] !== COLON) return false;
   let start = at + 1, end = to;
-  while (start < end && (bytes[start] === SP || bytes[start] === HTAB)) start++;
-  while (end > start && (bytes[end - 1] === SP || bytes[end - 1] === HTAB)) {
-    end--;
-  }
+  while (start < end && isBlank(bytes[start])) start++;
+  while (end > start && isBlank(bytes[end - 1])) end--;
   if (hasControls(bytes, start, end)) return false;
   into.nameEnd = at;
   into.valueStart = start;
@@ -94,10 +90,10 @@ export function parseContentLength(
     if (digits === 0 || digits > 16 || !Number.isSafeInteger(value)) return -1;
     if (length >= 0 && value !== length) return -1;
     length = value;
-    while (at < to && (bytes[at] === SP || bytes[at] === HTAB)) at++;
+    while (at < to && isBlank(bytes[at])) at++;
     if (at === to) return length;
     if (bytes[at++] !== COMMA) return -1;
-    while (at < to && (bytes[at] === SP || bytes[at] === HTAB)) at++;
+    while (at < to && isBlank(bytes[at])) at++;
   }
 }
 
@@ -110,7 +106,6 @@ export function latin1(bytes: Uint8Array, from = 0, to = bytes.length): string {
   return text;
 }
 
-/** Text to bytes, one byte per character (heads are ASCII or latin1). */
 export function encodeLatin1(text: string): Uint8Array {
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
@@ -138,11 +133,8 @@ export async function readHttpLine(
 
 export type HeaderList = [name: string, value: string][];
 
-/**
- * Header (or trailer) fields up to the empty line, within `budget` bytes
- * counting each CRLF. A folded line is joined to its field with a space, as
- * RFC 9112 §5.2 asks of a client. Each line as received goes to `lines`.
- */
+/** Header (or trailer) fields up to the empty line, within `budget` bytes;
+ * a folded line joined with a space (RFC 9112 §5.2); each line to `lines`. */
 export async function readFields(
   reader: BufferedReader,
   budget: number,
@@ -162,7 +154,7 @@ export async function readFields(
     if (line.length === 0) return fields;
     const text = latin1(line);
     lines.push(text);
-    const folded = line[0] === SP || line[0] === HTAB;
+    const folded = isBlank(line[0]);
     if (folded && fields.length === 0) {
       throw new HttpError(`malformed ${kind}: continuation line first`);
     }

@@ -45,10 +45,9 @@ export function returnBuffer(buffer: Uint8Array) {
 }
 
 /**
- * Copies `from` to `to` until `from` ends, counting into `traffic`; returns
- * the count. Each write is awaited: a peer that stops reading stops us
- * reading. `largeSize`: a writer with a high cost per write (upload_server's
- * hashed file) does better with pieces of more than 64 KiB.
+ * Copies `from` to `to` until `from` ends, counting into `traffic`. Each
+ * write is awaited: a peer that stops reading stops us reading. Larger
+ * pieces (`largeSize`) suit a costly writer (upload_server's hashed file).
  */
 export async function copy(
   from: Reader,
@@ -92,7 +91,6 @@ export function concat(chunks: Uint8Array[]): Uint8Array {
   return joined;
 }
 
-/** Closes a connection or listener that may already be closed. */
 export function closeQuietly(resource: { close(): void }) {
   try {
     resource.close();

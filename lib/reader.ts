@@ -116,7 +116,6 @@ export class BufferedReader implements Reader {
   get end(): number {
     return this.#end;
   }
-  /** Bytes read from the source but not yet handed out. */
   get buffered(): number {
     return this.#end - this.#start;
   }

@@ -1,10 +1,8 @@
-// The life cycle every server here shares. serveTcp (every TCP server):
-// listen, plain or TLS; serve each client in its own task, so a slow one
-// never blocks the others; refuse clients beyond a cap, in all and per
-// address, so one host cannot take every descriptor; on close() stop
-// accepting and close what is open. serverHandle gives the other servers
-// (UDP, Deno.serve, QUIC) the same handle, listenOptions the same command
-// line, and runUntilSignal turns any handle into a command.
+// The life cycle every server shares. serveTcp (the TCP ones): each client
+// in its own task, so a slow one blocks nobody; caps in all and per address,
+// so one host cannot take every descriptor; close() closes what is open.
+// serverHandle gives the others (UDP, Deno.serve, QUIC) the same handle,
+// listenOptions the same command line; runUntilSignal makes it a command.
 import { parseInteger, parsePort } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
@@ -101,7 +99,6 @@ export async function parseListen(
 export interface ServerTls { // PEM certificate chain and key
   cert: string;
   key: string;
-  alpnProtocols?: string[];
 }
 
 export interface TcpServerOptions {
@@ -111,9 +108,7 @@ export interface TcpServerOptions {
   handshakeTimeoutMs?: number; // for each TLS handshake (10 s)
   maxConnections?: number; // open at most; more are closed at once
   maxPerAddress?: number; // open from one address at most
-  // Sent to a client refused over a cap, where the protocol has a word for
-  // "busy" (JSON-RPC -32000); else it is closed at once.
-  busyMessage?: Uint8Array;
+  busyMessage?: Uint8Array; // to a refused client, if the protocol has one
   onShutdown?: () => Promise<void> | void; // when close() begins
   log?: (line: string) => void; // refusals and failures (default: stderr)
 }

@@ -33,11 +33,8 @@ export function printable(text: string, max = 200): string {
     : shown;
 }
 
-/**
- * Writes a peer's reply and a newline unless it ends with one: the exact
- * bytes into a pipe or a file (data stays data), through printable() on a
- * terminal (the reply cannot drive the screen).
- */
+/** A peer's reply and a newline unless it ends with one: exact bytes into a
+ * pipe or a file, through printable() on a terminal. */
 export async function writeReply(
   reply: Uint8Array,
   out: Writer & { isTerminal(): boolean } = Deno.stdout,
@@ -51,11 +48,8 @@ export async function writeReply(
   if (bytes.at(-1) !== 0x0a) await writeAll(out, new Uint8Array([0x0a]));
 }
 
-/**
- * JSON.stringify(value, null, indent), safe to show: JSON escapes only
- * U+0000 to U+001F, so DEL, C1 controls (U+009B starts a terminal command)
- * and format characters (U+202E) become \u escapes too. It parses the same.
- */
+/** JSON.stringify, with DEL, C1 controls (U+009B starts a terminal command)
+ * and format characters (U+202E) as \u escapes too; it parses the same. */
 export function printableJson(value: unknown, indent = 2): string {
   return JSON.stringify(value, null, indent).replace(
     /[\x7f-\x9f\p{Cf}]/gu,
@@ -67,13 +61,12 @@ export function printableJson(value: unknown, indent = 2): string {
   );
 }
 
-// Relayed text keeps tab, and the zero-width joiners that hold emoji
-// sequences together (U+200C, U+200D).
+// Relayed text loses controls and bidi/invisible characters to U+FFFD, but
+// keeps tab and the joiners that hold emoji together (U+200C, U+200D).
 const UNSAFE_IN_TEXT =
   // deno-lint-ignore no-control-regex
   /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
 
-/** `text` with controls and bidi/invisible characters replaced by U+FFFD. */
 export function replaceControls(text: string): string {
   return text.replace(UNSAFE_IN_TEXT, "\uFFFD");
 }

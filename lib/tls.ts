@@ -35,7 +35,6 @@ export interface ClientTls {
   serverName?: string; // what the certificate must name (default: the host)
   cert?: string;
   key?: string;
-  alpnProtocols?: string[];
 }
 
 async function readPem(file: string, option: string): Promise<string> {
@@ -61,7 +60,6 @@ function both(first?: string, second?: string, names = ""): boolean {
   return first !== undefined;
 }
 
-/** --cert/--key → the server's TLS settings, or undefined for plain TCP. */
 export async function loadServerTls(
   values: { cert?: string; key?: string },
 ): Promise<ServerTls | undefined> {
@@ -72,7 +70,6 @@ export async function loadServerTls(
   };
 }
 
-/** --tls/--cacert/--client-cert/--client-key → ClientTls, or undefined. */
 export async function loadClientTls(values: {
   tls?: boolean;
   cacert?: string;
