@@ -7,7 +7,7 @@
 // timeout clients), printableJson() for JSON holding peer text
 // (multi_connect, rpc_client), replaceControls() for text relayed to other
 // people's terminals (chat).
-import { writeAll, type Writer } from "./io.ts";
+import { concat, writeAll } from "./io.ts";
 
 // C0 and C1 controls, DEL, and the invisible format characters (bidi
 // overrides and isolates, zero-width space/joiners, BOM…).
@@ -33,19 +33,16 @@ export function printable(text: string, max = 200): string {
     : shown;
 }
 
-/** A peer's reply and a newline unless it ends with one: exact bytes into a
- * pipe or a file, through printable() on a terminal. */
-export async function writeReply(
-  reply: Uint8Array,
-  out: Writer & { isTerminal(): boolean } = Deno.stdout,
-): Promise<void> {
+/** A peer's reply on stdout, and a newline unless it ends with one: exact
+ * bytes into a pipe or a file, through printable() on a terminal. */
+export async function writeReply(reply: Uint8Array): Promise<void> {
   let bytes = reply;
-  if (out.isTerminal()) {
+  if (Deno.stdout.isTerminal()) {
     const text = new TextDecoder().decode(reply).replace(/\r?\n$/, "");
     bytes = new TextEncoder().encode(printable(text, Infinity) + "\n");
   }
-  await writeAll(out, bytes);
-  if (bytes.at(-1) !== 0x0a) await writeAll(out, new Uint8Array([0x0a]));
+  if (bytes.at(-1) !== 0x0a) bytes = concat([bytes, new Uint8Array([0x0a])]);
+  await writeAll(Deno.stdout, bytes);
 }
 
 /** JSON.stringify, with DEL, C1 controls (U+009B starts a terminal command)
