@@ -1,11 +1,9 @@
-// Deadlines: every wait on a peer ends, in one of three shapes. withDeadline
-// (the clients; TimedConn): a socket read has no timeout of its own, so when
-// time is up the socket is closed, failing the pending read, and the failure
-// reported as the timeout it is: Python's settimeout, by hand. raceTimeout:
-// for waits that own no socket (a UDP receive, a flush). Sweeper (the
-// servers' idle timeouts): a timer per read costs more than the read, so
-// each connection's deadline moves as it makes progress and one interval
-// closes the connections whose deadline passed.
+// Deadlines: every wait on a peer ends. withDeadline (the clients): a read
+// has no timeout of its own, so when time is up the socket is closed, which
+// fails the read, reported as the timeout it is: Python's settimeout, by
+// hand. raceTimeout: for waits that own no socket. Sweeper (the servers'
+// idle timeouts): a timer per read costs more than the read, so deadlines
+// move with progress and one interval closes the connections overdue.
 import { Failure } from "./errors.ts";
 import { closeQuietly, type Traffic } from "./io.ts";
 
@@ -56,14 +54,13 @@ export async function withDeadline<T>(
   }, ms);
   try {
     const result = await work();
-    if (expired) throw new Failure(message, "timeout");
-    return result;
+    if (!expired) return result;
   } catch (error) {
-    if (expired) throw new Failure(message, "timeout");
-    throw error;
+    if (!expired) throw error;
   } finally {
     clearTimeout(timer);
   }
+  throw new Failure(message, "timeout");
 }
 
 /** "2 s", "0.5 s": a duration in milliseconds as people write it. */

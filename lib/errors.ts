@@ -101,25 +101,22 @@ export function classifyError(
     return { kind: "refused", text: "connection refused by the server" };
   }
   if (error instanceof e.InvalidData || QUIC_HANDSHAKE.test(error.message)) {
+    const tls = (text: string) => ({ kind: "tls" as const, text });
     // A fatal alert is the peer's verdict, not ours: "UnknownCA" from a
     // server means it does not trust the certificate *we* presented.
     const alert = /received fatal alert: (\w+)/.exec(error.message)?.[1];
     if (alert === "CertificateRequired") {
-      return { kind: "tls", text: "the server requires a client certificate" };
+      return tls("the server requires a client certificate");
     }
-    if (alert) {
-      const what = /Certificate|CA/.test(alert) ? "our certificate" : "TLS";
-      return { kind: "tls", text: `the peer refused ${what} (alert ${alert})` };
-    }
+    const what = /Certificate|CA/.test(alert ?? "") ? "our certificate" : "TLS";
+    if (alert) return tls(`the peer refused ${what} (alert ${alert})`);
     // rustls names the name it checked: `… not valid for name "x"; …`
     const name = /not valid for name "([^"]*)"/.exec(error.message)?.[1];
-    if (name) {
-      return { kind: "tls", text: `certificate is not valid for ${name}` };
-    }
+    if (name) return tls(`certificate is not valid for ${name}`);
     for (const [pattern, text] of CERTIFICATE_PROBLEMS) {
-      if (pattern.test(error.message)) return { kind: "tls", text };
+      if (pattern.test(error.message)) return tls(text);
     }
-    return { kind: "tls", text: `TLS failed: ${firstLine(error)}` };
+    return tls(`TLS failed: ${firstLine(error)}`);
   }
   return { kind: "other", text: firstLine(error) };
 }

@@ -119,12 +119,9 @@ export async function readHttpLine(
   limit: number,
   tooLong: string,
 ): Promise<Uint8Array | null> {
-  let line;
-  try {
-    line = await reader.readLine(limit);
-  } catch (error) {
+  const line = await reader.readLine(limit).catch((error) => {
     throw error instanceof LineTooLongError ? new HttpError(tooLong) : error;
-  }
+  });
   if (line !== null && !reader.lastLineTerminated) {
     throw new HttpError("connection closed in the middle of a line");
   }

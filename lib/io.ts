@@ -118,12 +118,9 @@ export async function lingeringClose(
       if (count === null) break;
       left -= count;
     }
-  } catch {
-    /* reset by the peer, or closed by the timer: done */
-  } finally {
-    clearTimeout(timer);
-    closeQuietly(conn);
-  }
+  } catch { /* reset by the peer, or closed by the timer: done */ }
+  clearTimeout(timer);
+  closeQuietly(conn);
 }
 
 /** `host:port`, with an IPv6 host in brackets: `[::1]:9999`. */

@@ -14,7 +14,6 @@ export class LineTooLongError extends Error {
 const NEWLINE = 0x0a, CARRIAGE_RETURN = 0x0d;
 
 export class BufferedReader implements Reader {
-  #source: Reader;
   #buffer: Uint8Array;
   #own: Uint8Array; // #buffer, unless a large one is borrowed
   #largeReads: boolean;
@@ -35,11 +34,10 @@ export class BufferedReader implements Reader {
    * (chat_server, which consumes what it can before each fill()).
    */
   constructor(
-    source: Reader,
+    private readonly source: Reader,
     options: { maxLine?: number; initialSize?: number; largeReads?: boolean } =
       {},
   ) {
-    this.#source = source;
     this.maxLine = options.maxLine ?? 4096;
     this.#buffer = this.#own = new Uint8Array(
       Math.min(options.initialSize ?? 1024, this.maxLine + 2),
@@ -101,7 +99,7 @@ export class BufferedReader implements Reader {
       return Promise.resolve(count);
     }
     if (this.#ended) return Promise.resolve(null);
-    return this.#source.read(into);
+    return this.source.read(into);
   }
 
   // For parsers that scan the buffer in place (http_raw_server): the unread
@@ -152,7 +150,7 @@ export class BufferedReader implements Reader {
       this.#buffer = this.#own = larger;
     }
     const space = this.#buffer.length - this.#end;
-    const count = await this.#source.read(this.#buffer.subarray(this.#end));
+    const count = await this.source.read(this.#buffer.subarray(this.#end));
     if (count === null) {
       this.#ended = true;
       return false;

@@ -81,10 +81,7 @@ type Cap = "max-connections" | "max-per-address";
 /** listenOptions' values checked into serveTcp's options, with --cert and
  * --key loaded where the script takes lib/tls.ts's SERVER_TLS_OPTIONS. */
 export async function parseListen(
-  values: Record<"hostname" | "port" | Cap, string> & {
-    cert?: string;
-    key?: string;
-  },
+  values: Record<"hostname" | "port" | Cap, string> & Partial<ServerTls>,
 ) {
   const cap = (name: Cap) => parseInteger(values[name], `--${name}`, 1);
   return {
@@ -180,12 +177,9 @@ export function serveTcp(
     try {
       await withDeadline(conn, 1000, () => writeAll(conn, message), "busy");
       await lingeringClose(conn, 1000);
-    } catch {
-      /* it left, or stalled: closed either way */
-    } finally {
-      turnedAway.delete(conn);
-      closeQuietly(conn);
-    }
+    } catch { /* it left, or stalled: closed either way */ }
+    turnedAway.delete(conn);
+    closeQuietly(conn);
   }
 
   // A plain-text client, an untrusted certificate, a stall: it costs that
