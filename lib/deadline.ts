@@ -91,7 +91,7 @@ export class Sweeper {
 
   /** Calls `expire` once `ms` have passed; move `entry.at` to postpone. */
   add(ms: number, expire: () => void): Timed {
-    return this.#add(new Timed(Date.now() + ms, ms, expire, null));
+    return this.idle(null, ms, expire);
   }
 
   /**
@@ -100,13 +100,16 @@ export class Sweeper {
    * after the first `ms` (upload_server: a byte now and then is not enough).
    */
   idle(
-    progress: Traffic,
+    progress: Traffic | null,
     ms: number,
     expire: (why: "idle" | "slow") => void,
     minRate = 0,
   ): Timed {
     const entry = new Timed(Date.now() + ms, ms, expire, progress, minRate);
-    return this.#add(entry);
+    entry.seen = progress?.bytes ?? -1;
+    this.#entries.add(entry);
+    this.#timer ??= setInterval(() => this.#sweep(), this.periodMs);
+    return entry;
   }
 
   remove(entry: Timed) {
@@ -115,13 +118,6 @@ export class Sweeper {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }
-  }
-
-  #add(entry: Timed): Timed {
-    entry.seen = entry.progress?.bytes ?? -1;
-    this.#entries.add(entry);
-    this.#timer ??= setInterval(() => this.#sweep(), this.periodMs);
-    return entry;
   }
 
   #sweep() {

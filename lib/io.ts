@@ -3,19 +3,11 @@
 // benchmark measures), closing without losing the last answer (the servers
 // that answer last), and printing addresses.
 
-/** Deno.Conn's read and write, which sockets, stdin and files share. */
-export interface Reader {
-  read(buffer: Uint8Array): Promise<number | null>;
-}
-
-export interface Writer {
-  write(bytes: Uint8Array): Promise<number>;
-}
-
+// Deno.Conn's read and write, which sockets, stdin and files share.
+export type Reader = { read(buffer: Uint8Array): Promise<number | null> };
+export type Writer = { write(bytes: Uint8Array): Promise<number> };
 /** A running count of bytes moved; lib/deadline.ts's Sweeper watches it. */
-export interface Traffic {
-  bytes: number;
-}
+export type Traffic = { bytes: number };
 
 /** Python's sendall: one write() may take only part of the bytes when the
  * socket's send buffer is full, so loop until done. */

@@ -24,8 +24,7 @@ export class BufferedReader implements Reader {
   #ended = false;
   #insideLongLine = false; // a too-long line's tail is still unread
   readonly maxLine: number;
-  /** False when the last line readLine() returned had no "\n" (input ended). */
-  lastLineTerminated = true;
+  lastLineTerminated = true; // false: the last line had no "\n" (input ended)
 
   /**
    * `maxLine`: the longest line, without its ending (4096). `initialSize`:
@@ -174,11 +173,10 @@ export class BufferedReader implements Reader {
   }
 
   #take(lineEnd: number, next: number, limit: number): Uint8Array {
-    let end = lineEnd;
     // A CR ends a line only before "\n"; at end of input it is data.
-    const crlf = next > lineEnd && end > this.#start &&
-      this.#buffer[end - 1] === CARRIAGE_RETURN;
-    if (crlf) end--;
+    const crlf = next > lineEnd && lineEnd > this.#start &&
+      this.#buffer[lineEnd - 1] === CARRIAGE_RETURN;
+    const end = crlf ? lineEnd - 1 : lineEnd;
     const line = this.#buffer.slice(this.#start, end);
     this.consume(next - this.#start);
     // The whole line is here but too long: it is dropped, then reported.

@@ -45,8 +45,7 @@ export function rateLimitedLog(
   };
 }
 
-export const DEFAULT_MAX_CONNECTIONS = 10_000;
-export const DEFAULT_MAX_PER_ADDRESS = 2_000;
+export const DEFAULT_MAX_CONNECTIONS = 10_000, DEFAULT_MAX_PER_ADDRESS = 2_000;
 
 /** --hostname, --port and the caps, with their help, for every server's
  * command line; lower caps where a connection holds more (rpc, dns, quic). */
@@ -93,10 +92,7 @@ export async function parseListen(
   };
 }
 
-export interface ServerTls { // PEM certificate chain and key
-  cert: string;
-  key: string;
-}
+export type ServerTls = { cert: string; key: string }; // PEM chain and key
 
 export interface TcpServerOptions {
   hostname: string;

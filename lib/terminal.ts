@@ -1,12 +1,9 @@
-// Showing a peer's bytes to a person, safely. Text from the network may hold
-// escape sequences (`\x1b[2J` clears the screen, `\x1b]0;…` retitles the
-// window) or bidi and zero-width characters that make one name look like
-// another (`invoice\u202etxt.exe` reads as "invoiceexe.txt"). Whatever a
-// peer sent, and we print or log, goes through one of these: printable()
-// for messages and logs, writeReply() for a reply on stdout (udp and
-// timeout clients), printableJson() for JSON holding peer text
-// (multi_connect, rpc_client), replaceControls() for text relayed to other
-// people's terminals (chat).
+// A peer's text, shown to a person safely: it may hold escape sequences
+// (`\x1b[2J` clears the screen) or bidi and zero-width characters that make
+// one name look like another (`invoice\u202etxt.exe`). What we print or log
+// goes through printable() (messages, logs), writeReply() (the udp and
+// timeout clients' replies), printableJson() (multi_connect, rpc_client) or
+// replaceControls() (chat lines relayed to other people's terminals).
 import { concat, writeAll } from "./io.ts";
 
 // C0 and C1 controls, DEL, and the invisible format characters (bidi

@@ -6,10 +6,8 @@
 import { Failure, UsageError } from "./errors.ts";
 import type { ServerTls } from "./server.ts";
 
-export const SERVER_TLS_OPTIONS = {
-  cert: { type: "string" },
-  key: { type: "string" },
-} as const;
+const text = { type: "string" } as const;
+export const SERVER_TLS_OPTIONS = { cert: text, key: text } as const;
 
 export const SERVER_TLS_HELP =
   `  --cert FILE        speak TLS with this PEM certificate chain (with --key)
@@ -18,9 +16,9 @@ export const SERVER_TLS_HELP =
 
 export const CLIENT_TLS_OPTIONS = {
   tls: { type: "boolean", default: false },
-  cacert: { type: "string" },
-  "client-cert": { type: "string" },
-  "client-key": { type: "string" },
+  cacert: text,
+  "client-cert": text,
+  "client-key": text,
 } as const;
 
 export const CLIENT_TLS_HELP =
