@@ -3,7 +3,6 @@
 // a slow network hands them out), on lib/http1.ts's grammar.
 import assert from "node:assert/strict";
 import { HttpError } from "../lib/http1.ts";
-import type { Reader } from "../lib/io.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import {
   parseHttpUrl,
@@ -16,52 +15,10 @@ import {
   readResponseHead,
   redirectOf,
 } from "../scripts/http/response.ts";
+import { concat, readToEnd, trickle } from "./helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A Reader that hands out `bytes` a few at a time, like a slow network. */
-class Trickle implements Reader {
-  offset = 0;
-  constructor(readonly bytes: Uint8Array, readonly step = 1) {}
-  read(into: Uint8Array): Promise<number | null> {
-    if (this.offset >= this.bytes.length) return Promise.resolve(null);
-    const count = Math.min(
-      into.length,
-      this.step,
-      this.bytes.length - this.offset,
-    );
-    into.set(this.bytes.subarray(this.offset, this.offset + count));
-    this.offset += count;
-    return Promise.resolve(count);
-  }
-}
-
-function trickle(text: string | Uint8Array, step = 1) {
-  const bytes = typeof text === "string" ? encoder.encode(text) : text;
-  return new Trickle(bytes, step);
-}
-
-async function readToEnd(reader: Reader): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(7); // odd size: exercises partial reads
-  while (true) {
-    const count = await reader.read(buffer);
-    if (count === null) break;
-    chunks.push(buffer.slice(0, count));
-  }
-  return concat(chunks);
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const result = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    result.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return result;
-}
 
 const BINARY = (() => {
   // Every byte value, then 300 KB of a pattern that is not valid UTF-8.
@@ -181,11 +138,11 @@ Deno.test("chunked body: sizes, extensions and trailers, one byte at a time", as
 });
 
 Deno.test("chunked body: binary data and large chunks come through unchanged", async () => {
-  const wire = concat([
+  const wire = concat(
     encoder.encode(BINARY.length.toString(16) + "\r\n"),
     BINARY,
     encoder.encode("\r\n1\r\nZ\r\n0\r\n\r\n"),
-  ]);
+  );
   const body = await readToEnd(
     new ChunkedBody(new BufferedReader(trickle(wire, 1500))),
   );
@@ -245,11 +202,11 @@ Deno.test("response head: control characters are refused and shown escaped, neve
   }
   // Tab and bytes 0x80-0xFF (obs-text) are allowed in a value, kept as latin1.
   const head = await readResponseHead(
-    new BufferedReader(trickle(concat([
+    new BufferedReader(trickle(concat(
       encoder.encode("HTTP/1.1 200 Ok\tfine\r\nX-Latin1: caf"),
       Uint8Array.of(0xe9, 0x09, 0x80),
       encoder.encode("\r\n\r\n"),
-    ]))),
+    ))),
   );
   assert.equal(head.reason, "Ok\tfine");
   assert.deepEqual(head.headers, [["X-Latin1", "caf\u00e9\t\u0080"]]);
