@@ -1,4 +1,4 @@
-// Tests for scripts/rpc_server.ts, scripts/rpc_client.ts and lib/jsonrpc.ts
+// Tests for scripts/rpc_server.ts, scripts/rpc_client.ts and scripts/rpc/jsonrpc.ts
 // over real loopback sockets: exact bytes of answers and of every error
 // code, ids of every kind, batches and notifications, concurrency inside
 // one connection and across 200, the limits (line, nesting, calls in
