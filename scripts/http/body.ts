@@ -6,7 +6,7 @@
 // moment (Deno then sends `connection: close`), and dropping it closes the
 // connection instead of reading the rest. Its HttpError is how the script
 // and ./multipart.ts say "answer with this status".
-// Part of the HTTP server chapter: run scripts/http_server.ts.
+// Part of the HTTP chapter: run scripts/http_server.ts.
 import { raceTimeout, seconds } from "../../lib/deadline.ts";
 import { Sweeper, type Timed, TIMED_OUT } from "../../lib/deadline.ts";
 

@@ -8,7 +8,7 @@
 // chunks: the parser keeps back the last few bytes of each chunk that could
 // be the start of one. Memory stays one chunk plus the part header limit, so
 // a file of any size streams through it to disk.
-// Part of the HTTP server chapter: run scripts/http_server.ts.
+// Part of the HTTP chapter: run scripts/http_server.ts.
 import { concat } from "../../lib/io.ts";
 import { HttpError } from "./body.ts";
 

@@ -9,7 +9,7 @@
 // being read, which closes its idle, slow and lingering connections. The
 // price: busy keep-alive clients are cut between requests too, and
 // reconnect (a request racing the cut fails). Request bodies: ./body.ts.
-// Part of the HTTP server chapter: run scripts/http_server.ts.
+// Part of the HTTP chapter: run scripts/http_server.ts.
 import { sleep } from "../../lib/deadline.ts";
 import { describeError } from "../../lib/errors.ts";
 import { rateLimitedLog, serverHandle } from "../../lib/server.ts";
