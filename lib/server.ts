@@ -54,6 +54,7 @@ export function listenOptions(
   {
     maxConnections = DEFAULT_MAX_CONNECTIONS,
     maxPerAddress = DEFAULT_MAX_PER_ADDRESS,
+    portHelp = `port to listen on (default ${port}; 0 picks a free port)`,
   } = {},
 ) {
   const text = (value: unknown) =>
@@ -67,7 +68,7 @@ export function listenOptions(
     },
     help:
       `  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT          port to listen on (default ${port}; 0 picks a free port)
+  --port PORT          ${portHelp}
   --max-connections N  open connections at most; more are closed at once
                        (default ${maxConnections})
   --max-per-address N  open connections from one client address at most, so

@@ -40,6 +40,8 @@ const DEFAULT_TCP_CLIENTS = 100; // each may hold a 64 KiB message
 const LISTEN = listenOptions(DEFAULT_PORT, {
   maxConnections: DEFAULT_TCP_CLIENTS, // the caps are for TCP
   maxPerAddress: 20,
+  portHelp:
+    `UDP and TCP port (default ${DEFAULT_PORT}; 0 picks one free for both)`,
 });
 const USAGE = `Usage: dns_server.ts --zone FILE [--hostname HOST] [--port PORT]
 

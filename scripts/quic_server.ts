@@ -33,6 +33,7 @@ const NO_CERT =
 const LISTEN = listenOptions(DEFAULT_PORT, {
   maxConnections: 1000,
   maxPerAddress: 200,
+  portHelp: `UDP port (default ${DEFAULT_PORT}; 0 picks a free port)`,
 });
 
 const USAGE = `Usage: quic_server.ts --cert FILE --key FILE [options]
