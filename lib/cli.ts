@@ -1,56 +1,36 @@
-// Command-line handling shared by every script: options via node:util's
-// parseArgs, --help, value checks, and the exit codes every script keeps
-// (0 ok, 1 runtime failure, 2 bad usage) with one readable line instead of a
-// stack trace. What counts as an expected failure, and its wording, is
-// lib/errors.ts's table.
+// Every script's command line: options through node:util's parseArgs,
+// --help, checked values, and the exit codes (0 ok, 1 failure, 2 bad usage)
+// with one line instead of a stack trace (wording: lib/errors.ts).
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
-import {
-  describeError,
-  Failure,
-  isExpectedError,
-  UsageError,
-} from "./errors.ts";
+import { describeError, isExpectedError } from "./errors.ts";
+import { Failure, UsageError } from "./errors.ts";
 
 export { Failure, UsageError };
 
-export interface CommandLine<Options extends ParseArgsOptionsConfig> {
-  /** Usage text printed by --help: the first line is the synopsis. */
-  usage: string;
-  options: Options;
-  /** Whether non-option arguments are accepted (default: no). */
-  positionals?: boolean;
-}
-
-const HELP = { help: { type: "boolean", short: "h" } } as const;
-
-/**
- * Parses `args` against `commandLine`. Prints the usage and exits 0 on
- * --help; throws UsageError for unknown options, missing values and
- * unexpected arguments.
- */
+/** `args` parsed against `options` and --help (prints `usage`, exits 0);
+ * UsageError for unknown options, missing values, unwanted arguments. */
 export function parseCommandLine<
   const Options extends ParseArgsOptionsConfig,
->(args: string[], commandLine: CommandLine<Options>) {
-  const config = {
-    args,
-    options: { ...commandLine.options, ...HELP },
-    allowPositionals: true,
-    strict: true,
-  } as const;
+>(
+  args: string[],
+  { usage, options, positionals = false }: {
+    usage: string;
+    options: Options;
+    positionals?: boolean;
+  },
+) {
+  const help = { type: "boolean", short: "h" } as const;
   let parsed;
   try {
-    parsed = parseArgs(config);
+    const all = { ...options, help };
+    parsed = parseArgs({ args, options: all, allowPositionals: true });
   } catch (error) {
-    // parseArgs messages are long and mention its own API; keep the first
-    // sentence, which names the offending option.
+    // parseArgs's messages are long and name its own API: keep the first
+    // sentence, which names the option.
     const message = error instanceof Error ? error.message : String(error);
-    const ambiguous = /Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(
-      message,
-    );
-    if (ambiguous) {
-      // `--timeout -1`: parseArgs will not take a value that looks like an
-      // option unless it is attached with "=".
-      const option = ambiguous[1];
+    const option = /Option '(--[\w-]+)[^']*' argument is ambiguous/
+      .exec(message)?.[1];
+    if (option) { // `--timeout -1`: a value that looks like an option
       throw new UsageError(
         `option '${option}' needs a value; for one starting with '-', write ${option}=VALUE`,
       );
@@ -60,16 +40,15 @@ export function parseCommandLine<
     );
   }
   if ((parsed.values as { help?: boolean }).help) {
-    console.log(commandLine.usage.trimEnd());
+    console.log(usage.trimEnd());
     Deno.exit(0);
   }
-  if (!commandLine.positionals && parsed.positionals.length > 0) {
+  if (!positionals && parsed.positionals.length > 0) {
     throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`);
   }
   return parsed;
 }
 
-/** Parses a decimal integer in [min, max], or throws UsageError. */
 export function parseInteger(
   value: string,
   name: string,
@@ -85,15 +64,11 @@ export function parseInteger(
   return number;
 }
 
-/** Parses a TCP/UDP port number (0 asks the system for a free one). */
 export function parsePort(value: string, name = "--port"): number {
   return parseInteger(value, name, 0, 65535);
 }
 
-/**
- * Parses a number of seconds above 0 (fractions allowed), up to a day; with
- * `allowZero`, 0 is accepted too (meaning "no limit", as the help says).
- */
+/** Seconds above 0 (fractions allowed) up to a day; 0 too with `allowZero`. */
 export function parseSeconds(
   value: string,
   name: string,
@@ -115,18 +90,11 @@ export function parseHostAndPort(value: string, name: string) {
   if (!match) {
     throw new UsageError(`${name} must look like host:port, got '${value}'`);
   }
-  return {
-    hostname: match[1] ?? match[2],
-    port: parsePort(match[3], name),
-  };
+  return { hostname: match[1] ?? match[2], port: parsePort(match[3], name) };
 }
 
-/**
- * Runs a script's main function as a command: usage errors exit 2 with a
- * hint, expected failures exit 1 with one line, and an exit code the main
- * function returns is used as is. Unexpected errors keep their stack trace:
- * those are bugs, and hiding them would help nobody.
- */
+/** Runs a script's main: UsageError exits 2 with a hint, an expected
+ * failure 1 with one line; a bug keeps its stack trace, to be seen. */
 export async function runCommand(
   scriptName: string,
   main: () => Promise<number | void> | number | void,
@@ -140,20 +108,14 @@ export async function runCommand(
       console.error(`Try '${scriptName} --help' for more information.`);
       Deno.exit(2);
     }
-    if (isExpectedError(error)) {
-      console.error(`${scriptName}: ${describeError(error)}`);
-      Deno.exit(1);
-    }
-    throw error;
+    if (!isExpectedError(error)) throw error;
+    console.error(`${scriptName}: ${describeError(error)}`);
+    Deno.exit(1);
   }
 }
 
-/**
- * Deno's UDP and QUIC APIs (Deno.listenDatagram, Deno.QuicEndpoint…) exist
- * only with `--unstable-net` ("unstable": ["net"] in deno.json). Without it a
- * call fails with "is not a function" and a stack trace; say what to do.
- * Used by every UDP and QUIC script; `what` names what needs it ("UDP").
- */
+/** UDP and QUIC exist only with --unstable-net; without it a call fails
+ * with "is not a function". The UDP and QUIC scripts call this first. */
 export function requireUnstableNet(what = "this"): void {
   if (typeof Deno.listenDatagram !== "function") {
     throw new Failure(

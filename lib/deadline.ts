@@ -1,18 +1,11 @@
-// Deadlines: every wait on a peer ends. Three shapes cover every script:
-//
-// - withDeadline: "this exchange must finish within N ms". A socket read has
-//   no timeout of its own, so when time is up we close the socket, which
-//   makes the pending read or write fail at once, and report the failure as
-//   the timeout it really is. (Python's settimeout, done by hand.) Used by the
-//   clients (echo, timeout, upload, http, multi_connect) and lib/dial.ts.
-// - raceTimeout: "the result of this promise, or TIMED_OUT". For waits that
-//   own no socket: a UDP receive that must survive the timeout, a flush.
-// - Sweeper: one timer for thousands of connections. A timer per read costs
-//   more than the read itself; instead each connection has an entry whose
-//   deadline moves when it makes progress, and one interval closes the
-//   connections whose deadline passed. Used by the servers' idle timeouts
-//   (echo, chat, proxy, upload, http_raw_server).
+// Deadlines: every wait on a peer ends. withDeadline (the clients): a read
+// has no timeout of its own, so when time is up the socket is closed, which
+// fails the read, reported as the timeout it is: Python's settimeout, by
+// hand. raceTimeout: for waits that own no socket. Sweeper (the servers'
+// idle timeouts): a timer per read costs more than the read, so deadlines
+// move with progress and one interval closes the connections overdue.
 import { Failure } from "./errors.ts";
+import { closeQuietly, type Traffic } from "./io.ts";
 
 /** Resolves after `ms`; early (without error) when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -46,11 +39,8 @@ export async function raceTimeout<T>(
   }
 }
 
-/**
- * Runs `work` within `ms`. When time runs out, `resource` is closed (its
- * pending operations fail) and a Failure of kind "timeout" with `message` is
- * thrown instead of whatever error the closing caused.
- */
+/** Runs `work` within `ms`, else closes `resource` and throws a Failure of
+ * kind "timeout" with `message` (not the error the closing caused). */
 export async function withDeadline<T>(
   resource: { close(): void },
   ms: number,
@@ -60,22 +50,17 @@ export async function withDeadline<T>(
   let expired = false;
   const timer = setTimeout(() => {
     expired = true;
-    try {
-      resource.close();
-    } catch {
-      // Already closed.
-    }
+    closeQuietly(resource);
   }, ms);
   try {
     const result = await work();
-    if (expired) throw new Failure(message, "timeout");
-    return result;
+    if (!expired) return result;
   } catch (error) {
-    if (expired) throw new Failure(message, "timeout");
-    throw error;
+    if (!expired) throw error;
   } finally {
     clearTimeout(timer);
   }
+  throw new Failure(message, "timeout");
 }
 
 /** "2 s", "0.5 s": a duration in milliseconds as people write it. */
@@ -83,61 +68,48 @@ export function seconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
-/** Something whose byte counter moves while its connection is busy. */
-export interface Progress {
-  bytes: number;
-}
-
-/**
- * One entry of a Sweeper. Set `at` (a Date.now() time) to move the deadline
- * yourself, or give the entry a Progress whose counter the Sweeper watches.
- */
+/** A Sweeper's entry: move `at` (a Date.now() time) to postpone it. */
 export class Timed {
-  seen = -1;
-  /** When the entry was added: a minimum rate counts from here. */
-  readonly since = Date.now();
+  seen = -1; // the progress counter when last looked at
+  readonly since = Date.now(); // a minimum rate counts from here
   constructor(
     public at: number,
     readonly span: number,
     readonly expire: (why: "idle" | "slow") => void,
-    readonly progress: Progress | null,
+    readonly progress: Traffic | null,
     readonly minRate = 0,
   ) {}
 }
 
-/**
- * One interval timer for many deadlines. It runs only while there are
- * entries, so an idle server (and a test) has no timer pending.
- */
+/** One interval timer (every `periodMs`, the deadlines' precision) for many
+ * deadlines, running only while there are any: an idle server has none. */
 export class Sweeper {
   #entries = new Set<Timed>();
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  /** `periodMs`: how often deadlines are checked (their precision). */
   constructor(readonly periodMs: number) {}
 
   /** Calls `expire` once `ms` have passed; move `entry.at` to postpone. */
   add(ms: number, expire: () => void): Timed {
-    return this.#add(new Timed(Date.now() + ms, ms, expire, null));
+    return this.idle(null, ms, expire);
   }
 
   /**
-   * Calls `expire("idle")` once `progress.bytes` has not moved for `ms`
-   * (give or take one period): an idle timeout that costs the busy path
-   * nothing but the counter it already keeps. With `minRate` (bytes per
-   * second), also `expire("slow")` once, `ms` after the entry was added,
-   * fewer than `minRate` bytes per second have moved since then beyond
-   * that grace: a peer that sends a byte just often enough never to be
-   * idle is dropped too (upload_server).
+   * Calls `expire("idle")` once `progress.bytes` stands still for `ms`; with
+   * `minRate` (bytes/s), `expire("slow")` once fewer came than that buys
+   * after the first `ms` (upload_server: a byte now and then is not enough).
    */
   idle(
-    progress: Progress,
+    progress: Traffic | null,
     ms: number,
     expire: (why: "idle" | "slow") => void,
     minRate = 0,
   ): Timed {
     const entry = new Timed(Date.now() + ms, ms, expire, progress, minRate);
-    return this.#add(entry);
+    entry.seen = progress?.bytes ?? -1;
+    this.#entries.add(entry);
+    this.#timer ??= setInterval(() => this.#sweep(), this.periodMs);
+    return entry;
   }
 
   remove(entry: Timed) {
@@ -146,13 +118,6 @@ export class Sweeper {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }
-  }
-
-  #add(entry: Timed): Timed {
-    entry.seen = entry.progress?.bytes ?? -1;
-    this.#entries.add(entry);
-    this.#timer ??= setInterval(() => this.#sweep(), this.periodMs);
-    return entry;
   }
 
   #sweep() {
@@ -173,12 +138,8 @@ export class Sweeper {
   }
 }
 
-/**
- * A connection whose every read and write must finish within `ms`: for
- * clients, where each wait on the server is bounded (http_client,
- * upload_client). On expiry the connection is closed and the operation
- * fails with "<peer>: timed out after N s <what it was doing>".
- */
+/** A connection whose every read and write finishes within `ms` (http and
+ * upload clients), or fails "<peer>: timed out after N s <doing what>". */
 export class TimedConn {
   constructor(
     readonly conn: Deno.Conn,
@@ -194,24 +155,12 @@ export class TimedConn {
     return this.#bounded(this.conn.write(bytes), "sending");
   }
 
-  closeWrite(): Promise<void> {
-    return this.conn.closeWrite();
-  }
-
   close() {
-    try {
-      this.conn.close();
-    } catch {
-      // Already closed.
-    }
+    closeQuietly(this.conn);
   }
 
   #bounded<T>(operation: Promise<T>, what: string): Promise<T> {
-    return withDeadline(
-      this.conn,
-      this.ms,
-      () => operation,
-      `${this.peer}: timed out after ${seconds(this.ms)} ${what}`,
-    );
+    const message = `${this.peer}: timed out after ${seconds(this.ms)} ${what}`;
+    return withDeadline(this.conn, this.ms, () => operation, message);
   }
 }

@@ -1,15 +1,8 @@
-// Connecting, the one way every client here does it: TCP with a deadline
-// that covers the name lookup, the handshake and, with TLS, the TLS
-// handshake, and one wording for every failure:
-//
-//   cannot connect to 127.0.0.1:9999: connection refused
-//   cannot connect to [::1]:8443: certificate not trusted (unknown issuer)
-//   cannot connect to example.test:80: timed out after 5 s
-//
-// Used by echo_client, chat_client, timeout_client, upload_client,
-// multi_connect, http_client and tcp_proxy (towards its target). Without a
-// deadline, a host that silently drops our packets keeps us waiting for the
-// kernel's own timeout: minutes, not seconds.
+// Connecting, as every TCP client (and tcp_proxy, to its target) does it:
+// one deadline over the name lookup, the TCP and the TLS handshakes (else a
+// host that drops our packets holds us for the kernel's minutes), and one
+// wording for every failure: "cannot connect to [::1]:8443: certificate not
+// trusted (unknown issuer)", "… 127.0.0.1:9999: connection refused".
 import { raceTimeout, seconds, TIMED_OUT, withDeadline } from "./deadline.ts";
 import { classifyError, type ErrorKind, Failure } from "./errors.ts";
 import { closeQuietly, formatHostPort } from "./io.ts";
@@ -18,19 +11,13 @@ import type { ClientTls } from "./tls.ts";
 export interface DialOptions {
   hostname: string;
   port: number;
-  /** The whole connect, TLS handshake included, must finish within this. */
-  timeoutMs: number;
-  /** Speak TLS on top (the certificate must name `serverName ?? hostname`). */
-  tls?: ClientTls;
-  /** Gives up early when aborted (a server shutting down, say). */
-  signal?: AbortSignal;
+  timeoutMs: number; // for all of it, the TLS handshake included
+  tls?: ClientTls; // the certificate must name `serverName ?? hostname`
+  signal?: AbortSignal; // gives up early (a server shutting down, say)
 }
 
-/**
- * A failed connect: `kind` says why ("refused", "timeout", "dns", "tls"…);
- * `stage` is "tls" when TCP connected but the TLS handshake did not finish
- * (a port checker tells "closed" from "open, but no TLS").
- */
+/** A failed connect, `kind` saying why; `stage` "tls" when TCP connected
+ * but TLS did not (a port checker tells "closed" from "open, no TLS"). */
 export class DialError extends Failure {
   constructor(
     readonly target: string,
@@ -44,7 +31,6 @@ export class DialError extends Failure {
 
 export type Connection = Deno.TcpConn | Deno.TlsConn;
 
-/** Connects within `timeoutMs`, or throws DialError. */
 export async function dial(options: DialOptions): Promise<Connection> {
   const { hostname, port, timeoutMs, tls } = options;
   const target = formatHostPort(hostname, port);
@@ -52,10 +38,9 @@ export async function dial(options: DialOptions): Promise<Connection> {
     return await dialWithClientCertificate(options, target);
   }
   const started = performance.now();
-  // One controller for both limits, let go of as soon as the connect ends:
-  // AbortSignal.timeout would keep its timer, and AbortSignal.any its link
-  // to the caller's signal, for the whole timeout after a quick connect
-  // (memory that tcp_proxy, dialling once per client, pays per connection).
+  // One controller for both limits, let go of when the connect ends:
+  // AbortSignal.timeout and AbortSignal.any would hold their timer and link
+  // for the whole timeout (memory tcp_proxy would pay per client).
   const abort = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -71,11 +56,11 @@ export async function dial(options: DialOptions): Promise<Connection> {
   } catch (error) {
     // The caller's own signal may end it first: a timeout of theirs is
     // still a timeout; any other abort, a cancelled connect.
-    const reason = options.signal?.aborted ? options.signal.reason : error;
     if (!timedOut && options.signal?.aborted) {
-      const { kind } = classifyError(reason);
-      if (kind === "timeout") throw dialError(error, target, true, timeoutMs);
-      throw new DialError(target, "cancelled", "other");
+      if (classifyError(options.signal.reason).kind !== "timeout") {
+        throw new DialError(target, "cancelled", "other");
+      }
+      timedOut = true;
     }
     throw dialError(error, target, timedOut, timeoutMs);
   } finally {
@@ -86,12 +71,8 @@ export async function dial(options: DialOptions): Promise<Connection> {
   tcp.setNoDelay(true);
   if (!tls) return tcp;
   const left = Math.max(1, timeoutMs - (performance.now() - started));
-  return await startTlsWithin(
-    tcp,
-    { ...tls, serverName: tls.serverName ?? hostname },
-    left,
-    target,
-  );
+  const named = { ...tls, serverName: tls.serverName ?? hostname };
+  return await startTlsWithin(tcp, named, left, target);
 }
 
 function dialError(
@@ -102,45 +83,35 @@ function dialError(
   stage: "connect" | "tls" = "connect",
 ) {
   if (error instanceof Deno.errors.NotCapable) return error; // a usage problem
-  if (timedOut) {
-    const reason = `timed out after ${seconds(timeoutMs)}`;
-    return new DialError(target, reason, "timeout", stage);
-  }
-  const { kind, text } = classifyError(error);
+  const { kind, text } = timedOut
+    ? {
+      kind: "timeout" as const,
+      text: `timed out after ${seconds(timeoutMs)}`,
+    }
+    : classifyError(error);
   return new DialError(target, text, kind, stage);
 }
 
-/**
- * Deno.startTls cannot present a client certificate; Deno.connectTls can,
- * but takes no AbortSignal: so it races a timer, and a connection that
- * arrives after the deadline is closed on arrival.
- */
+/** Deno.startTls cannot present a client certificate; connectTls can, but
+ * takes no signal: it races a timer, and a late connection is closed. */
 async function dialWithClientCertificate(
   options: DialOptions,
   target: string,
 ): Promise<Deno.TlsConn> {
   const { hostname, port, timeoutMs, tls } = options;
-  const pending = Deno.connectTls({
-    hostname: tls!.serverName ?? hostname,
-    port,
-    caCerts: tls!.caCerts,
-    alpnProtocols: tls!.alpnProtocols,
-    cert: tls!.cert!,
-    key: tls!.key!,
-  });
+  const { caCerts, cert, key, serverName: name = hostname } = tls!;
+  const pending = Deno.connectTls({ hostname: name, port, caCerts, cert, key });
   let conn: Deno.TlsConn | typeof TIMED_OUT;
   let stage: "connect" | "tls" = "connect"; // connectTls resolves on TCP
   try {
     conn = await raceTimeout(
       pending.then(async (conn) => {
         stage = "tls";
-        try {
-          await conn.handshake();
-          return conn;
-        } catch (error) {
+        await conn.handshake().catch((error) => {
           closeQuietly(conn);
           throw error;
-        }
+        });
+        return conn;
       }),
       timeoutMs,
     );
@@ -154,12 +125,8 @@ async function dialWithClientCertificate(
   return conn;
 }
 
-/**
- * Speaks TLS over an open connection (after a proxy's CONNECT, or from
- * dial()) and completes the handshake within `timeoutMs`, so that a
- * certificate problem is reported as such, naming the target. (No client
- * certificate on this path: see dialWithClientCertificate.)
- */
+/** TLS over an open connection (from dial(), or after a proxy's CONNECT),
+ * the handshake within `timeoutMs`, its failure named as a DialError. */
 export async function startTlsWithin(
   tcp: Deno.TcpConn,
   tls: ClientTls,
@@ -168,11 +135,8 @@ export async function startTlsWithin(
 ): Promise<Deno.TlsConn> {
   let conn: Deno.TlsConn | undefined;
   try {
-    conn = await Deno.startTls(tcp, {
-      hostname: tls.serverName,
-      caCerts: tls.caCerts,
-      alpnProtocols: tls.alpnProtocols,
-    });
+    const { serverName: hostname, caCerts } = tls;
+    conn = await Deno.startTls(tcp, { hostname, caCerts });
     await withDeadline(
       conn,
       timeoutMs,

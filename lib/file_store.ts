@@ -1,32 +1,18 @@
-// Storing uploaded files safely, shared by upload_server.ts and
-// http_server.ts. Three rules make an upload safe to accept from strangers:
-//
-// 1. The name is a plain file name: no path separators (nor characters that
-//    look like them), no "." or "..", no control or invisible formatting
-//    characters, not only whitespace, at most 255 bytes. Then it cannot point
-//    anywhere but inside the upload directory, nor pass for another name.
-// 2. Bytes go to a temporary file in the same directory and reach their real
-//    name only once complete and flushed to disk: a reader never sees half a
-//    file, and a client that vanishes leaves nothing behind.
-// 3. Putting the file in place is one atomic step. Without overwrite that is
-//    link(), which fails if the name exists, so when two uploads of the same
-//    name race exactly one wins. ("Check it does not exist, then rename"
-//    has a gap between the check and the rename where both can pass.)
-import { createHash, type Hash } from "node:crypto";
+// Storing uploads from strangers safely, for upload_server and http_server:
+// a plain file name only (it cannot point outside the directory, nor pass
+// for another); the bytes in a temporary file, named once complete and
+// flushed (no half files; a vanished client leaves nothing), in one atomic
+// step: link() fails if the name exists, so of two uploads of one name one
+// wins ("check, then rename" has a gap where both pass).
+import { createHash } from "node:crypto";
 import { Failure } from "./errors.ts";
-import { writeAll } from "./io.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 
-/** Longest file name Linux, macOS and Windows all accept, in UTF-8 bytes. */
-export const MAX_NAME_BYTES = 255;
-
-// Temporary files: hidden, with a random part and a fixed shape, so start-up
-// clean-up can find ours and nothing else.
-const TEMP_PREFIX = ".upload-";
-const TEMP_SUFFIX = ".tmp";
+const MAX_NAME_BYTES = 255; // what Linux, macOS and Windows all accept
+// Hidden, random, of one shape: start-up clean-up finds ours, nothing else.
 const TEMP_NAME = /^\.upload-[0-9a-f]{32}\.tmp$/;
 
-/** The name is not a safe plain file name (an HTTP or upload 400). */
-export class UnsafeNameError extends Error {}
+export class UnsafeNameError extends Error {} // a 400
 
 /** The name exists and overwriting was not allowed (a 409). */
 export class FileExistsError extends Error {
@@ -35,47 +21,8 @@ export class FileExistsError extends Error {
   }
 }
 
-export interface UploadOptions {
-  /** Replace an existing file of the same name (default: refuse, 409). */
-  overwrite?: boolean;
-}
-
-/** What commit() reports about the stored file. */
-export interface StoredFile {
-  name: string;
-  /** Absolute path of the file, inside the (resolved) directory. */
-  path: string;
-  size: number;
-  /** SHA-256 of the content, lower-case hex. */
-  sha256: string;
-}
-
-/** An upload in progress: write() the bytes, then commit() or abort(). */
-export interface Upload {
-  readonly name: string;
-  /** Bytes written so far. */
-  readonly size: number;
-  /**
-   * Appends bytes to the temporary file and to the running hash; resolves
-   * to their count, so an Upload is a lib/io.ts Writer (copy() can fill it).
-   */
-  write(bytes: Uint8Array): Promise<number>;
-  /**
-   * Flushes the file to disk and puts it in place under its name. Throws
-   * FileExistsError if the name was taken meanwhile (the temporary file is
-   * removed), or the storage error.
-   */
-  commit(): Promise<StoredFile>;
-  /** Removes the temporary file; harmless after commit() or a second call. */
-  abort(): Promise<void>;
-  /** Aborts unless committed, so `await using` never leaves a temp file. */
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
-/**
- * Why `name` cannot be stored, or null when it is a safe plain file name.
- * The reason is short and fit to send back to the client.
- */
+/** Why `name` cannot be stored, or null when it is a safe plain file name.
+ * The reason is short and fit to send back to the client. */
 export function fileNameProblem(name: string): string | null {
   if (name === "") return "empty file name";
   if (name.trim() === "") return "file name must not be only whitespace";
@@ -85,157 +32,125 @@ export function fileNameProblem(name: string): string | null {
   if (/[\u2044\u2215\u29f8\u29f9\uff0f\uff3c]/.test(name)) {
     return "file name must not contain characters that look like '/' or '\\'";
   }
-  // \p{Cc}: C0 and C1 control characters, newline and DEL included.
   if (/\p{Cc}/u.test(name)) {
     return "file name must not contain control characters";
   }
-  // \p{Cf}: invisible format characters. A bidi override makes
-  // "invoice\u202etxt.exe" display as "invoiceexe.txt"; zero-width ones make
-  // two different names look the same.
+  // \p{Cf}: a bidi override makes "invoice\u202etxt.exe" display as
+  // "invoiceexe.txt"; zero-width ones make two names look the same.
   if (/\p{Cf}/u.test(name)) {
     return "file name must not contain invisible formatting characters (bidi, zero-width)";
   }
   if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) {
     return `file name longer than ${MAX_NAME_BYTES} bytes`;
   }
-  if (TEMP_NAME.test(name)) {
-    return "file name reserved for temporary files";
-  }
+  if (TEMP_NAME.test(name)) return "file name reserved for temporary files";
   return null;
 }
 
-/** Throws UnsafeNameError unless `name` is a safe plain file name. */
-export function checkFileName(name: string): void {
-  const problem = fileNameProblem(name);
-  if (problem !== null) throw new UnsafeNameError(problem);
-}
-
-/**
- * Whether `name` already exists in `dir` (any kind of entry, a dangling
- * symbolic link too). For refusing early, before a body is read; commit()
- * checks again atomically.
- */
-export async function fileExists(dir: string, name: string): Promise<boolean> {
-  checkFileName(name);
-  try {
-    await Deno.lstat(`${dir}/${name}`);
-    return true;
-  } catch (error) {
+// Whether anything is at `path`, a dangling symbolic link too.
+const exists = (path: string) =>
+  Deno.lstat(path).then(() => true, (error) => {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
-  }
-}
+  });
 
-/**
- * Starts an upload of `name` into `dir`: checks the name, refuses early with
- * FileExistsError if it exists (unless overwrite), and creates the temporary
- * file. Storage errors (missing or read-only directory…) are thrown as is.
- */
+/** Starts an upload of `name` into `dir`: UnsafeNameError, FileExistsError
+ * (unless overwrite), or a storage error, else the temporary file made. */
 export async function createUpload(
   dir: string,
   name: string,
-  options: UploadOptions = {},
+  options: { overwrite?: boolean } = {},
 ): Promise<Upload> {
-  checkFileName(name);
-  // Resolve symbolic links in the directory once, and build every path from
-  // the result: the paths we write are then inside it by construction, and
-  // we check that anyway before the file gets its name.
+  const problem = fileNameProblem(name);
+  if (problem !== null) throw new UnsafeNameError(problem);
+  // Every path is built from the directory with its links resolved, so the
+  // paths we write are inside it by construction (and checked at commit).
   const realDir = await Deno.realPath(dir);
-  const finalPath = `${realDir}/${name}`;
-  if (!options.overwrite && await fileExists(realDir, name)) {
+  if (!options.overwrite && await exists(`${realDir}/${name}`)) {
     throw new FileExistsError(name);
   }
-  const tempPath = `${realDir}/${TEMP_PREFIX}${randomHex(16)}${TEMP_SUFFIX}`;
+  const random = crypto.getRandomValues(new Uint8Array(16));
+  const hex = Array.from(random, (b) => b.toString(16).padStart(2, "0"));
+  const tempPath = `${realDir}/.upload-${hex.join("")}.tmp`;
   // createNew = O_CREAT|O_EXCL: never opens an existing file, nor follows a
   // symbolic link someone planted under this name.
   const file = await Deno.open(tempPath, { write: true, createNew: true });
-  return new TempFileUpload(name, realDir, finalPath, tempPath, file, options);
+  return new Upload(name, realDir, tempPath, file, options.overwrite ?? false);
 }
 
-class TempFileUpload implements Upload {
+/** An upload in progress: write() the bytes, then commit() or abort(); with
+ * `await using`, it is aborted unless committed. */
+export class Upload {
   #size = 0;
-  #hash: Hash = createHash("sha256");
-  #file: Deno.FsFile | null;
-  #done = false; // committed or aborted: the temp file is gone
+  #hash = createHash("sha256");
+  #done = false; // committed or aborted: the temporary file is gone
 
   constructor(
     readonly name: string,
     private readonly realDir: string,
-    private readonly finalPath: string,
     private readonly tempPath: string,
-    file: Deno.FsFile,
-    private readonly options: UploadOptions,
-  ) {
-    this.#file = file;
-  }
+    private file: Deno.FsFile | null,
+    private readonly overwrite: boolean,
+  ) {}
 
-  get size(): number {
+  get size(): number { // bytes written so far
     return this.#size;
   }
 
+  /** Appends to the file and the hash: a lib/io.ts Writer, for copy(). */
   async write(bytes: Uint8Array): Promise<number> {
     const file = this.#openFile();
     this.#hash.update(bytes);
-    // Like a socket, a file may accept fewer bytes than asked.
-    await writeAll(file, bytes);
+    await writeAll(file, bytes); // a file, too, may take fewer bytes
     this.#size += bytes.length;
     return bytes.length;
   }
 
-  async commit(): Promise<StoredFile> {
+  /** Flushes the file and names it (FileExistsError if taken meanwhile);
+   * on any failure the temporary file is gone. Path, size and SHA-256. */
+  async commit() {
     const file = this.#openFile();
+    const path = `${this.realDir}/${this.name}`;
     try {
       // On disk before it gets its name: after a crash the name holds
       // either nothing or the whole file, never a prefix.
       await file.syncData();
       file.close();
-      this.#file = null;
-      if (!isDirectChild(this.realDir, this.finalPath)) {
+      this.file = null;
+      if (fileNameProblem(path.slice(this.realDir.length + 1)) !== null) {
         throw new Error(`refusing to write outside ${this.realDir}`);
       }
-      if (this.options.overwrite) {
-        await Deno.rename(this.tempPath, this.finalPath);
-      } else {
-        try {
-          await Deno.link(this.tempPath, this.finalPath);
-        } catch (error) {
-          if (error instanceof Deno.errors.AlreadyExists) {
-            throw new FileExistsError(this.name);
-          }
-          throw error;
-        }
+      if (this.overwrite) await Deno.rename(this.tempPath, path);
+      else {
+        await Deno.link(this.tempPath, path).catch((error) => {
+          if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+          throw new FileExistsError(this.name);
+        });
         await Deno.remove(this.tempPath);
       }
       this.#done = true;
-      await syncDirectory(this.realDir);
+      // The new directory entry itself durable (Windows cannot open one).
+      if (Deno.build.os !== "windows") {
+        using directory = await Deno.open(this.realDir, { read: true });
+        await directory.sync();
+      }
     } catch (error) {
       await this.abort();
       throw error;
     }
-    return {
-      name: this.name,
-      path: this.finalPath,
-      size: this.#size,
-      sha256: this.#hash.digest("hex"),
-    };
+    const sha256 = this.#hash.digest("hex");
+    return { name: this.name, path, size: this.#size, sha256 };
   }
 
+  /** Removes the temporary file; harmless after commit() or a second call. */
   async abort(): Promise<void> {
-    if (this.#file) {
-      try {
-        this.#file.close();
-      } catch {
-        // Already closed.
-      }
-      this.#file = null;
-    }
+    if (this.file) closeQuietly(this.file);
+    this.file = null;
     if (this.#done) return;
     this.#done = true;
-    try {
-      await Deno.remove(this.tempPath);
-    } catch (error) {
+    await Deno.remove(this.tempPath).catch((error) => {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
+    });
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -243,17 +158,20 @@ class TempFileUpload implements Upload {
   }
 
   #openFile(): Deno.FsFile {
-    if (!this.#file) throw new Error("upload already committed or aborted");
-    return this.#file;
+    if (!this.file) throw new Error("upload already committed or aborted");
+    return this.file;
   }
 }
 
 /**
- * Makes `dir` ready for uploads: creates it if missing (a Failure if it is
- * not a directory), then removes the temporary files a crashed server left
- * there (see removeLeftoverTempFiles) and returns their names.
+ * Makes `dir` ready at start-up: created if missing (Failure if not a
+ * directory), the temporary files a crash left removed and logged. Not
+ * while serving: it would remove those of uploads in progress too.
  */
-export async function prepareUploadDirectory(dir: string): Promise<string[]> {
+export async function prepareUploadDir(
+  dir: string,
+  log = (line: string) => console.error(line),
+): Promise<void> {
   try {
     if (!(await Deno.stat(dir)).isDirectory) {
       throw new Failure(`--dir ${dir} is not a directory`);
@@ -262,57 +180,10 @@ export async function prepareUploadDirectory(dir: string): Promise<string[]> {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     await Deno.mkdir(dir, { recursive: true });
   }
-  return await removeLeftoverTempFiles(dir);
-}
-
-/**
- * Removes temporary files a crashed server left in `dir` and returns their
- * names. Call it at start-up, before serving: it would also remove the
- * temporary files of uploads in progress in another server sharing `dir`.
- */
-export async function removeLeftoverTempFiles(dir: string): Promise<string[]> {
-  const removed: string[] = [];
   for await (const entry of Deno.readDir(dir)) {
     if (entry.isFile && TEMP_NAME.test(entry.name)) {
       await Deno.remove(`${dir}/${entry.name}`);
-      removed.push(entry.name);
+      log(`removed leftover temporary file ${entry.name}`);
     }
-  }
-  return removed;
-}
-
-/** Whether `path` is exactly `dir` + "/" + one plain name. */
-function isDirectChild(dir: string, path: string): boolean {
-  if (!path.startsWith(dir + "/")) return false;
-  return fileNameProblem(path.slice(dir.length + 1)) === null;
-}
-
-/** Makes the new directory entry itself durable (a rename is in the dir). */
-async function syncDirectory(dir: string) {
-  if (Deno.build.os === "windows") return; // directories cannot be opened
-  using directory = await Deno.open(dir, { read: true });
-  await directory.sync();
-}
-
-function randomHex(bytes: number): string {
-  const random = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(random, (byte) => byte.toString(16).padStart(2, "0"))
-    .join("");
-}
-
-/**
- * Makes `dir` ready for uploads at start-up: creates it if missing (Failure
- * if it is something else), and removes the temporary files a crash left.
- */
-export async function prepareUploadDir(
-  dir: string,
-  log = (line: string) => console.error(line),
-): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  if (!(await Deno.stat(dir)).isDirectory) {
-    throw new Failure(`--dir ${dir} is not a directory`);
-  }
-  for (const name of await removeLeftoverTempFiles(dir)) {
-    log(`removed leftover temporary file ${name}`);
   }
 }

@@ -1,25 +1,16 @@
-// Moving bytes: writing all of them, copying a stream to another, closing
-// without losing the last answer, and printing addresses. Every TCP script
-// uses writeAll; copy() is the loop behind echo_server, echo_client,
-// chat_client, tcp_proxy and the upload pair (and the echo benchmark
-// measures it, so it stays a plain loop with no callback per chunk);
-// lingeringClose() ends the connections of upload_server (through
-// replyAndClose), chat_server and http_raw_server.
+// Moving bytes, for every TCP script: writing all of them, copying streams
+// (echo, proxy, upload and the stdin clients; a plain loop, which the echo
+// benchmark measures), closing without losing the last answer (the servers
+// that answer last), and printing addresses.
 
-/** Anything with Deno.Conn's read (sockets, stdin, files). */
-export interface Reader {
-  read(buffer: Uint8Array): Promise<number | null>;
-}
+// Deno.Conn's read and write, which sockets, stdin and files share.
+export type Reader = { read(buffer: Uint8Array): Promise<number | null> };
+export type Writer = { write(bytes: Uint8Array): Promise<number> };
+/** A running count of bytes moved; lib/deadline.ts's Sweeper watches it. */
+export type Traffic = { bytes: number };
 
-/** Anything with Deno.Conn's write (sockets, stdout, files). */
-export interface Writer {
-  write(bytes: Uint8Array): Promise<number>;
-}
-
-/**
- * Writes every byte. Python's sendall: a single write() may accept only part
- * of the buffer when the socket's send buffer is full, so loop until done.
- */
+/** Python's sendall: one write() may take only part of the bytes when the
+ * socket's send buffer is full, so loop until done. */
 export async function writeAll(writer: Writer, bytes: Uint8Array) {
   let written = 0;
   while (written < bytes.byteLength) {
@@ -27,15 +18,13 @@ export async function writeAll(writer: Writer, bytes: Uint8Array) {
   }
 }
 
-// A read waits with its buffer in hand, so an idle connection would hold a
-// large buffer for nothing. copy() waits with a small one (1 KiB) and borrows a large
-// one from this pool only while data keeps filling the small one.
-const SMALL_BUFFER = 1024;
-const LARGE_BUFFER = 64 * 1024;
+// A read waits with its buffer in hand: copy() and BufferedReader wait with
+// a small one, and borrow a large one from here only while data keeps
+// filling the small one, so an idle connection holds little memory.
+const SMALL_BUFFER = 1024, LARGE_BUFFER = 64 * 1024;
 const POOL_BYTES = 64 * LARGE_BUFFER; // kept for reuse, per buffer size
 const pools = new Map<number, Uint8Array[]>();
 
-/** A buffer of `size` bytes from the pool (copy, BufferedReader's largeReads). */
 export function borrowBuffer(size = LARGE_BUFFER): Uint8Array {
   return pools.get(size)?.pop() ?? new Uint8Array(size);
 }
@@ -47,17 +36,10 @@ export function returnBuffer(buffer: Uint8Array) {
   if ((pool.length + 1) * buffer.length <= POOL_BYTES) pool.push(buffer);
 }
 
-/** A running count of bytes copied; lib/deadline.ts's Sweeper watches it. */
-export interface Traffic {
-  bytes: number;
-}
-
 /**
- * Copies `from` to `to` until `from` ends; returns the byte count and adds
- * it to `traffic` as it goes. The await on each write is back-pressure: a
- * peer that stops reading stops us reading, and memory stays one buffer.
- * `largeSize`: the pieces of a stream (64 KiB, pooled); a writer with a
- * high cost per write (upload_server's file, hashed) does better with more.
+ * Copies `from` to `to` until `from` ends, counting into `traffic`. Each
+ * write is awaited: a peer that stops reading stops us reading. Larger
+ * pieces (`largeSize`) suit a costly writer (upload_server's hashed file).
  */
 export async function copy(
   from: Reader,
@@ -88,29 +70,10 @@ export async function copy(
   }
 }
 
-/**
- * At most `length` bytes of `source`, then end of input: a body framed by
- * its length (upload_server), never a byte of what follows it.
- */
-export function limited(source: Reader, length: number): Reader {
-  let left = length;
-  return {
-    async read(into: Uint8Array) {
-      if (left === 0) return null;
-      const count = await source.read(
-        into.length > left ? into.subarray(0, left) : into,
-      );
-      if (count !== null) left -= count;
-      return count;
-    },
-  };
-}
-
 /** The chunks joined into one array (the only one when there is one). */
 export function concat(chunks: Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0];
-  let size = 0;
-  for (const chunk of chunks) size += chunk.byteLength;
+  const size = chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0);
   const joined = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {
@@ -120,21 +83,17 @@ export function concat(chunks: Uint8Array[]): Uint8Array {
   return joined;
 }
 
-/** Closes a connection or listener that may already be closed. */
 export function closeQuietly(resource: { close(): void }) {
   try {
     resource.close();
-  } catch {
-    // Already closed (BadResource): nothing left to release.
-  }
+  } catch { /* already closed: nothing left to release */ }
 }
 
 /**
- * Closes a connection without destroying our last answer. Closing a socket
- * while the peer's bytes are still unread makes the kernel send a reset,
- * and the peer may then drop our answer unread. So: shut our sending side
- * (the peer sees the end), read and discard until the peer closes too, at
- * most `ms` and `maxBytes`, then close.
+ * Closes without destroying our last answer: closing on unread bytes makes
+ * the kernel send a reset, which may drop the answer unread at the peer.
+ * So shut our side, read and discard until the peer closes too (at most
+ * `ms` and `maxBytes`), then close.
  */
 export async function lingeringClose(
   conn: Deno.Conn,
@@ -151,34 +110,9 @@ export async function lingeringClose(
       if (count === null) break;
       left -= count;
     }
-  } catch {
-    // Reset by the peer, or closed by the timer: either way, done.
-  } finally {
-    clearTimeout(timer);
-    closeQuietly(conn);
-  }
-}
-
-/**
- * Sends `bytes` as the last thing on `conn`, then closes it the lingering
- * way (above): the reply of a server that answers once and hangs up
- * (upload_server). False when the peer was gone and nothing could be sent;
- * the connection is closed either way.
- */
-export async function replyAndClose(
-  conn: Deno.Conn,
-  bytes: Uint8Array,
-  ms?: number,
-  maxBytes?: number,
-): Promise<boolean> {
-  try {
-    await writeAll(conn, bytes);
-  } catch {
-    closeQuietly(conn);
-    return false;
-  }
-  await lingeringClose(conn, ms, maxBytes);
-  return true;
+  } catch { /* reset by the peer, or closed by the timer: done */ }
+  clearTimeout(timer);
+  closeQuietly(conn);
 }
 
 /** `host:port`, with an IPv6 host in brackets: `[::1]:9999`. */
@@ -190,8 +124,7 @@ export function formatHostPort(hostname: string, port: number): string {
 
 /** A socket address the same way; other transports by their name. */
 export function formatAddress(addr: Deno.Addr): string {
-  if (addr.transport !== "tcp" && addr.transport !== "udp") {
-    return addr.transport;
-  }
+  const { transport } = addr;
+  if (transport !== "tcp" && transport !== "udp") return transport;
   return formatHostPort(addr.hostname, addr.port);
 }

@@ -1,12 +1,7 @@
-// One buffered reader for every protocol here that mixes lines and bytes.
-// TCP is a byte stream: one read() can return half a line or three lines, so
-// we keep what was read in a buffer and cut lines out of it at "\n". The line
-// limit is what keeps a client that sends an endless line from eating all our
-// memory. Users: chat_server (lines), upload_server and upload_client (a
-// header line, then raw body bytes), udp_client (stdin lines), http_client
-// (status line, headers, chunk sizes and raw body bytes in turn), and
-// http_raw_server, which scans the buffer itself for the end of a request
-// head (bytes/start/end/consume/fill).
+// The buffered reader of every protocol here that mixes lines and bytes
+// (chat, rpc, upload, udp_client's stdin, http). TCP is a byte stream: one
+// read() can return half a line or three, so lines are cut out of a buffer
+// at "\n", within a limit that keeps an endless line from eating memory.
 import { borrowBuffer, type Reader, returnBuffer } from "./io.ts";
 
 /** Thrown by readLine() when no "\n" arrives within the limit. */
@@ -16,26 +11,9 @@ export class LineTooLongError extends Error {
   }
 }
 
-const NEWLINE = 0x0a;
-const CARRIAGE_RETURN = 0x0d;
-
-export interface BufferedReaderOptions {
-  /** Longest line readLine() accepts, without its line ending (4096). */
-  maxLine?: number;
-  /** Starting buffer size (1024); it grows up to what a line needs. */
-  initialSize?: number;
-  /**
-   * While reads keep filling the buffer, fill() reads into a 64 KiB buffer
-   * borrowed from lib/io.ts's pool, and gives it back when the stream
-   * pauses: a busy stream costs few reads, a waiting one holds only its
-   * small buffer (chat_server). For callers that consume what they can
-   * before each fill().
-   */
-  largeReads?: boolean;
-}
+const NEWLINE = 0x0a, CARRIAGE_RETURN = 0x0d;
 
 export class BufferedReader implements Reader {
-  #source: Reader;
   #buffer: Uint8Array;
   #own: Uint8Array; // #buffer, unless a large one is borrowed
   #largeReads: boolean;
@@ -46,13 +24,20 @@ export class BufferedReader implements Reader {
   #ended = false;
   #insideLongLine = false; // a too-long line's tail is still unread
   readonly maxLine: number;
-  /** False when the last line readLine() returned had no "\n" (input ended). */
-  lastLineTerminated = true;
+  lastLineTerminated = true; // false: the last line had no "\n" (input ended)
 
-  constructor(source: Reader, options: BufferedReaderOptions = {}) {
-    this.#source = source;
+  /**
+   * `maxLine`: the longest line, without its ending (4096). `initialSize`:
+   * the buffer at first (1024), grown as a line needs. `largeReads`: while
+   * reads fill the buffer, read into a 64 KiB one from lib/io.ts's pool
+   * (chat_server, which consumes what it can before each fill()).
+   */
+  constructor(
+    private readonly source: Reader,
+    options: { maxLine?: number; initialSize?: number; largeReads?: boolean } =
+      {},
+  ) {
     this.maxLine = options.maxLine ?? 4096;
-    // A connection that waits holds only this; long lines grow it.
     this.#buffer = this.#own = new Uint8Array(
       Math.min(options.initialSize ?? 1024, this.maxLine + 2),
     );
@@ -60,10 +45,9 @@ export class BufferedReader implements Reader {
   }
 
   /**
-   * The next line without "\n" or "\r\n", as a fresh copy; null at end of
-   * input (a last line without "\n" is still returned). Throws
-   * LineTooLongError past `limit` bytes: call skipLine() to drop the rest
-   * of that line and go on, or give up on the peer.
+   * The next line without "\n" or "\r\n", a fresh copy; null at the end (a
+   * last line without "\n" still comes). LineTooLongError past `limit`
+   * bytes: skipLine() drops the rest of it, or give up on the peer.
    */
   async readLine(limit = this.maxLine): Promise<Uint8Array | null> {
     while (true) {
@@ -87,11 +71,8 @@ export class BufferedReader implements Reader {
     }
   }
 
-  /**
-   * After LineTooLongError (from readLine() or fill()), discards the rest of
-   * that line; false at end of input. Memory stays bounded however long the
-   * line goes on.
-   */
+  /** After LineTooLongError, drops the rest of that line, in bounded
+   * memory however long it goes on; false at end of input. */
   async skipLine(): Promise<boolean> {
     if (!this.#insideLongLine) return true;
     this.#insideLongLine = false;
@@ -117,18 +98,11 @@ export class BufferedReader implements Reader {
       return Promise.resolve(count);
     }
     if (this.#ended) return Promise.resolve(null);
-    return this.#source.read(into);
-  }
-
-  /** Bytes already read past the last line (the start of a body, say). */
-  takeBuffered(): Uint8Array {
-    const rest = this.#buffer.slice(this.#start, this.#end);
-    this.#start = this.#end = this.#scanned = 0;
-    return rest;
+    return this.source.read(into);
   }
 
   // For parsers that scan the buffer in place (http_raw_server): the unread
-  // bytes are bytes[start, end).
+  // bytes are bytes[start, end); consume() what was parsed, fill() for more.
 
   get bytes(): Uint8Array {
     return this.#buffer;
@@ -139,12 +113,10 @@ export class BufferedReader implements Reader {
   get end(): number {
     return this.#end;
   }
-  /** How many bytes were read from the source but not yet handed out. */
   get buffered(): number {
     return this.#end - this.#start;
   }
 
-  /** Marks `count` buffered bytes as read. */
   consume(count: number) {
     this.#start += count;
     this.#scanned = 0;
@@ -152,10 +124,9 @@ export class BufferedReader implements Reader {
   }
 
   /**
-   * Reads more from the source into the buffer, first moving the unread
-   * bytes to the front and growing the buffer (up to `capacity` bytes) if it
-   * is full. False at end of input. Throws LineTooLongError when `capacity`
-   * bytes are buffered unread.
+   * Reads more into the buffer, first moving the unread bytes to the front
+   * and growing it (up to `capacity` bytes) if full. False at end of input;
+   * LineTooLongError when `capacity` bytes are buffered unread.
    */
   async fill(capacity = this.maxLine + 2): Promise<boolean> {
     if (this.#ended) return false;
@@ -178,7 +149,7 @@ export class BufferedReader implements Reader {
       this.#buffer = this.#own = larger;
     }
     const space = this.#buffer.length - this.#end;
-    const count = await this.#source.read(this.#buffer.subarray(this.#end));
+    const count = await this.source.read(this.#buffer.subarray(this.#end));
     if (count === null) {
       this.#ended = true;
       return false;
@@ -202,11 +173,10 @@ export class BufferedReader implements Reader {
   }
 
   #take(lineEnd: number, next: number, limit: number): Uint8Array {
-    let end = lineEnd;
     // A CR ends a line only before "\n"; at end of input it is data.
-    const crlf = next > lineEnd && end > this.#start &&
-      this.#buffer[end - 1] === CARRIAGE_RETURN;
-    if (crlf) end--;
+    const crlf = next > lineEnd && lineEnd > this.#start &&
+      this.#buffer[lineEnd - 1] === CARRIAGE_RETURN;
+    const end = crlf ? lineEnd - 1 : lineEnd;
     const line = this.#buffer.slice(this.#start, end);
     this.consume(next - this.#start);
     // The whole line is here but too long: it is dropped, then reported.

@@ -1,31 +1,24 @@
-// The life cycle every server here shares. serveTcp (echo, chat, upload,
-// http_raw_server, tcp_proxy, rpc, dns over TCP): listen, plain or TLS;
-// accept many clients at once, one task each, so a slow client never blocks
-// the others; refuse clients beyond a cap, in all and per address, so one
-// host cannot take every descriptor; remember open connections; on close()
-// stop accepting and close what is open. serverHandle gives the servers that
-// are not serveTcp (UDP, Deno.serve, QUIC) the same handle, and
-// runUntilSignal turns any handle into a command: the `Listening on` line,
-// then exit 0 on SIGINT/SIGTERM.
+// The life cycle every server shares. serveTcp (the TCP ones): each client
+// in its own task, so a slow one blocks nobody; caps in all and per address,
+// so one host cannot take every descriptor; close() closes what is open.
+// serverHandle gives the others (UDP, Deno.serve, QUIC) the same handle,
+// listenOptions the same command line; runUntilSignal makes it a command.
 import { parseInteger, parsePort } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
 import { closeQuietly, formatAddress, lingeringClose, writeAll } from "./io.ts";
-import { loadServerTls, SERVER_TLS_HELP, SERVER_TLS_OPTIONS } from "./tls.ts";
+import { loadServerTls } from "./tls.ts";
 
 /** What the start functions of the servers return. */
 export interface ServerHandle {
   addr: Deno.NetAddr;
-  /** Resolves when the server has stopped and every connection is closed. */
-  finished: Promise<void>;
+  finished: Promise<void>; // stopped, and every connection closed
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/**
- * A ServerHandle for a server that is not serveTcp: `running` settles when
- * it stops by itself, `stop` makes it stop. close() runs `stop` once.
- */
+/** A ServerHandle for any server: `running` settles when it stops by
+ * itself, `stop` makes it stop; close() runs `stop` once. */
 export function serverHandle(
   addr: Deno.NetAddr,
   running: Promise<unknown>,
@@ -37,186 +30,105 @@ export function serverHandle(
   return { addr, finished, close, [Symbol.asyncDispose]: close };
 }
 
-/**
- * A log that writes at most one line per `periodMs` and says how many it
- * held back: a flood of bad clients must not become a flood of log lines.
- */
+/** At most one line per `periodMs`, saying how many it held back: a flood
+ * of bad clients must not become a flood of log lines. */
 export function rateLimitedLog(
   log: (line: string) => void = (line) => console.error(line),
   periodMs = 1000,
 ): (line: string) => void {
-  let last = -Infinity;
-  let heldBack = 0;
+  let last = -Infinity, heldBack = 0;
   return (line) => {
     const now = performance.now();
-    if (now - last < periodMs) {
-      heldBack++;
-      return;
-    }
-    last = now;
+    if (now - last < periodMs) return void heldBack++;
     log(heldBack > 0 ? `${line} (and ${heldBack} more not shown)` : line);
-    heldBack = 0;
+    [last, heldBack] = [now, 0];
   };
 }
 
-export const DEFAULT_MAX_CONNECTIONS = 10_000;
-export const DEFAULT_MAX_PER_ADDRESS = 2_000;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_CONNECTIONS = 10_000, DEFAULT_MAX_PER_ADDRESS = 2_000;
 
-/** The caps as options: the same names and help in every TCP server. */
-export const LIMIT_OPTIONS = {
-  "max-connections": {
-    type: "string",
-    default: String(DEFAULT_MAX_CONNECTIONS),
-  },
-  "max-per-address": {
-    type: "string",
-    default: String(DEFAULT_MAX_PER_ADDRESS),
-  },
-} as const;
-
-export const LIMIT_HELP =
-  `  --max-connections N  open connections at most; more are closed at once
-                       (default ${DEFAULT_MAX_CONNECTIONS})
-  --max-per-address N  open connections from one client address at most, so
-                       one host cannot lock everyone out (default ${DEFAULT_MAX_PER_ADDRESS})`;
-
-/**
- * LIMIT_OPTIONS and LIMIT_HELP with lower defaults, for servers whose
- * connections may each hold far more than an echo's (rpc: MiB-long lines;
- * dns: 64 KiB messages; quic: many streams).
- */
-export function limitOptionsWith(connections: number, perAddress: number) {
-  const [first, second] = LIMIT_HELP.split("  --max-per-address");
-  const setDefault = (help: string, value: number) =>
-    help.replace(/default \d+/, `default ${value}`);
+/** --hostname, --port and the caps, with their help, for every server's
+ * command line; lower caps where a connection holds more (rpc, dns, quic). */
+export function listenOptions(
+  port: number,
+  {
+    maxConnections = DEFAULT_MAX_CONNECTIONS,
+    maxPerAddress = DEFAULT_MAX_PER_ADDRESS,
+    portHelp = `port to listen on (default ${port}; 0 picks a free port)`,
+  } = {},
+) {
+  const text = (value: unknown) =>
+    ({ type: "string", default: `${value}` }) as const;
   return {
     options: {
-      "max-connections": { type: "string", default: `${connections}` },
-      "max-per-address": { type: "string", default: `${perAddress}` },
-    } as const,
-    help: `${setDefault(first, connections)}  --max-per-address${
-      setDefault(second, perAddress)
-    }`,
+      hostname: text("127.0.0.1"),
+      port: text(port),
+      "max-connections": text(maxConnections),
+      "max-per-address": text(maxPerAddress),
+    },
+    help:
+      `  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
+  --port PORT          ${portHelp}
+  --max-connections N  open connections at most; more are closed at once
+                       (default ${maxConnections})
+  --max-per-address N  open connections from one client address at most, so
+                       one host cannot lock everyone out (default ${maxPerAddress})`,
   };
 }
 
-/**
- * The options every TCP server's command line shares: where to listen
- * (--hostname, --port), the caps (LIMIT_OPTIONS) and TLS (--cert/--key).
- * listenHelp() is their help; parseListen() checks their values, to be
- * spread into serveTcp's options. (upload_server, tcp_proxy.)
- */
-export function listenOptions(defaultPort: number) {
-  return {
-    hostname: { type: "string", default: "127.0.0.1" },
-    port: { type: "string", default: String(defaultPort) },
-    ...LIMIT_OPTIONS,
-    ...SERVER_TLS_OPTIONS,
-  } as const;
-}
+type Cap = "max-connections" | "max-per-address";
 
-export function listenHelp(defaultPort: number): string {
-  return `  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT          port to listen on (default ${defaultPort}; 0 picks a free port)
-${LIMIT_HELP}
-${SERVER_TLS_HELP}
-                     (clients cannot be asked for a certificate: deno#26825)`;
-}
-
-/** listenOptions' values, checked: hostname, port, caps and TLS. */
+/** listenOptions' values checked into serveTcp's options, with --cert and
+ * --key loaded where the script takes lib/tls.ts's SERVER_TLS_OPTIONS. */
 export async function parseListen(
-  values: Parameters<typeof parseLimits>[0] & {
-    hostname: string;
-    port: string;
-    cert?: string;
-    key?: string;
-  },
+  values: Record<"hostname" | "port" | Cap, string> & Partial<ServerTls>,
 ) {
+  const cap = (name: Cap) => parseInteger(values[name], `--${name}`, 1);
   return {
     hostname: values.hostname,
     port: parsePort(values.port),
-    ...parseLimits(values),
+    maxConnections: cap("max-connections"),
+    maxPerAddress: cap("max-per-address"),
     tls: await loadServerTls(values),
   };
 }
 
-/** The values of LIMIT_OPTIONS, checked, as serveTcp options. */
-export function parseLimits(
-  values: { "max-connections": string; "max-per-address": string },
-) {
-  return {
-    maxConnections: parseInteger(
-      values["max-connections"],
-      "--max-connections",
-      1,
-    ),
-    maxPerAddress: parseInteger(
-      values["max-per-address"],
-      "--max-per-address",
-      1,
-    ),
-  };
-}
-
-/** PEM certificate chain and key: with them serveTcp speaks TLS. */
-export interface ServerTls {
-  cert: string;
-  key: string;
-  alpnProtocols?: string[];
-}
+export type ServerTls = { cert: string; key: string }; // PEM chain and key
 
 export interface TcpServerOptions {
   hostname: string;
   port: number;
   tls?: ServerTls;
-  /** A TLS handshake must be done within this (10 s). */
-  handshakeTimeoutMs?: number;
-  /** Open connections at most; more are closed at once (10,000). */
-  maxConnections?: number;
-  /** Open connections from one address at most (2,000). */
-  maxPerAddress?: number;
-  /**
-   * Sent to a client refused over a cap before it is closed, where the
-   * protocol has a word for "busy" (JSON-RPC -32000); else it is closed
-   * at once.
-   */
-  busyMessage?: Uint8Array;
-  /** Called once when close() begins, before connections are closed. */
-  onShutdown?: () => Promise<void> | void;
-  /** Where refusals and failures are logged (default: stderr). */
-  log?: (line: string) => void;
+  handshakeTimeoutMs?: number; // for each TLS handshake (10 s)
+  maxConnections?: number; // open at most; more are closed at once
+  maxPerAddress?: number; // open from one address at most
+  busyMessage?: Uint8Array; // to a refused client, if the protocol has one
+  onShutdown?: () => Promise<void> | void; // when close() begins
+  log?: (line: string) => void; // refusals and failures (default: stderr)
 }
 
-export type ConnectionHandler = (
-  conn: Deno.Conn,
-  shutdown: AbortSignal,
-) => Promise<void>;
-
-/**
- * Listens on TCP (TLS with `options.tls`) and runs `handle` for each client,
- * concurrently. The handler owns its connection; errors from a vanished peer
- * are expected and ignored, anything else is logged without stopping the
- * server. A TLS handshake happens before `handle` is called, bounded in time.
- */
+/** Runs `handle` for each client, concurrently, on TCP or TLS. Errors from
+ * a vanished peer are ignored, others logged; the server goes on. */
 export function serveTcp(
   options: TcpServerOptions,
-  handle: ConnectionHandler,
+  handle: (conn: Deno.Conn, shutdown: AbortSignal) => Promise<void>,
 ): ServerHandle {
-  const { hostname, port, tls } = options;
+  const { hostname, port, tls, busyMessage } = options;
   const listener: Deno.Listener = tls
     ? Deno.listenTls({ hostname, port, ...tls })
     : Deno.listen({ hostname, port });
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const maxPerAddress = options.maxPerAddress ?? DEFAULT_MAX_PER_ADDRESS;
-  const log = options.log ?? ((line: string) => console.error(line));
-  const refusalLog = rateLimitedLog(log);
-  const failureLog = rateLimitedLog(log);
+  const refusalLog = rateLimitedLog(options.log);
+  const failureLog = rateLimitedLog(options.log);
   const shutdown = new AbortController();
-  const connections = new Set<Deno.Conn>();
-  const turnedAway = new Set<Deno.Conn>();
+  const connections = new Set<Deno.Conn>(), turnedAway = new Set<Deno.Conn>();
   const perAddress = new Map<string, number>();
   const handlers = new Set<Promise<void>>();
+  const track = (task: Promise<void>) => {
+    handlers.add(task);
+    task.finally(() => handlers.delete(task));
+  };
 
   async function acceptLoop() {
     while (true) {
@@ -224,15 +136,9 @@ export function serveTcp(
       try {
         conn = await listener.accept();
       } catch (error) {
-        if (
-          shutdown.signal.aborted || error instanceof Deno.errors.BadResource
-        ) {
-          return;
-        }
-        // A client that connected and reset before we got to it: not our
-        // problem, and no reason to pause (100 such clients must not stall
-        // the real ones).
-        if (isDisconnect(error)) continue;
+        if (shutdown.signal.aborted) return;
+        if (error instanceof Deno.errors.BadResource) return;
+        if (isDisconnect(error)) continue; // it left before we got to it
         // Out of descriptors (EMFILE) and the like: say so, back off
         // briefly, keep serving: connections that close free descriptors.
         failureLog(`accept failed: ${describeError(error)}`);
@@ -247,14 +153,13 @@ export function serveTcp(
             ? `refused ${address}: ${maxConnections} connections open (--max-connections)`
             : `refused ${address}: ${maxPerAddress} connections from it (--max-per-address)`,
         );
-        if (options.busyMessage) track(turnAway(conn, options.busyMessage));
+        if (busyMessage) track(turnAway(conn, busyMessage));
         else closeQuietly(conn);
         continue;
       }
-      // Our servers write whole messages (a line, a batch, a response), so
-      // Nagle's algorithm only holds small writes back waiting for an ACK
-      // that the peer delays by up to 40 ms: switch it off. (Deno offers
-      // no switch on a TLS connection.)
+      // Our servers write whole messages, which Nagle's algorithm would
+      // hold back for an ACK the peer delays up to 40 ms. (Deno has no
+      // switch on a TLS connection.)
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       connections.add(conn);
       perAddress.set(address, fromAddress + 1);
@@ -262,49 +167,37 @@ export function serveTcp(
     }
   }
 
-  function track(task: Promise<void>) {
-    handlers.add(task);
-    task.finally(() => handlers.delete(task));
-  }
-
   // Says "busy" within a second (a TLS client may stall its handshake), then
-  // closes without a reset that could destroy the message. It does not
-  // count against the caps; close() closes it too.
+  // closes the lingering way. Not counted against the caps.
   async function turnAway(conn: Deno.Conn, message: Uint8Array) {
     turnedAway.add(conn);
     try {
       await withDeadline(conn, 1000, () => writeAll(conn, message), "busy");
       await lingeringClose(conn, 1000);
-    } catch {
-      // It left, or stalled: closed either way.
-    } finally {
-      turnedAway.delete(conn);
-      closeQuietly(conn);
+    } catch { /* it left, or stalled: closed either way */ }
+    turnedAway.delete(conn);
+    closeQuietly(conn);
+  }
+
+  // A plain-text client, an untrusted certificate, a stall: it costs that
+  // connection, and at most one log line a second.
+  async function handshake(conn: Deno.TlsConn, peer: string) {
+    const ms = options.handshakeTimeoutMs ?? 10_000;
+    const late = "handshake timed out";
+    try {
+      await withDeadline(conn, ms, () => conn.handshake(), late);
+      return true;
+    } catch (error) {
+      if (shutdown.signal.aborted) return false;
+      failureLog(`TLS handshake with ${peer} failed: ${describeError(error)}`);
+      return false;
     }
   }
 
   async function runHandler(conn: Deno.Conn, address: string) {
     const peer = formatAddress(conn.remoteAddr);
     try {
-      if (tls) {
-        try {
-          await withDeadline(
-            conn,
-            options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
-            () => (conn as Deno.TlsConn).handshake(),
-            "handshake timed out",
-          );
-        } catch (error) {
-          // A plain-text client, an untrusted certificate, a stall: it costs
-          // this connection, and at most one log line a second.
-          if (!shutdown.signal.aborted) {
-            failureLog(
-              `TLS handshake with ${peer} failed: ${describeError(error)}`,
-            );
-          }
-          return;
-        }
-      }
+      if (tls && !await handshake(conn as Deno.TlsConn, peer)) return;
       await handle(conn, shutdown.signal);
     } catch (error) {
       if (!isDisconnect(error)) {
@@ -320,28 +213,14 @@ export function serveTcp(
   }
 
   const accepting = acceptLoop();
-  let closing: Promise<void> | undefined;
-
-  function close(): Promise<void> {
-    closing ??= (async () => {
-      shutdown.abort();
-      closeQuietly(listener);
-      await options.onShutdown?.();
-      for (const conn of connections) closeQuietly(conn);
-      for (const conn of turnedAway) closeQuietly(conn);
-      await accepting;
-      await Promise.allSettled([...handlers]);
-    })();
-    return closing;
-  }
-
-  const finished = accepting.then(close);
-  return {
-    addr: listener.addr as Deno.NetAddr,
-    finished,
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  return serverHandle(listener.addr as Deno.NetAddr, accepting, async () => {
+    shutdown.abort();
+    closeQuietly(listener);
+    await options.onShutdown?.();
+    for (const conn of [...connections, ...turnedAway]) closeQuietly(conn);
+    await accepting;
+    await Promise.allSettled([...handlers]);
+  });
 }
 
 export type Scheme = "tcp" | "udp" | "http" | "tls" | "https" | "quic";

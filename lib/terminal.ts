@@ -1,22 +1,10 @@
-// Showing a peer's bytes to a person, safely. Text from the network may hold
-// escape sequences (`\x1b[2J` clears the screen, `\x1b]0;…` retitles the
-// window) or bidi and zero-width characters that make one name look like
-// another (`invoice\u202etxt.exe` reads as "invoiceexe.txt"). Whatever a
-// peer sent, and we print or log, goes through one of these:
-//
-// - printable(): for messages and logs (all clients' error lines, the
-//   servers' logs of names, upload_client's reply, http_client's headers).
-// - writeReply(): a reply on stdout, exact bytes into a pipe or a file,
-//   printable() on a terminal (timeout_client, udp_client).
-// - escapeBytes(): a banner of raw bytes as a quoted ASCII string
-//   (multi_connect).
-// - printableJson(): JSON whose strings hold peer text (multi_connect --json,
-//   rpc_client's results).
-// - replaceControls(): for text passed on to other people's terminals
-//   (chat lines), where escapes would be noise: unsafe characters become
-//   U+FFFD, the rest, emoji included, stays as typed.
-
-import { writeAll, type Writer } from "./io.ts";
+// A peer's text, shown to a person safely: it may hold escape sequences
+// (`\x1b[2J` clears the screen) or bidi and zero-width characters that make
+// one name look like another (`invoice\u202etxt.exe`). What we print or log
+// goes through printable() (messages, logs), writeReply() (the udp and
+// timeout clients' replies), printableJson() (multi_connect, rpc_client) or
+// replaceControls() (chat lines relayed to other people's terminals).
+import { concat, writeAll } from "./io.ts";
 
 // C0 and C1 controls, DEL, and the invisible format characters (bidi
 // overrides and isolates, zero-width space/joiners, BOM…).
@@ -30,10 +18,8 @@ function escapeCharacter(character: string): string {
     : `\\u{${code.toString(16)}}`;
 }
 
-/**
- * `text` with every control and format character shown as an escape
- * (`\x1b`, `\u{202e}`), cut to `max` characters with "…".
- */
+/** `text` with every control and format character shown as an escape
+ * (`\x1b`, `\u{202e}`), cut to `max` characters with "…". */
 export function printable(text: string, max = 200): string {
   // Cut between characters: never between the two halves of an emoji.
   const shown = text.length > max
@@ -44,35 +30,20 @@ export function printable(text: string, max = 200): string {
     : shown;
 }
 
-/** Bytes as UTF-8 text (invalid bytes as U+FFFD), then printable(). */
-export function printableBytes(bytes: Uint8Array, max = 200): string {
-  return printable(new TextDecoder().decode(bytes), max);
-}
-
-/**
- * Writes a peer's reply and a newline unless it ends with one: the exact
- * bytes when `out` is a pipe or a file (data stays data), all of it through
- * printable() when `out` is a terminal (the reply cannot drive the screen).
- */
-export async function writeReply(
-  reply: Uint8Array,
-  out: Writer & { isTerminal(): boolean } = Deno.stdout,
-): Promise<void> {
+/** A peer's reply on stdout, and a newline unless it ends with one: exact
+ * bytes into a pipe or a file, through printable() on a terminal. */
+export async function writeReply(reply: Uint8Array): Promise<void> {
   let bytes = reply;
-  if (out.isTerminal()) {
+  if (Deno.stdout.isTerminal()) {
     const text = new TextDecoder().decode(reply).replace(/\r?\n$/, "");
     bytes = new TextEncoder().encode(printable(text, Infinity) + "\n");
   }
-  await writeAll(out, bytes);
-  if (bytes.at(-1) !== 0x0a) await writeAll(out, new Uint8Array([0x0a]));
+  if (bytes.at(-1) !== 0x0a) bytes = concat([bytes, new Uint8Array([0x0a])]);
+  await writeAll(Deno.stdout, bytes);
 }
 
-/**
- * JSON.stringify(value, null, indent) safe to show: JSON escapes only U+0000
- * to U+001F, so DEL, C1 controls (U+009B starts a terminal command) and
- * format characters (U+202E) are written as \u escapes too. It parses the
- * same.
- */
+/** JSON.stringify, with DEL, C1 controls (U+009B starts a terminal command)
+ * and format characters (U+202E) as \u escapes too; it parses the same. */
 export function printableJson(value: unknown, indent = 2): string {
   return JSON.stringify(value, null, indent).replace(
     /[\x7f-\x9f\p{Cf}]/gu,
@@ -84,42 +55,12 @@ export function printableJson(value: unknown, indent = 2): string {
   );
 }
 
-const NAMED: Record<number, string> = {
-  0x0a: "\\n",
-  0x0d: "\\r",
-  0x09: "\\t",
-  0x5c: "\\\\",
-  0x22: '\\"',
-};
-
-/**
- * Bytes as a quoted ASCII string: printable ASCII as is, \n \r \t \\ \" as
- * escapes, every other byte as \xNN. Binary or hostile, it prints as one
- * harmless line.
- */
-export function escapeBytes(bytes: Uint8Array): string {
-  let text = "";
-  for (const byte of bytes) {
-    if (NAMED[byte]) text += NAMED[byte];
-    else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
-    else text += `\\x${byte.toString(16).padStart(2, "0")}`;
-  }
-  return `"${text}"`;
-}
-
-// For relayed text: tab survives, and so do the zero-width joiners that
-// hold emoji sequences together (U+200C, U+200D); other controls and
-// format characters do not.
+// Relayed text loses controls and bidi/invisible characters to U+FFFD, but
+// keeps tab and the joiners that hold emoji together (U+200C, U+200D).
 const UNSAFE_IN_TEXT =
   // deno-lint-ignore no-control-regex
   /[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
 
-/** `text` with controls and bidi/invisible characters replaced by U+FFFD. */
 export function replaceControls(text: string): string {
   return text.replace(UNSAFE_IN_TEXT, "\uFFFD");
-}
-
-/** Whether `text` holds any character printable() would escape. */
-export function hasUnsafeCharacters(text: string): boolean {
-  return UNSAFE.test(text);
 }

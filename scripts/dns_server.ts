@@ -15,12 +15,12 @@
  *
  * Read first: answerQuery, then Reader.name and writeName.
  */
-import { parseCommandLine, parsePort } from "../lib/cli.ts";
+import { parseCommandLine } from "../lib/cli.ts";
 import { requireUnstableNet, runCommand, UsageError } from "../lib/cli.ts";
 import { Sweeper } from "../lib/deadline.ts";
 import { describeError } from "../lib/errors.ts";
 import { closeQuietly, formatAddress, writeAll } from "../lib/io.ts";
-import { limitOptionsWith, parseLimits } from "../lib/server.ts";
+import { listenOptions, parseListen } from "../lib/server.ts";
 import { rateLimitedLog, runUntilSignal, serveTcp } from "../lib/server.ts";
 import { type ServerHandle, serverHandle } from "../lib/server.ts";
 import { lookUp, nameKey, readZone } from "./dns_zone.ts";
@@ -37,7 +37,12 @@ const FORMERR = 1, NXDOMAIN = 3, NOTIMP = 4, REFUSED = 5, BADVERS = 16;
 const QR = 0x8000, OPCODE = 0x7800, AA = 0x0400, TC = 0x0200, RD = 0x0100;
 
 const DEFAULT_TCP_CLIENTS = 100; // each may hold a 64 KiB message
-const LIMITS = limitOptionsWith(DEFAULT_TCP_CLIENTS, 20); // for TCP
+const LISTEN = listenOptions(DEFAULT_PORT, {
+  maxConnections: DEFAULT_TCP_CLIENTS, // the caps are for TCP
+  maxPerAddress: 20,
+  portHelp:
+    `UDP and TCP port (default ${DEFAULT_PORT}; 0 picks one free for both)`,
+});
 const USAGE = `Usage: dns_server.ts --zone FILE [--hostname HOST] [--port PORT]
 
 Answers DNS queries over UDP and TCP (one port) from FILE: NAME TYPE VALUE [TTL]
@@ -48,9 +53,7 @@ response-rate limiting, its UDP answers can be aimed at a forged address.
 
 Options:
   --zone FILE          the zone file (example: scripts/dns_example.zone)
-  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT          UDP and TCP port (default ${DEFAULT_PORT}; 0 picks one free for both)
-${LIMITS.help}
+${LISTEN.help}
   -h, --help           show this help`;
 
 // Reading a query. Every read checks the packet's end first; a packet that
@@ -328,22 +331,17 @@ if (import.meta.main) {
       usage: USAGE,
       options: {
         zone: { type: "string" },
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
-        ...LIMITS.options,
+        ...LISTEN.options,
       },
     });
     if (!values.zone) throw new UsageError("--zone FILE is required");
-    const port = parsePort(values.port);
-    const limits = parseLimits(values);
+    const listen = await parseListen(values);
     const zone = await readZone(values.zone); // a bad line: Failure, exit 1
     console.error(`${values.zone}: ${zone.size} names`);
     const server = startDnsServer({
       zone,
-      hostname: values.hostname,
-      port,
-      maxTcpClients: limits.maxConnections,
-      maxPerAddress: limits.maxPerAddress,
+      ...listen,
+      maxTcpClients: listen.maxConnections,
     });
     return runUntilSignal(server, "udp");
   });

@@ -32,6 +32,7 @@ import { dial } from "../lib/dial.ts";
 import { isDisconnect } from "../lib/errors.ts";
 import {
   closeQuietly,
+  concat,
   copy,
   formatHostPort,
   type Traffic,
@@ -85,12 +86,7 @@ export async function echoOnce(
     await conn.closeWrite();
   })();
   const [, received] = await Promise.all([sending, copy(conn, collect)]);
-  const reply = new Uint8Array(received);
-  let offset = 0;
-  for (const chunk of chunks) {
-    reply.set(chunk, offset);
-    offset += chunk.length;
-  }
+  const reply = concat(chunks);
   if (received < message.length) {
     throw new Failure(
       `server closed after echoing ${received} of ${message.length} bytes`,

@@ -18,44 +18,27 @@
  *
  * Read first: echo()
  */
-import {
-  parseCommandLine,
-  parsePort,
-  parseSeconds,
-  runCommand,
-} from "../lib/cli.ts";
+import { parseCommandLine, parseSeconds, runCommand } from "../lib/cli.ts";
 import { Sweeper } from "../lib/deadline.ts";
 import { closeQuietly, copy, type Traffic } from "../lib/io.ts";
-import {
-  LIMIT_HELP,
-  LIMIT_OPTIONS,
-  parseLimits,
-  runUntilSignal,
-  type ServerHandle,
-  type ServerTls,
-  serveTcp,
-} from "../lib/server.ts";
-import {
-  loadServerTls,
-  SERVER_TLS_HELP,
-  SERVER_TLS_OPTIONS,
-} from "../lib/tls.ts";
+import { listenOptions, parseListen, runUntilSignal } from "../lib/server.ts";
+import { type ServerHandle, type ServerTls, serveTcp } from "../lib/server.ts";
+import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS } from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 9999;
 /** Five minutes: long enough for a person typing into nc, short enough
  * that forgotten connections do not pile up. */
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 300;
+const LISTEN = listenOptions(DEFAULT_PORT);
 
 const USAGE = `Usage: echo_server.ts [options]
 
 Echoes every byte back to its sender (RFC 862 over TCP, or TLS).
 
 Options:
-  --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
+${LISTEN.help}
   --idle-timeout SECONDS  close a connection with no bytes either way for this
                           long (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0 = never)
-${LIMIT_HELP}
 ${SERVER_TLS_HELP}
   -h, --help              show this help`;
 
@@ -115,24 +98,19 @@ if (import.meta.main) {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
+        ...LISTEN.options,
         "idle-timeout": {
           type: "string",
           default: String(DEFAULT_IDLE_TIMEOUT_SECONDS),
         },
-        ...LIMIT_OPTIONS,
         ...SERVER_TLS_OPTIONS,
       },
     });
-    const tls = await loadServerTls(values);
+    const listen = await parseListen(values);
     const server = startEchoServer({
-      hostname: values.hostname,
-      port: parsePort(values.port),
+      ...listen,
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
-      ...parseLimits(values),
-      tls,
     });
-    return runUntilSignal(server, tls ? "tls" : "tcp");
+    return runUntilSignal(server, listen.tls ? "tls" : "tcp");
   });
 }

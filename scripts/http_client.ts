@@ -21,12 +21,16 @@
 import { parseCommandLine, parseSeconds, runCommand } from "../lib/cli.ts";
 import { describeError, Failure, UsageError } from "../lib/errors.ts";
 import * as http1 from "../lib/http1.ts";
-import { type BodyReader, type HeaderList, HttpError } from "../lib/http1.ts";
+import { type HeaderList, HttpError } from "../lib/http1.ts";
 import { writeAll, type Writer } from "../lib/io.ts";
-import { collectLinks } from "../lib/html_links.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import { printable } from "../lib/terminal.ts";
 import { type ClientTls, loadClientTls } from "../lib/tls.ts";
+import * as connect from "./http/connect.ts";
+import { type BodyReader, ChunkedBody, PlainBody } from "./http/response.ts";
+import { readFinalHead, redirectOf } from "./http/response.ts";
+import type { ResponseHead } from "./http/response.ts";
+import { collectLinks } from "./html_links.ts";
 
 const USER_AGENT = "deno-network-examples/1.0";
 /** Largest status line plus headers we accept (and likewise for trailers). */
@@ -61,14 +65,14 @@ Options:
  * be binary, chunked, or followed by more on the same connection.
  */
 export function bodyReaderFor(
-  head: http1.ResponseHead,
+  head: ResponseHead,
   method: string,
   reader: BufferedReader,
 ): BodyReader {
   // 1. Some answers have no body, whatever their headers say.
   const { status, headers } = head;
   if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
-    return new http1.PlainBody(reader, 0);
+    return new PlainBody(reader, 0);
   }
   // 2. Transfer-Encoding beats Content-Length (both at once may be a
   //    smuggling attempt; we close the connection after this response
@@ -76,8 +80,8 @@ export function bodyReaderFor(
   const codings = http1.headerValues(headers, "transfer-encoding");
   if (codings.length > 0) {
     return codings.at(-1)!.toLowerCase() === "chunked"
-      ? new http1.ChunkedBody(reader, MAX_HEAD_BYTES)
-      : new http1.PlainBody(reader, null);
+      ? new ChunkedBody(reader, MAX_HEAD_BYTES)
+      : new PlainBody(reader, null);
   }
   // 3. Content-Length: digits, and every copy of it the same.
   let length = -1;
@@ -90,7 +94,7 @@ export function bodyReaderFor(
     }
   }
   // 4. Neither: the body is whatever comes until the server closes.
-  return new http1.PlainBody(reader, length < 0 ? null : length);
+  return new PlainBody(reader, length < 0 ? null : length);
 }
 
 /**
@@ -141,12 +145,12 @@ export interface FetchOptions {
   maxHeadBytes?: number; // status line plus headers (default 64 KiB)
   /** Called with each request head as sent, each final response head. */
   onRequestHead?: (head: string, url: URL) => void | Promise<void>;
-  onResponseHead?: (head: http1.ResponseHead, url: URL) => unknown;
+  onResponseHead?: (head: ResponseHead, url: URL) => unknown;
 }
 
 export interface HttpResponse {
   url: URL; // the one that answered, after redirects
-  head: http1.ResponseHead;
+  head: ResponseHead;
   status: number;
   headers: HeaderList;
   body: BodyReader; // framed: read() returns null at its end
@@ -164,34 +168,34 @@ export async function fetchWithSocket(
   url: string | URL,
   options: FetchOptions = {},
 ): Promise<HttpResponse> {
-  let current = http1.parseHttpUrl(url);
+  let current = connect.parseHttpUrl(url);
   let { method = "GET", body, contentType } = options;
-  const proxy = options.proxy ? http1.parseProxy(options.proxy) : undefined;
+  const proxy = options.proxy ? connect.parseProxy(options.proxy) : undefined;
   const maxHead = options.maxHeadBytes ?? MAX_HEAD_BYTES;
   const maxRedirects = options.maxRedirects ?? 0;
   for (let redirects = 0;; redirects++) {
-    const connection = await http1.connectFor(current, {
+    const connection = await connect.connectFor(current, {
       proxy,
       tls: { caCerts: options.caCerts, ...options.tls },
       timeoutMs: (options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000,
       agent: USER_AGENT,
     });
     const close = () => connection.close();
-    let head: http1.ResponseHead, framed: BodyReader;
+    let head: ResponseHead, framed: BodyReader;
     try {
       const viaProxy = proxy !== undefined && current.protocol === "http:";
       const request = buildRequestHead(current, method, {
         body,
         contentType,
         viaProxy,
-        proxyAuthorization: viaProxy ? http1.proxyAuthorization(proxy) : "",
+        proxyAuthorization: viaProxy ? connect.proxyAuthorization(proxy) : "",
       });
       await options.onRequestHead?.(request, current);
       // Head and body in one write: one packet for a small form.
       const message = request + http1.latin1(body ?? new Uint8Array());
       await writeAll(connection, http1.encodeLatin1(message));
       const reader = new BufferedReader(connection, { maxLine: maxHead });
-      head = await http1.readFinalHead(reader, maxHead);
+      head = await readFinalHead(reader, maxHead);
       await options.onResponseHead?.(head, current);
       framed = bodyReaderFor(head, method, reader);
     } catch (error) {
@@ -199,7 +203,7 @@ export async function fetchWithSocket(
       throw error;
     }
     const redirect = maxRedirects
-      ? http1.redirectOf(head, current, method)
+      ? redirectOf(head, current, method)
       : undefined;
     const response = { ...head, url: current, head, body: framed, close };
     if (!redirect) return { ...response, [Symbol.dispose]: close };
@@ -267,7 +271,7 @@ async function main(args: string[]): Promise<number> {
       positionals.length ? "give exactly one URL" : "missing URL",
     );
   }
-  const url = http1.parseHttpUrl(positionals[0]);
+  const url = connect.parseHttpUrl(positionals[0]);
   if (values.head && values.data) {
     throw new UsageError("--head and --data cannot be used together");
   }

@@ -21,8 +21,8 @@
 import * as cli from "../lib/cli.ts";
 import { Sweeper } from "../lib/deadline.ts";
 import * as http1 from "../lib/http1.ts";
-import { bytesAre, endOfLine, findHeadEnd, nextLine } from "../lib/http1.ts";
-import { closeQuietly, lingeringClose, writeAll } from "../lib/io.ts";
+import { findHeadEnd } from "../lib/http1.ts";
+import { closeQuietly, concat, lingeringClose, writeAll } from "../lib/io.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import * as server from "../lib/server.ts";
 import * as tls from "../lib/tls.ts";
@@ -33,22 +33,18 @@ const IDLE_TIMEOUT = DEFAULT_IDLE_TIMEOUT_SECONDS;
 /** Largest request head (request line + headers); Node allows 16 KiB. */
 export const DEFAULT_MAX_HEAD_BYTES = 8 * 1024;
 const MAX_HEADER_COUNT = 100;
-/** Largest request body we read and throw away; above it: 413 and close. */
-const MAX_BODY = 1024 * 1024;
-/** How long a closing connection may keep sending before we cut it off. */
-const LINGER_MS = 2000;
-/** Answers to pipelined requests are gathered up to this, then written. */
-const BATCH_BYTES = 16 * 1024;
+const MAX_BODY = 1024 * 1024; // read and thrown away; above it: 413, close
+const LINGER_MS = 2000; // a closing connection may keep sending this long
+const BATCH_BYTES = 16 * 1024; // answers to pipelined requests, then a write
+const LISTEN = server.listenOptions(DEFAULT_PORT);
 
 const USAGE = `Usage: http_raw_server.ts [options]
 
 Serves a "Hello world!" page over HTTP/1.1, parsed by hand from a TCP socket.
 
 Options:
-  --hostname HOST         address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT             port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
+${LISTEN.help}
   --idle-timeout SECONDS  close a connection that sent no complete request for this long (default ${DEFAULT_IDLE_TIMEOUT_SECONDS})
-${server.LIMIT_HELP}
 ${tls.SERVER_TLS_HELP}
                      (then HTTPS; asking clients for a certificate: not in
                      Deno yet, deno#26825)
@@ -77,11 +73,10 @@ const LENGTH_REQUIRED = 4, TOO_LARGE = 5, HEAD_TOO_LARGE = 6, BAD_VERSION = 7;
 const SAY_NOTHING = 0, SAY_CLOSE = 1, SAY_KEEP_ALIVE = 2;
 const CONNECTION = ["", "Connection: close\r\n", "Connection: keep-alive\r\n"];
 
-/** What the connection needs to know of a request; one object, reused. */
+// What the connection needs to know of a request: one object, reused; after
+// an error answer (FAILED), the connection closes.
 const request = { kind: HELLO, isHead: false, say: SAY_NOTHING, length: 0 };
 const field: http1.FieldLine = { nameEnd: 0, valueStart: 0, valueEnd: 0 };
-
-/** An error answer, after which the connection closes. */
 const FAILED = { isHead: false, say: SAY_CLOSE, length: 0 };
 const fail = (kind: number) => Object.assign(request, FAILED, { kind });
 
@@ -175,6 +170,32 @@ function isRootPath(bytes: Uint8Array, from: number, to: number): boolean {
 
 const isDigit = (byte: number) => byte >= 0x30 && byte <= 0x39;
 
+// Lines end in CRLF or a bare LF (RFC 9112 §2.2): where one ends (at its CR
+// or LF), and where the next one starts.
+function endOfLine(bytes: Uint8Array, from: number): number {
+  const newline = bytes.indexOf(LF, from);
+  return newline > from && bytes[newline - 1] === CR ? newline - 1 : newline;
+}
+const nextLine = (bytes: Uint8Array, lineEnd: number) =>
+  bytes[lineEnd] === CR ? lineEnd + 2 : lineEnd + 1;
+
+/** Whether bytes[from, to) is `text`; with `anyCase`, letters in any case
+ * (a name against lower-case `text`; methods are case-sensitive). */
+function bytesAre(
+  bytes: Uint8Array,
+  from: number,
+  to: number,
+  text: string,
+  anyCase = false,
+): boolean {
+  if (to - from !== text.length) return false;
+  const fold = anyCase ? 0x20 : 0; // 'A' | 0x20 is 'a'; '-' and digits stay
+  for (let i = 0; i < text.length; i++) {
+    if ((bytes[from + i] | fold) !== text.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
 // --- Answers, built once a second -------------------------------------------
 // Bytes that depend on the kind, on HEAD (no body, same Content-Length), on
 // what we say about the connection, and on the Date (a new one each second).
@@ -223,10 +244,7 @@ function answer(kind: number, say: number, isHead: boolean): Uint8Array {
       `Content-Type: ${type}; charset=utf-8\r\n` +
       `Content-Length: ${body.length}\r\n${allow}${CONNECTION[say]}\r\n`,
   );
-  const bytes = new Uint8Array(head.length + (isHead ? 0 : body.length));
-  bytes.set(head);
-  if (!isHead) bytes.set(body, head.length);
-  return cached[slot] = bytes;
+  return cached[slot] = isHead ? head : concat([head, body]);
 }
 
 // --- The server --------------------------------------------------------------
@@ -255,13 +273,7 @@ export function startHttpRawServer(options: HttpRawServerOptions = {}) {
     const answers: Uint8Array[] = []; // the first `queued` wait to be sent
     let queued = 0, batched = 0;
     const send = async () => {
-      let bytes = answers[0];
-      if (queued > 1) {
-        bytes = new Uint8Array(batched);
-        for (let i = 0, at = 0; i < queued; at += answers[i++].length) {
-          bytes.set(answers[i], at);
-        }
-      }
+      const bytes = queued > 1 ? concat(answers.slice(0, queued)) : answers[0];
       deadline.at = Date.now() + idleMs; // a client that never reads is cut off
       await writeAll(conn, bytes);
       queued = batched = 0;
@@ -321,21 +333,16 @@ if (import.meta.main) {
     const { values } = cli.parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: `${DEFAULT_PORT}` },
+        ...LISTEN.options,
         "idle-timeout": { type: "string", default: `${IDLE_TIMEOUT}` },
-        ...server.LIMIT_OPTIONS,
         ...tls.SERVER_TLS_OPTIONS,
       },
     });
-    const serverTls = await tls.loadServerTls(values);
+    const listen = await server.parseListen(values);
     const running = startHttpRawServer({
-      hostname: values.hostname,
-      port: cli.parsePort(values.port),
+      ...listen,
       idleTimeout: cli.parseSeconds(values["idle-timeout"], "--idle-timeout"),
-      tls: serverTls,
-      ...server.parseLimits(values),
     });
-    return server.runUntilSignal(running, serverTls ? "https" : "http");
+    return server.runUntilSignal(running, listen.tls ? "https" : "http");
   });
 }

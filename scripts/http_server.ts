@@ -22,13 +22,13 @@ import { STATUS_CODES } from "node:http";
 import * as cli from "../lib/cli.ts";
 import { describeError } from "../lib/errors.ts";
 import * as store from "../lib/file_store.ts";
-import * as http from "../lib/http_serve.ts";
-import { HttpError, mediaType, pathOf } from "../lib/http_serve.ts";
 import { formatAddress } from "../lib/io.ts";
-import { multipartBoundary, MultipartParser } from "../lib/multipart.ts";
 import * as server from "../lib/server.ts";
 import { printable } from "../lib/terminal.ts";
 import * as tls from "../lib/tls.ts";
+import { HttpError, RequestBodies, type RequestBody } from "./http/body.ts";
+import { multipartBoundary, MultipartParser } from "./http/multipart.ts";
+import { mediaType, pathOf, serveHttp } from "./http/serve.ts";
 
 export const DEFAULT_PORT = 8000;
 export const DEFAULT_MAX_SIZE = 10 * 1024 * 1024;
@@ -157,7 +157,7 @@ function errorPage({ status, message, headers }: HttpError): Response {
 
 type Settings = HttpServerOptions & {
   maxSize: number;
-  bodies: http.RequestBodies;
+  bodies: RequestBodies;
   log: (line: string) => void;
 };
 
@@ -172,7 +172,7 @@ export async function startHttpServer(
   const settings: Settings = {
     ...options,
     maxSize: options.maxSize ?? DEFAULT_MAX_SIZE,
-    bodies: new http.RequestBodies(bodyTimeout * 1000),
+    bodies: new RequestBodies(bodyTimeout * 1000),
     log,
   };
   const form = dir ? uploadForm(settings.maxSize) : `<p>${UPLOADS_OFF}</p>`;
@@ -190,7 +190,7 @@ export async function startHttpServer(
     return withBody(request, path, settings, formatAddress(info.remoteAddr));
   }
 
-  return http.serveHttp({
+  return serveHttp({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,
     tls: options.tls,
@@ -235,7 +235,7 @@ function notAllowed(allow: string, why = `Allowed methods: ${allow}.`) {
 }
 
 /** /register: an urlencoded form; the answer shows the name, escaped. */
-async function register(request: Request, body: http.RequestBody) {
+async function register(request: Request, body: RequestBody) {
   const urlencoded = "application/x-www-form-urlencoded";
   if (mediaType(request) !== urlencoded) {
     throw new HttpError(415, `Send the form as ${urlencoded}.`);
@@ -256,7 +256,7 @@ async function register(request: Request, body: http.RequestBody) {
  */
 async function upload(
   request: Request,
-  body: http.RequestBody,
+  body: RequestBody,
   settings: Settings,
   peer: string,
 ): Promise<Response> {

@@ -18,26 +18,15 @@
  *
  * Read first: checkTargets()
  */
-import {
-  parseCommandLine,
-  parseHostAndPort,
-  parseSeconds,
-  runCommand,
-  UsageError,
-} from "../lib/cli.ts";
+import { parseCommandLine, parseHostAndPort } from "../lib/cli.ts";
+import { parseSeconds, runCommand, UsageError } from "../lib/cli.ts";
 import { seconds, withDeadline } from "../lib/deadline.ts";
 import { type Connection, dial, DialError } from "../lib/dial.ts";
 import { describeError, Failure } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/io.ts";
-import { escapeBytes, printableJson } from "../lib/terminal.ts";
-import {
-  CLIENT_TLS_HELP,
-  CLIENT_TLS_OPTIONS,
-  type ClientTls,
-  loadClientTls,
-} from "../lib/tls.ts";
-
-export { escapeBytes }; // it was born here; lib/terminal.ts has it now
+import { printableJson } from "../lib/terminal.ts";
+import { CLIENT_TLS_HELP, CLIENT_TLS_OPTIONS } from "../lib/tls.ts";
+import { type ClientTls, loadClientTls } from "../lib/tls.ts";
 
 export const FIRST_BYTES_LIMIT = 64; // bytes of the server's first data shown
 
@@ -107,8 +96,7 @@ export async function checkTargets(
   onResult: (result: TargetResult) => void = () => {},
 ): Promise<TargetResult[]> {
   const results: TargetResult[] = new Array(targets.length);
-  let nextToStart = 0;
-  let nextToReport = 0;
+  let nextToStart = 0, nextToReport = 0;
   // Workers share one queue: each takes the next target when done with
   // its own, so a slow target holds up one worker, never the list.
   async function worker() {
@@ -139,8 +127,8 @@ export async function checkTarget(
   const started = performance.now();
   let conn: Connection;
   try {
-    // dial() bounds the whole connect, name lookup and TLS included: with
-    // no limit, a host that drops our packets keeps us waiting for minutes.
+    // Bounded, name lookup and TLS included: else a host that drops our
+    // packets would keep us waiting for minutes.
     conn = await dial({ ...target, timeoutMs, tls: options.tls });
   } catch (error) {
     if (!(error instanceof DialError)) throw error; // NotCapable
@@ -157,8 +145,7 @@ export async function checkTarget(
   const ms = performance.now() - started;
   const connected = { ...target, result: "connected" as const, ms };
   // Send, then read the first bytes, in the time left. A read has no timeout
-  // of its own: withDeadline closes the connection when time is up, which
-  // ends a read (or a write) that would otherwise wait forever.
+  // of its own: withDeadline closes the connection when time is up.
   const waitMs = Math.min(timeoutMs - ms, options.readTimeoutMs ?? Infinity);
   const buffer = new Uint8Array(FIRST_BYTES_LIMIT);
   let step = "send";
@@ -180,6 +167,20 @@ export async function checkTarget(
   } finally {
     closeQuietly(conn);
   }
+}
+
+// A banner as one harmless line, binary or hostile: quoted ASCII, \t \n \r
+// \" \\ escaped by name, any other byte as \xNN.
+const NAMED = new Map([[9, "t"], [10, "n"], [13, "r"], [34, '"'], [92, "\\"]]);
+export function escapeBytes(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes) {
+    const name = NAMED.get(byte);
+    if (name) text += "\\" + name;
+    else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
+    else text += `\\x${byte.toString(16).padStart(2, "0")}`;
+  }
+  return `"${text}"`;
 }
 
 /** One aligned line for humans; `targetWidth` pads the first column. */
@@ -243,7 +244,6 @@ if (import.meta.main) {
     const results = await checkTargets(targets, options, (result) => {
       if (!values.json) console.log(formatLine(result, width));
     });
-    // printableJson: JSON.stringify, with C1 and bidi characters escaped too.
     if (values.json) console.log(printableJson(results.map(toJson)));
     return results.every((result) => result.result === "connected") ? 0 : 1;
   });

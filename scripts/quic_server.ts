@@ -15,22 +15,26 @@
  *
  * Read first: echoStream
  */
-import { parseCommandLine, parseInteger, parsePort } from "../lib/cli.ts";
+import { parseCommandLine, parseInteger } from "../lib/cli.ts";
 import { parseSeconds, requireUnstableNet } from "../lib/cli.ts";
 import { Failure, runCommand, UsageError } from "../lib/cli.ts";
 import { withDeadline } from "../lib/deadline.ts";
 import { describeError } from "../lib/errors.ts";
 import { closeQuietly, formatHostPort } from "../lib/io.ts";
-import { limitOptionsWith, parseLimits, serverHandle } from "../lib/server.ts";
+import { listenOptions, parseListen, serverHandle } from "../lib/server.ts";
 import { rateLimitedLog, runUntilSignal } from "../lib/server.ts";
 import { type ServerHandle, type ServerTls } from "../lib/server.ts";
-import { loadServerTls, SERVER_TLS_OPTIONS } from "../lib/tls.ts";
-import { SERVER_TLS_HELP } from "../lib/tls.ts";
+import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS } from "../lib/tls.ts";
 
 export const DEFAULT_PORT = 4433, ALPN = "echo"; // the protocol clients ask
 const NO_CERT =
   "--cert and --key are required: QUIC always encrypts (TLS 1.3). Make a pair with 'deno task cert'";
-const LIMITS = limitOptionsWith(1000, 200); // each holds far more than TCP's
+// Each connection holds far more than a TCP one: lower caps.
+const LISTEN = listenOptions(DEFAULT_PORT, {
+  maxConnections: 1000,
+  maxPerAddress: 200,
+  portHelp: `UDP port (default ${DEFAULT_PORT}; 0 picks a free port)`,
+});
 
 const USAGE = `Usage: quic_server.ts --cert FILE --key FILE [options]
 
@@ -41,12 +45,10 @@ browser ends a WebTransport session: it is held until the idle timeout.
 
 Options:
 ${SERVER_TLS_HELP}
-  --hostname HOST      address to listen on (default 127.0.0.1; :: to expose)
-  --port PORT          UDP port (default ${DEFAULT_PORT}; 0 picks a free port)
+${LISTEN.help}
   --webtransport       also accept WebTransport sessions (HTTP/3, ALPN h3)
   --idle-timeout S     close a connection silent S seconds (default 30)
   --max-streams N      streams open at once per connection (default 100)
-${LIMITS.help}
   -h, --help           show this help`;
 
 export interface QuicServerOptions extends ServerTls { // PEM cert and key
@@ -226,25 +228,22 @@ if (import.meta.main) {
       usage: USAGE,
       options: {
         ...SERVER_TLS_OPTIONS,
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
+        ...LISTEN.options,
         webtransport: { type: "boolean", default: false },
         "idle-timeout": { type: "string", default: `30` },
         "max-streams": { type: "string", default: `100` },
-        ...LIMITS.options,
       },
     });
     if (!values.cert || !values.key) throw new UsageError(NO_CERT);
     const { "idle-timeout": idle, "max-streams": streams } = values;
+    const { tls, ...listen } = await parseListen(values); // bad file: exit 1
     const options = {
-      hostname: values.hostname,
-      port: parsePort(values.port),
+      ...listen,
+      ...tls!,
       webtransport: values.webtransport,
       idleTimeoutSeconds: parseSeconds(idle, "--idle-timeout"),
       maxStreams: parseInteger(streams, "--max-streams", 1),
-      ...parseLimits(values),
     };
-    const tls = (await loadServerTls(values))!; // a bad file: one line, exit 1
-    return runUntilSignal(startQuicServer({ ...options, ...tls }), "quic");
+    return runUntilSignal(startQuicServer(options), "quic");
   });
 }

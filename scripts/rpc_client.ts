@@ -23,7 +23,7 @@ import { seconds, withDeadline } from "../lib/deadline.ts";
 import { dial } from "../lib/dial.ts";
 import { describeError } from "../lib/errors.ts";
 import { closeQuietly, writeAll } from "../lib/io.ts";
-import * as rpc from "../lib/jsonrpc.ts";
+import * as rpc from "./rpc/jsonrpc.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import { printable, printableJson } from "../lib/terminal.ts";
 

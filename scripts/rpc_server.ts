@@ -11,19 +11,19 @@
  * were local) a chief use of network programming (000 §1), and never show
  * one; their servers answer one message before reading the next. Here a
  * connection is not read while --max-in-flight calls run or 1 MiB of
- * answers waits unsent. The protocol itself is in lib/jsonrpc.ts.
+ * answers waits unsent. The protocol itself is in rpc/jsonrpc.ts.
  *
  * Read first: serveConnection.
  */
-import { parseCommandLine, parseInteger, parsePort } from "../lib/cli.ts";
+import { parseCommandLine, parseInteger } from "../lib/cli.ts";
 import { parseSeconds, runCommand } from "../lib/cli.ts";
 import { sleep, Sweeper } from "../lib/deadline.ts";
 import { isDisconnect } from "../lib/errors.ts";
 import { closeQuietly, formatAddress, lingeringClose } from "../lib/io.ts";
 import { writeAll } from "../lib/io.ts";
-import * as rpc from "../lib/jsonrpc.ts";
+import * as rpc from "./rpc/jsonrpc.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
-import { limitOptionsWith, parseLimits, serveTcp } from "../lib/server.ts";
+import { listenOptions, parseListen, serveTcp } from "../lib/server.ts";
 import { runUntilSignal, type ServerHandle } from "../lib/server.ts";
 
 export const DEFAULT_PORT = 7000, MAX_SLEEP_MS = 10_000;
@@ -36,7 +36,7 @@ const DEFAULTS = {
   idleTimeout: 60,
   ...CAPS,
 };
-const LIMITS = limitOptionsWith(CAPS.maxConnections, CAPS.maxPerAddress);
+const LISTEN = listenOptions(DEFAULT_PORT, CAPS);
 
 const USAGE = `Usage: rpc_server.ts [--hostname HOST] [--port PORT] [options]
 
@@ -44,12 +44,10 @@ JSON-RPC 2.0 over TCP, one JSON text per line. Methods: add [a, b] or
 {"a", "b"}; echo (returns its params); time; sleep [ms] or {"ms"} (<= ${MAX_SLEEP_MS}).
 
 Options:
-  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)
-  --port PORT          port to listen on (default ${DEFAULT_PORT}; 0 picks a free port)
+${LISTEN.help}
   --max-line BYTES     longest request line (default ${DEFAULTS.maxLine})
   --max-in-flight N    calls running at once per connection (default ${DEFAULTS.maxInFlight})
   --idle-timeout S     close a connection idle S seconds (default ${DEFAULTS.idleTimeout})
-${LIMITS.help}
   -h, --help           show this help`;
 
 export interface RpcServerOptions extends Partial<typeof DEFAULTS> {
@@ -225,25 +223,21 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
 }
 
 if (import.meta.main) {
-  await runCommand("rpc_server.ts", () => {
+  await runCommand("rpc_server.ts", async () => {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        hostname: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: String(DEFAULT_PORT) },
+        ...LISTEN.options,
         "max-line": { type: "string", default: String(DEFAULTS.maxLine) },
         "max-in-flight": { type: "string", default: `${DEFAULTS.maxInFlight}` },
         "idle-timeout": { type: "string", default: `${DEFAULTS.idleTimeout}` },
-        ...LIMITS.options,
       },
     });
     const server = startRpcServer({
-      hostname: values.hostname,
-      port: parsePort(values.port),
+      ...await parseListen(values),
       maxLine: parseInteger(values["max-line"], "--max-line", 64, 2 ** 26),
       maxInFlight: parseInteger(values["max-in-flight"], "--max-in-flight", 1),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout"),
-      ...parseLimits(values),
     });
     return runUntilSignal(server, "tcp");
   });

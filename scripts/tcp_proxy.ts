@@ -33,21 +33,17 @@ import { dial, DialError } from "../lib/dial.ts";
 import { describeError } from "../lib/errors.ts";
 import { closeQuietly, copy, formatHostPort, type Traffic } from "../lib/io.ts";
 import { type ClientTls, loadClientTls } from "../lib/tls.ts";
-import {
-  listenHelp,
-  listenOptions,
-  parseListen,
-  runUntilSignal,
-  type ServerHandle,
-  serveTcp,
-  type TcpServerOptions,
-} from "../lib/server.ts";
+import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS } from "../lib/tls.ts";
+import { listenOptions, parseListen, runUntilSignal } from "../lib/server.ts";
+import { type ServerHandle, serveTcp } from "../lib/server.ts";
+import type { TcpServerOptions } from "../lib/server.ts";
 
 export const DEFAULT_PORT = 9000;
 /** Five minutes, as the echo server: long enough for a quiet interactive
  * session, short enough that forgotten connections (two descriptors each)
  * do not pile up. */
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 300;
+const LISTEN = listenOptions(DEFAULT_PORT);
 
 const USAGE = `Usage: tcp_proxy.ts --target HOST:PORT [options]
 
@@ -60,7 +56,9 @@ Options:
   --connect-timeout SECONDS  give up on reaching the target after this long (default 5)
   --idle-timeout SECONDS     close a connection after this long with no bytes either
                              way (default ${DEFAULT_IDLE_TIMEOUT_SECONDS}; 0 = never)
-${listenHelp(DEFAULT_PORT)}
+${LISTEN.help}
+${SERVER_TLS_HELP}
+                     (clients cannot be asked for a certificate: deno#26825)
   --target-tls               speak TLS to the target (the system's trusted CAs)
   --target-cacert FILE       also trust this CA for the target (implies --target-tls)
   -h, --help                 show this help`;
@@ -213,7 +211,8 @@ if (import.meta.main) {
           type: "string",
           default: String(DEFAULT_IDLE_TIMEOUT_SECONDS),
         },
-        ...listenOptions(DEFAULT_PORT),
+        ...LISTEN.options,
+        ...SERVER_TLS_OPTIONS,
         "target-tls": { type: "boolean", default: false },
         "target-cacert": { type: "string" },
       },

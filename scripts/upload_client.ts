@@ -34,7 +34,6 @@ import {
   closeQuietly,
   copy,
   formatHostPort,
-  limited,
   type Reader,
   type Traffic,
   writeAll,
@@ -47,6 +46,7 @@ import {
   type ClientTls,
   loadClientTls,
 } from "../lib/tls.ts";
+import { limited } from "./upload/framing.ts";
 
 export const DEFAULT_PORT = 8080;
 /** Long enough for a server to flush a large file, short enough to fail. */

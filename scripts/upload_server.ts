@@ -33,21 +33,17 @@ import {
   createUpload,
   FileExistsError,
   fileNameProblem,
-  prepareUploadDirectory,
+  prepareUploadDir,
   type Upload,
 } from "../lib/file_store.ts";
-import { copy, formatAddress, limited, replyAndClose } from "../lib/io.ts";
+import { copy, formatAddress } from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
-import {
-  listenHelp,
-  listenOptions,
-  parseListen,
-  runUntilSignal,
-  type ServerHandle,
-  serveTcp,
-  type TcpServerOptions,
-} from "../lib/server.ts";
+import { listenOptions, parseListen, runUntilSignal } from "../lib/server.ts";
+import { type ServerHandle, serveTcp } from "../lib/server.ts";
+import type { TcpServerOptions } from "../lib/server.ts";
 import { printable } from "../lib/terminal.ts";
+import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS } from "../lib/tls.ts";
+import { limited, replyAndClose } from "./upload/framing.ts";
 
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
@@ -56,6 +52,7 @@ export const DEFAULT_MIN_RATE = 1000;
 /** Uploads share a disk, and each holds a socket and a file descriptor. */
 export const DEFAULT_MAX_UPLOADS = 100;
 const HEADER_LIMIT = 4096; // "UPLOAD", a size and a 255-byte name fit
+const LISTEN = listenOptions(DEFAULT_PORT);
 
 const USAGE = `Usage: upload_server.ts --dir DIR [options]
 
@@ -70,7 +67,9 @@ Options:
   --min-rate BYTES        408 when the body, past the idle timeout, averages fewer bytes/s
                           (default ${DEFAULT_MIN_RATE}; 0 = no minimum)
   --max-uploads N         503 to clients beyond N uploads at once (default ${DEFAULT_MAX_UPLOADS})
-${listenHelp(DEFAULT_PORT)}
+${LISTEN.help}
+${SERVER_TLS_HELP}
+                     (clients cannot be asked for a certificate: deno#26825)
   -h, --help              show this help`;
 
 /** As the options above; maxSize in bytes, minRate in bytes a second. */
@@ -87,9 +86,7 @@ export async function startUploadServer(
   options: UploadServerOptions,
 ): Promise<ServerHandle> {
   const log = options.log ?? ((line: string) => console.error(line));
-  for (const name of await prepareUploadDirectory(options.dir)) {
-    log(`removed leftover temporary file ${name}`);
-  }
+  await prepareUploadDir(options.dir, log);
   const idleMs = (options.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS) *
     1000;
   const minRate = options.minRate ?? DEFAULT_MIN_RATE;
@@ -230,7 +227,8 @@ if (import.meta.main) {
         "idle-timeout": text(DEFAULT_IDLE_TIMEOUT_SECONDS),
         "min-rate": text(DEFAULT_MIN_RATE),
         "max-uploads": text(DEFAULT_MAX_UPLOADS),
-        ...listenOptions(DEFAULT_PORT),
+        ...LISTEN.options,
+        ...SERVER_TLS_OPTIONS,
       },
     });
     if (!values.dir) throw new UsageError("--dir DIR is required");

@@ -208,6 +208,42 @@ export function concat(...parts: (string | Uint8Array)[]): Uint8Array {
   return result;
 }
 
+/** A Reader that hands out `bytes` a few at a time, like a slow network. */
+export class Trickle {
+  offset = 0;
+  constructor(readonly bytes: Uint8Array, readonly step = 1) {}
+  read(into: Uint8Array): Promise<number | null> {
+    if (this.offset >= this.bytes.length) return Promise.resolve(null);
+    const count = Math.min(
+      into.length,
+      this.step,
+      this.bytes.length - this.offset,
+    );
+    into.set(this.bytes.subarray(this.offset, this.offset + count));
+    this.offset += count;
+    return Promise.resolve(count);
+  }
+}
+
+export function trickle(text: string | Uint8Array, step = 1) {
+  const bytes = typeof text === "string"
+    ? new TextEncoder().encode(text)
+    : text;
+  return new Trickle(bytes, step);
+}
+
+/** Everything a Reader gives until its end, read in odd-sized pieces. */
+export async function readToEnd(
+  reader: { read(into: Uint8Array): Promise<number | null> },
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(7); // odd size: exercises partial reads
+  for (let count; (count = await reader.read(buffer)) !== null;) {
+    chunks.push(buffer.slice(0, count));
+  }
+  return concat(...chunks);
+}
+
 /** `size` random bytes (binary payloads for exact-bytes tests). */
 export function randomBytes(size: number): Uint8Array {
   const bytes = new Uint8Array(size);

@@ -11,17 +11,19 @@ import {
   fetchWithSocket,
   type HttpResponse,
 } from "../scripts/http_client.ts";
-import { readResponseHead } from "../lib/http1.ts";
-import { closeQuietly, type Reader, writeAll } from "../lib/io.ts";
+import { readResponseHead } from "../scripts/http/response.ts";
+import { closeQuietly, writeAll } from "../lib/io.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import {
   closedPort,
   hasCommand,
   makeTestCerts,
+  readToEnd,
   runScript,
   runTool,
   skipBecause,
   startUnansweredPort,
+  trickle,
 } from "./helpers.ts";
 
 const encoder = new TextEncoder();
@@ -31,39 +33,6 @@ const SCRIPT = "http_client.ts";
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/** A Reader that hands out `bytes` a few at a time, like a slow network. */
-class Trickle implements Reader {
-  offset = 0;
-  constructor(readonly bytes: Uint8Array, readonly step = 1) {}
-  read(into: Uint8Array): Promise<number | null> {
-    if (this.offset >= this.bytes.length) return Promise.resolve(null);
-    const count = Math.min(
-      into.length,
-      this.step,
-      this.bytes.length - this.offset,
-    );
-    into.set(this.bytes.subarray(this.offset, this.offset + count));
-    this.offset += count;
-    return Promise.resolve(count);
-  }
-}
-
-function trickle(text: string | Uint8Array, step = 1) {
-  const bytes = typeof text === "string" ? encoder.encode(text) : text;
-  return new Trickle(bytes, step);
-}
-
-async function readToEnd(reader: Reader): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(7); // odd size: exercises partial reads
-  while (true) {
-    const count = await reader.read(buffer);
-    if (count === null) break;
-    chunks.push(buffer.slice(0, count));
-  }
-  return concat(chunks);
-}
 
 function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
   const result = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));

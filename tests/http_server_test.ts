@@ -6,7 +6,10 @@ import {
   page,
   startHttpServer,
 } from "../scripts/http_server.ts";
-import { type MultipartEvent, MultipartParser } from "../lib/multipart.ts";
+import {
+  type MultipartEvent,
+  MultipartParser,
+} from "../scripts/http/multipart.ts";
 import {
   hasCommand,
   makeTestCerts,
@@ -794,7 +797,7 @@ Deno.test("subprocess: runs with --allow-net alone and no option but --port 0", 
 
 // ---------------------------------------------------------------------------
 // Slow and idle clients. Deno.serve has no timeout of its own for them;
-// lib/http_serve.ts bounds them (see its header for how, and the price).
+// scripts/http/serve.ts bounds them (see its header for how, and the price).
 
 interface Probe {
   /** When it was closed, in ms after it connected, or null if still open. */

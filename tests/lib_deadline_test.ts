@@ -365,7 +365,7 @@ Deno.test("TimedConn: reads and writes in time pass through", async () => {
   await server.write(new TextEncoder().encode("pong"));
   assert.equal(await timed.read(buffer), 4);
   assert.equal(new TextDecoder().decode(buffer.subarray(0, 4)), "pong");
-  await timed.closeWrite();
+  await timed.conn.closeWrite(); // unbounded: not a wait on the peer
   assert.equal(await server.read(buffer), null);
   server.close();
   assert.equal(await timed.read(buffer), null);

@@ -5,15 +5,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
-  checkFileName,
   createUpload,
-  fileExists,
   FileExistsError,
   fileNameProblem,
-  MAX_NAME_BYTES,
-  removeLeftoverTempFiles,
+  prepareUploadDir,
   UnsafeNameError,
 } from "../lib/file_store.ts";
+import { Failure } from "../lib/errors.ts";
 import { randomBytes } from "./helpers.ts";
 
 // Deno 2.8+ runs tests without the op and resource sanitizers unless asked:
@@ -21,6 +19,12 @@ import { randomBytes } from "./helpers.ts";
 Deno.test.sanitizer({ ops: true, resources: true });
 
 const TEMP_NAME = /^\.upload-[0-9a-f]{32}\.tmp$/;
+const MAX_NAME_BYTES = 255;
+
+/** Whether `dir` holds an entry `name` (a dangling symbolic link too). */
+async function fileExists(dir: string, name: string): Promise<boolean> {
+  return await Deno.lstat(`${dir}/${name}`).then(() => true, () => false);
+}
 
 /** A fresh temporary directory, removed on dispose. */
 async function tempDir() {
@@ -61,11 +65,11 @@ Deno.test("fileNameProblem: plain names pass", () => {
     ]
   ) {
     assert.equal(fileNameProblem(name), null, name);
-    checkFileName(name);
   }
 });
 
-Deno.test("fileNameProblem: each unsafe name with its reason", () => {
+Deno.test("fileNameProblem: each unsafe name with its reason; createUpload refuses it", async () => {
+  await using dir = await tempDir();
   const cases: [string, string][] = [
     ["", "empty file name"],
     [" ", "file name must not be only whitespace"],
@@ -125,8 +129,8 @@ Deno.test("fileNameProblem: each unsafe name with its reason", () => {
   ];
   for (const [name, reason] of cases) {
     assert.equal(fileNameProblem(name), reason, JSON.stringify(name));
-    assert.throws(
-      () => checkFileName(name),
+    await assert.rejects(
+      createUpload(dir.path, name),
       (error: unknown) =>
         error instanceof UnsafeNameError && error.message === reason,
     );
@@ -276,7 +280,6 @@ Deno.test("createUpload: unsafe names throw before touching the disk; storage er
     );
   }
   assert.deepEqual(await names(dir.path), []);
-  await assert.rejects(() => fileExists(dir.path, "../x"), UnsafeNameError);
   await assert.rejects(
     () => createUpload(`${dir.path}/missing-dir`, "a.txt"),
     Deno.errors.NotFound,
@@ -294,7 +297,7 @@ Deno.test("a directory reached through a symbolic link: the file lands in the re
   assert.deepEqual(await names(`${dir.path}/real`), ["f.txt"]);
 });
 
-Deno.test("removeLeftoverTempFiles removes our temporary files and nothing else", async () => {
+Deno.test("prepareUploadDir removes our temporary files and nothing else, creates a missing dir, refuses a file", async () => {
   await using dir = await tempDir();
   const ours = ".upload-0123456789abcdef0123456789abcdef.tmp";
   const alike = [
@@ -311,7 +314,19 @@ Deno.test("removeLeftoverTempFiles removes our temporary files and nothing else"
   const dirShaped = ".upload-ffffffffffffffffffffffffffffffff.tmp";
   await Deno.mkdir(`${dir.path}/${dirShaped}`);
   // An upload in progress has such a file too (hence: call it at start-up).
-  assert.deepEqual(await removeLeftoverTempFiles(dir.path), [ours]);
+  const logged: string[] = [];
+  await prepareUploadDir(dir.path, (line) => logged.push(line));
+  assert.deepEqual(logged, [`removed leftover temporary file ${ours}`]);
   assert.deepEqual(await names(dir.path), [...alike, dirShaped].sort());
-  assert.deepEqual(await removeLeftoverTempFiles(dir.path), []);
+  await prepareUploadDir(dir.path, (line) => logged.push(line));
+  assert.equal(logged.length, 1);
+  // A missing directory is made; a file in its place is one clear Failure.
+  await prepareUploadDir(`${dir.path}/new/sub`, (line) => logged.push(line));
+  assert.ok((await Deno.stat(`${dir.path}/new/sub`)).isDirectory);
+  await assert.rejects(
+    prepareUploadDir(`${dir.path}/keep.txt`),
+    (error: unknown) =>
+      error instanceof Failure &&
+      error.message === `--dir ${dir.path}/keep.txt is not a directory`,
+  );
 });

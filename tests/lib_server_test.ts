@@ -1,6 +1,7 @@
 // lib/server.ts: serveTcp plain and TLS over loopback (caps in all and per
 // address, rate-limited refusal lines, TLS handshake failures and timeouts,
-// shutdown, handler errors), rateLimitedLog, serverHandle, parseLimits, and
+// shutdown, handler errors), rateLimitedLog, serverHandle, listenOptions and
+// parseListen, and
 // runUntilSignal in real subprocesses (the Listening line, SIGTERM twice,
 // a handler that will not stop).
 import assert from "node:assert/strict";
@@ -8,9 +9,8 @@ import { UsageError } from "../lib/errors.ts";
 import {
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_PER_ADDRESS,
-  LIMIT_HELP,
-  LIMIT_OPTIONS,
-  parseLimits,
+  listenOptions,
+  parseListen,
   rateLimitedLog,
   serverHandle,
   serveTcp,
@@ -534,40 +534,56 @@ Deno.test("serverHandle: close() stops once; finished follows the server, even w
   assert.equal(failedStops, 1);
 });
 
-// --- parseLimits. ---
+// --- listenOptions and parseListen. ---
 
-Deno.test("parseLimits: the defaults, at least 1 each, named in the message", () => {
-  assert.deepEqual(
-    parseLimits({
-      "max-connections": LIMIT_OPTIONS["max-connections"].default,
-      "max-per-address": LIMIT_OPTIONS["max-per-address"].default,
-    }),
-    {
-      maxConnections: DEFAULT_MAX_CONNECTIONS,
-      maxPerAddress: DEFAULT_MAX_PER_ADDRESS,
-    },
-  );
-  assert.deepEqual(
-    parseLimits({ "max-connections": "1", "max-per-address": "1" }),
-    {
-      maxConnections: 1,
-      maxPerAddress: 1,
-    },
-  );
-  assert.throws(
-    () => parseLimits({ "max-connections": "0", "max-per-address": "1" }),
+Deno.test("parseListen: the defaults, the caps at least 1 each, named in the message", async () => {
+  const { options, help } = listenOptions(9999);
+  const values = {
+    hostname: options.hostname.default,
+    port: options.port.default,
+    "max-connections": options["max-connections"].default,
+    "max-per-address": options["max-per-address"].default,
+  };
+  assert.deepEqual(await parseListen(values), {
+    hostname: "127.0.0.1",
+    port: 9999,
+    maxConnections: DEFAULT_MAX_CONNECTIONS,
+    maxPerAddress: DEFAULT_MAX_PER_ADDRESS,
+    tls: undefined,
+  });
+  const caps = { "max-connections": "1", "max-per-address": "1" };
+  assert.deepEqual(await parseListen({ ...values, ...caps }), {
+    hostname: "127.0.0.1",
+    port: 9999,
+    maxConnections: 1,
+    maxPerAddress: 1,
+    tls: undefined,
+  });
+  await assert.rejects(
+    parseListen({ ...values, "max-connections": "0" }),
     (error: unknown) =>
       error instanceof UsageError &&
       error.message.startsWith("--max-connections must be"),
   );
-  assert.throws(
-    () => parseLimits({ "max-connections": "5", "max-per-address": "x" }),
+  await assert.rejects(
+    parseListen({ ...values, "max-per-address": "x" }),
     (error: unknown) =>
       error instanceof UsageError &&
       error.message.startsWith("--max-per-address must be"),
   );
-  assert.match(LIMIT_HELP, /--max-connections N/);
-  assert.match(LIMIT_HELP, /--max-per-address N/);
+  await assert.rejects(
+    parseListen({ ...values, cert: "a.pem" }),
+    (error: unknown) =>
+      error instanceof UsageError &&
+      /--cert and --key go together/.test(error.message),
+  );
+  assert.match(help, /--max-connections N .*\n.*\(default 10000\)/);
+  assert.match(help, /--max-per-address N .*\n.*\(default 2000\)/);
+  assert.match(help, /--port PORT .*\(default 9999; 0 picks a free port\)/);
+  // Lower caps for servers whose connections each hold more.
+  const lower = listenOptions(7000, { maxConnections: 5, maxPerAddress: 2 });
+  assert.equal(lower.options["max-connections"].default, "5");
+  assert.match(lower.help, /\(default 5\)[^]*\(default 2\)/);
 });
 
 // --- runUntilSignal, in subprocesses. ---

@@ -2,11 +2,10 @@ import assert from "node:assert/strict";
 import {
   checkTarget,
   checkTargets,
-  escapeBytes as scriptEscapeBytes,
+  escapeBytes,
   parseTarget,
   type TargetResult,
 } from "../scripts/multi_connect.ts";
-import { escapeBytes } from "../lib/terminal.ts";
 import type { ClientTls } from "../lib/tls.ts";
 import { startEchoServer } from "../scripts/echo_server.ts";
 import {
@@ -240,8 +239,6 @@ Deno.test("an IPv6 target in brackets", async (t) => {
 });
 
 Deno.test("escapeBytes keeps control characters and binary off the terminal", () => {
-  // The script's export is lib/terminal.ts's function (it moved there).
-  assert.equal(scriptEscapeBytes, escapeBytes);
   assert.equal(
     escapeBytes(encoder.encode('ok "x"\\\r\n\t\x1b[2J\x00')),
     '"ok \\"x\\"\\\\\\r\\n\\t\\x1b[2J\\x00"',
@@ -250,6 +247,43 @@ Deno.test("escapeBytes keeps control characters and binary off the terminal", ()
     escapeBytes(new Uint8Array([0x7f, 0x80, 0xff])),
     '"\\x7f\\x80\\xff"',
   );
+});
+
+Deno.test("escapeBytes: quoted ASCII, named escapes, \\xNN for the rest, exactly", () => {
+  const bytes = new Uint8Array([
+    0x41,
+    0x0a,
+    0x0d,
+    0x09,
+    0x5c,
+    0x22,
+    0x00,
+    0x1b,
+    0x7f,
+    0x80,
+    0xff,
+    0x20,
+    0x7e,
+    0x27,
+  ]);
+  assert.equal(
+    escapeBytes(bytes),
+    String.raw`"A\n\r\t\\\"\x00\x1b\x7f\x80\xff ~'"`,
+  );
+  assert.equal(escapeBytes(new Uint8Array()), '""');
+  assert.equal(
+    escapeBytes(new TextEncoder().encode("SSH-2.0-OpenSSH_9.6\r\n")),
+    String.raw`"SSH-2.0-OpenSSH_9.6\r\n"`,
+  );
+  // UTF-8 is bytes here: é is two escapes.
+  assert.equal(
+    escapeBytes(new TextEncoder().encode("é")),
+    String.raw`"\xc3\xa9"`,
+  );
+  // Every one of the 256 bytes gives printable ASCII only, on one line.
+  const all = escapeBytes(new Uint8Array(256).map((_, i) => i));
+  assert.match(all, /^"[\x20-\x7e]*"$/);
+  assert.equal(all.length, 2 + 95 - 2 + 2 * 2 + 2 * 3 + 4 * (256 - 95 - 3));
 });
 
 // --- The command line, run exactly as the header says. ---

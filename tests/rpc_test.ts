@@ -1,4 +1,4 @@
-// Tests for scripts/rpc_server.ts, scripts/rpc_client.ts and lib/jsonrpc.ts
+// Tests for scripts/rpc_server.ts, scripts/rpc_client.ts and scripts/rpc/jsonrpc.ts
 // over real loopback sockets: exact bytes of answers and of every error
 // code, ids of every kind, batches and notifications, concurrency inside
 // one connection and across 200, the limits (line, nesting, calls in
@@ -11,7 +11,7 @@ import {
   startRpcServer,
 } from "../scripts/rpc_server.ts";
 import { parseParams, RpcClient } from "../scripts/rpc_client.ts";
-import * as rpc from "../lib/jsonrpc.ts";
+import * as rpc from "../scripts/rpc/jsonrpc.ts";
 import { Failure } from "../lib/cli.ts";
 import { writeAll } from "../lib/io.ts";
 import { printableJson } from "../lib/terminal.ts";

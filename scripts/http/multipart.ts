@@ -1,7 +1,6 @@
 // Streaming multipart/form-data (RFC 7578 on RFC 2046), for http_server.ts's
-// upload form. It lives here, not in the script, because it is machinery:
-// the script teaches routing, escaping and safe storage, and this parser is
-// 100 lines a learner can skip. The body is
+// upload form: machinery apart from the script, which teaches routing,
+// escaping and safe storage. The body is
 //
 //   --BOUNDARY\r\n  part headers \r\n\r\n  data  \r\n--BOUNDARY\r\n  …  \r\n--BOUNDARY--
 //
@@ -9,8 +8,9 @@
 // chunks: the parser keeps back the last few bytes of each chunk that could
 // be the start of one. Memory stays one chunk plus the part header limit, so
 // a file of any size streams through it to disk.
-
-import { HttpError } from "./http_serve.ts";
+// Part of the HTTP chapter: run scripts/http_server.ts.
+import { concat } from "../../lib/io.ts";
+import { HttpError } from "./body.ts";
 
 /** Largest header block of one part. */
 export const MAX_PART_HEADER_BYTES = 8 * 1024;
@@ -51,7 +51,8 @@ export class MultipartParser {
 
   /** The events in `chunk`; the data events view bytes valid until the next call. */
   feed(chunk: Uint8Array): MultipartEvent[] {
-    let buffer = concat(this.#pending, chunk);
+    const pending = this.#pending;
+    let buffer = concat(pending.length > 0 ? [pending, chunk] : [chunk]);
     const events: MultipartEvent[] = [];
     let progressing = true;
     while (progressing) {
@@ -141,14 +142,6 @@ function partHeaders(headers: string): MultipartEvent {
     if (key === "filename") filename = value;
   }
   return { kind: "part", name, filename };
-}
-
-function concat(first: Uint8Array, second: Uint8Array): Uint8Array {
-  if (first.length === 0) return second;
-  const joined = new Uint8Array(first.length + second.length);
-  joined.set(first);
-  joined.set(second, first.length);
-  return joined;
 }
 
 /** Index of `needle` in `haystack`, or -1. */

@@ -1,7 +1,10 @@
-// JSON-RPC 2.0 (https://www.jsonrpc.org/specification), one JSON text per
-// line, as rpc_server.ts answers it and rpc_client.ts reads it: the codes,
-// reading a line safely, answering a request or a batch with a table of
-// methods. The scripts keep the networking: concurrency, framing, limits.
+// JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as the RPC chapter
+// speaks it, one JSON text per line: the error codes, a line parsed safely
+// (UTF-8, nesting bounded, ids too large for a double kept as written), and
+// a request or a batch answered from a table of methods. rpc_server.ts
+// answers with it and rpc_client.ts reads answers with it; it is apart so
+// that the scripts keep their networking lessons in view: concurrency,
+// framing, limits. Part of the RPC chapter: run scripts/rpc_server.ts.
 
 /** The codes the specification defines; -32000 to -32099 are the server's. */
 export const PARSE_ERROR = -32700, INVALID_REQUEST = -32600;
