@@ -1227,6 +1227,23 @@ Deno.test({
     assert.ok(h2.stdout.endsWith(HELLO_PAGE));
     const h1 = await curl(["-i", "--http1.1", "--cacert", certs.caFile, url]);
     assert.match(h1.stdout, /^HTTP\/1\.1 200 OK\r\n/);
+    // HEAD over HTTP/2: the length of the page, and no body (a body there
+    // is a protocol error to curl and browsers); a 404 likewise.
+    const length = new TextEncoder().encode(HELLO_PAGE).length;
+    for (const [path, status] of [["", 200], ["missing", 404]] as const) {
+      const head = await curl([
+        "-I",
+        "--http2",
+        "--cacert",
+        certs.caFile,
+        url + path,
+      ]);
+      assert.equal(head.code, 0, head.stderr);
+      assert.match(head.stdout, new RegExp(`^HTTP/2 ${status} \r\n`));
+      if (status === 200) {
+        assert.match(head.stdout, new RegExp(`content-length: ${length}\r\n`));
+      }
+    }
     // An upload form posted over HTTP/2 reaches the same handler.
     const form = await curl([
       "--http2",
