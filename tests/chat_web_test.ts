@@ -1,4 +1,4 @@
-// Tests for chat_server.ts --web-port (lib/chat_web.ts, lib/chat_page.ts):
+// Tests for chat_server.ts --web-port (scripts/chat/web.ts, page.ts):
 // the page and its HTTP answers, WebSocket members next to TCP members in
 // one room, with clients nobody here wrote (Deno's WebSocket, npm:ws,
 // Python's websockets, real headless Chromium) and hand-made frames for the

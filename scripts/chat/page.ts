@@ -4,7 +4,7 @@
 // exactly that style and that script (by their SHA-256 hashes) and a
 // WebSocket to the page's own origin. Room text is shown with textContent
 // only: whatever a member sends stays text, never markup. Kept apart from
-// lib/chat_web.ts (the protocol) because it is browser code, not server
+// chat/web.ts (the protocol) because it is browser code, not server
 // code.
 
 const STYLE = `

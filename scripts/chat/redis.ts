@@ -1,5 +1,5 @@
 // One chat room across many chat_server.ts processes (--redis URL): the
-// RoomLink of lib/chat_room.ts, over Redis. A process can write only to its
+// RoomLink of chat/room.ts, over Redis. A process can write only to its
 // own sockets, so each server publishes its room's lines on a Redis channel
 // and delivers what the others publish (pub/sub: Redis hands each message
 // to every subscriber and keeps nothing). What all servers must agree on is
@@ -15,11 +15,11 @@
 // --redis, so the plain server needs no package.
 import { Buffer } from "node:buffer";
 import { createClient } from "npm:redis@5.12.1";
-import type { Room, RoomLink } from "./chat_room.ts";
-import { raceTimeout, seconds, TIMED_OUT } from "./deadline.ts";
-import { describeError, Failure, UsageError } from "./errors.ts";
-import { formatHostPort } from "./io.ts";
-import { rateLimitedLog } from "./server.ts";
+import type { Room, RoomLink } from "./room.ts";
+import { raceTimeout, seconds, TIMED_OUT } from "../../lib/deadline.ts";
+import { describeError, Failure, UsageError } from "../../lib/errors.ts";
+import { formatHostPort } from "../../lib/io.ts";
+import { rateLimitedLog } from "../../lib/server.ts";
 
 const LEASE_MS = 10_000; // a silent server's names are freed after this
 const HEARTBEAT_MS = 2_000; // how often each server renews its lease

@@ -1,5 +1,5 @@
 // The browser side of chat_server.ts --web-port: a small HTTP/1.1 server
-// (GET / the page from lib/chat_page.ts, GET /ws the WebSocket) and
+// (GET / the page from chat/page.ts, GET /ws the WebSocket) and
 // WebSocket framing (RFC 6455) written by hand over the TCP connection, so
 // that a browser member is chat_server's own TcpMember with a queue, a
 // writer and a reader like any other. Deno.upgradeWebSocket would be
@@ -9,12 +9,17 @@
 // bufferedAmount counts a burst as queued until the event loop turns. Here
 // a message over the line limit is skipped as it streams in, and dropping
 // a member closes its socket. Kept out of chat_server.ts's reading budget.
-import type { Member, Room } from "./chat_room.ts";
-import { PAGE, PAGE_POLICY } from "./chat_page.ts";
-import { seconds, withDeadline } from "./deadline.ts";
-import * as http from "./http1.ts";
-import { concat, lingeringClose, type Traffic, writeAll } from "./io.ts";
-import { BufferedReader } from "./reader.ts";
+import type { Member, Room } from "./room.ts";
+import { PAGE, PAGE_POLICY } from "./page.ts";
+import { seconds, withDeadline } from "../../lib/deadline.ts";
+import * as http from "../../lib/http1.ts";
+import {
+  concat,
+  lingeringClose,
+  type Traffic,
+  writeAll,
+} from "../../lib/io.ts";
+import { BufferedReader } from "../../lib/reader.ts";
 
 const HEAD_MS = 10_000; // for the request line and headers
 const LIMIT = 16 * 1024; // bytes of request head

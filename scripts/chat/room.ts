@@ -2,15 +2,15 @@
 // that queues a line for every member without ever waiting on one. It knows
 // members, not sockets: anything that can queue bytes for a person is a
 // Member (chat_server.ts's TcpMember, on a TCP connection or a WebSocket).
-// A room may span several servers through a RoomLink (lib/chat_redis.ts):
+// A room may span several servers through a RoomLink (chat/redis.ts):
 // then names are claimed, /who is answered and private lines are routed
 // across all of them, and while the link is down the room carries on with
 // this server's members. It is here and not inside chat_server.ts, whose
 // reading budget holds its network lessons: the member's own queue, and
 // lines cut out of a byte stream.
-import { concat } from "./io.ts";
-import { raceTimeout } from "./deadline.ts";
-import { replaceControls } from "./terminal.ts";
+import { concat } from "../../lib/io.ts";
+import { raceTimeout } from "../../lib/deadline.ts";
+import { replaceControls } from "../../lib/terminal.ts";
 
 /**
  * What the room knows of a member: a name and a queue. send() never waits
@@ -26,7 +26,7 @@ export interface Member {
 }
 
 /**
- * The rest of the room, on other servers (lib/chat_redis.ts). Every wait is
+ * The rest of the room, on other servers (chat/redis.ts). Every wait is
  * bounded; `undefined` means "the room is split, ask again later".
  */
 export interface RoomLink {
