@@ -32,6 +32,7 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
+import { receive } from "./chat/commands.ts";
 import { type Member, Room, type RoomLink } from "./chat/room.ts";
 import { acceptWeb, textFrames, type WebSocketPeer } from "./chat/web.ts";
 import { raceTimeout, seconds, Sweeper, TIMED_OUT } from "../lib/deadline.ts";
@@ -47,7 +48,7 @@ export const DEFAULT_MAX_QUEUE = 1024 * 1024;
 export const DEFAULT_IDLE_TIMEOUT = 1800; // seconds
 export const DEFAULT_ANNOUNCE_LIMIT = 100;
 export const DEFAULT_ROOM = "lobby";
-export { MAX_NAME_LENGTH } from "./chat/room.ts";
+export { MAX_NAME_LENGTH } from "./chat/commands.ts";
 const FLUSH_TIMEOUT_MS = 2000; // for a leaving member's last lines
 
 const USAGE = `Usage: chat_server.ts [--hostname HOST] [--port PORT] [options]
@@ -240,7 +241,7 @@ async function readLines(room: Room, member: TcpMember): Promise<string> {
     if (cut > 0) {
       // Usually at once; a command that asks the other servers (--redis)
       // holds this member's next lines until it has its answer.
-      const staying = await room.receive(member, unread.subarray(0, cut));
+      const staying = await receive(room, member, unread.subarray(0, cut));
       reader.consume(cut);
       if (!staying) return "quit";
     }

@@ -1,16 +1,18 @@
-// The chat room behind chat_server.ts: names, commands, and the broadcast
-// that queues a line for every member without ever waiting on one. It knows
-// members, not sockets: anything that can queue bytes for a person is a
-// Member (chat_server.ts's TcpMember, on a TCP connection or a WebSocket).
-// A room may span several servers through a RoomLink (chat/redis.ts):
-// then names are claimed, /who is answered and private lines are routed
-// across all of them, and while the link is down the room carries on with
-// this server's members. It is here and not inside chat_server.ts, whose
-// reading budget holds its network lessons: the member's own queue, and
-// lines cut out of a byte stream.
-import { concat } from "../../lib/io.ts";
+// The chat room: who is in it, under which name, and the broadcast that
+// queues a line for every member without ever waiting on one. Part of the
+// chat chapter: chat_server.ts builds one Room; commands.ts (what members'
+// lines do), web.ts (browser members) and redis.ts (the room across
+// servers) work on it. A file of its own so that chat_server.ts's reading
+// budget holds its network lessons: the member's own queue, and lines cut
+// out of a byte stream. The room knows members, not sockets: anything that
+// can queue bytes for a person is a Member (chat_server.ts's TcpMember, on a
+// TCP connection or a WebSocket). Through a RoomLink (redis.ts) the room
+// spans several servers; while the link is down it carries on with this
+// server's members.
+//
+// Read first: Room.deliver, then Room.join and Room.leave.
 import { raceTimeout } from "../../lib/deadline.ts";
-import { replaceControls } from "../../lib/terminal.ts";
+import { HINT } from "./commands.ts";
 
 /**
  * What the room knows of a member: a name and a queue. send() never waits
@@ -26,7 +28,7 @@ export interface Member {
 }
 
 /**
- * The rest of the room, on other servers (chat/redis.ts). Every wait is
+ * The rest of the room, on other servers (redis.ts). Every wait is
  * bounded; `undefined` means "the room is split, ask again later".
  */
 export interface RoomLink {
@@ -51,42 +53,12 @@ export interface RoomOptions {
   log: (message: string) => void;
 }
 
-export const MAX_NAME_LENGTH = 24; // characters
-const MAX_NAMES_LISTED = 100; // /who's reply stays small
 const SHUTDOWN_FLUSH_MS = 1000; // for everyone's "server shutting down"
-const HINT = "/help lists commands";
-const HELP =
-  "commands: /nick NAME (change your name), /who (list the room), /msg NAME text (to NAME only), /quit (leave), /help";
-
 const encoder = new TextEncoder();
-const decoder = new TextDecoder(); // not fatal: bad UTF-8 becomes U+FFFD
-const NEWLINE = encoder.encode("\n");
 
 /** "* text\n": how every server notice looks on the wire. */
 function notice(text: string): Uint8Array {
   return encoder.encode(`* ${text}\n`);
-}
-
-/** Printable ASCII (tabs too) not starting blank: relayed as it is. */
-function isPlainText(line: Uint8Array): boolean {
-  if (line[0] <= 0x20) return false;
-  for (let i = 0; i < line.length; i++) {
-    if (line[i] > 0x7e || (line[i] < 0x20 && line[i] !== 0x09)) return false;
-  }
-  return true;
-}
-
-/** Why a nickname is refused, or undefined when it is acceptable. */
-function checkName(name: string): string | undefined {
-  if (name === "") return "usage: /nick NAME";
-  if ([...name].length > MAX_NAME_LENGTH) {
-    return `name too long (at most ${MAX_NAME_LENGTH} characters)`;
-  }
-  // Letters and digits of any script plus _ . -: no spaces, no control
-  // characters, no ':' that would fake the "name: text" separator.
-  if (!/^[\p{L}\p{N}_.-]+$/u.test(name)) {
-    return "name may hold only letters, digits, '_', '.' and '-'";
-  }
 }
 
 export class Room {
@@ -113,9 +85,15 @@ export class Room {
   }
 
   /**
-   * Queues the same bytes for everyone but `except`, here and (through the
-   * link) on the other servers.
+   * Keeps `name` for `member` while the other servers are asked, so that
+   * no one here takes it meanwhile; without `member`, frees it again.
    */
+  hold(name: string, member?: Member) {
+    if (member) this.#names.set(name.toLowerCase(), member);
+    else this.#names.delete(name.toLowerCase());
+  }
+
+  /** Bytes for everyone but `except`, here and on the other servers. */
   broadcast(bytes: Uint8Array, except?: Member) {
     this.deliver(bytes, except);
     this.link?.publish(bytes);
@@ -154,6 +132,12 @@ export class Room {
     this.deliver(notice(text));
   }
 
+  /** The notice for a line over the limit, to its sender only. */
+  refuseLongLine(member: Member) {
+    const limit = this.options.maxLine;
+    this.tell(member, `line too long (over ${limit} bytes); not sent`);
+  }
+
   /**
    * Names the member (a guest name unique across servers when linked) and
    * lets it in; false if the server closed meanwhile.
@@ -183,159 +167,11 @@ export class Room {
     this.announce(`${member.name} left${shown ? ` (${reason})` : ""}`);
   }
 
-  /** The notice for a line over the limit, to its sender only. */
-  refuseLongLine(member: Member) {
-    const limit = this.options.maxLine;
-    this.tell(member, `line too long (over ${limit} bytes); not sent`);
-  }
-
   /**
-   * Runs complete lines from `member` (each ending in "\n" or "\r\n"; the
-   * last may lack it at the end of the input). Plain lines are gathered
-   * into one buffer and broadcast once: a read that brought ten lines costs
-   * each member one queue push, not ten. A command first sends what was
-   * gathered before it; one that must ask the other servers makes the rest
-   * wait for its answer (a promise). False when the member quits.
+   * Renames a member, told to the whole room; with `why` (a name yielded
+   * to another server) the member is told why, and only this server hears.
    */
-  receive(
-    member: Member,
-    bytes: Uint8Array,
-    from = 0,
-  ): boolean | Promise<boolean> {
-    let prefix = encoder.encode(`${member.name}: `);
-    let gathered: Uint8Array[] = [];
-    for (let start = from; start < bytes.length;) {
-      let end = bytes.indexOf(0x0a, start);
-      if (end < 0) end = bytes.length;
-      let line = bytes.subarray(start, bytes[end - 1] === 0x0d ? end - 1 : end);
-      start = end + 1;
-      if (line.length > this.options.maxLine) {
-        this.refuseLongLine(member);
-      } else if (line[0] === 0x2f) { // "/"
-        if (gathered.length > 0) this.broadcast(concat(gathered), member);
-        gathered = [];
-        const staying = this.command(
-          member,
-          replaceControls(decoder.decode(line)),
-        );
-        if (staying instanceof Promise) {
-          const rest = start; // the lines after the command wait for it
-          return staying.then((stays) =>
-            stays && this.members.has(member) &&
-            this.receive(member, bytes, rest)
-          );
-        }
-        if (!staying) return false;
-        prefix = encoder.encode(`${member.name}: `); // after a /nick
-      } else if (line.length > 0) {
-        if (!isPlainText(line)) {
-          // Decoding repairs bad UTF-8; escape sequences must not reach the
-          // other members' terminals; a blank line is not worth sending.
-          const text = replaceControls(decoder.decode(line));
-          if (text.trim() === "") continue;
-          line = encoder.encode(text);
-        }
-        gathered.push(prefix, line, NEWLINE);
-      }
-    }
-    if (gathered.length > 0) this.broadcast(concat(gathered), member);
-    return true;
-  }
-
-  /** Runs one command line; false when the member quits. */
-  command(member: Member, text: string): boolean | Promise<boolean> {
-    const [, command, argument] = /^(\S*)\s*(.*)$/s.exec(text)!;
-    switch (command.toLowerCase()) {
-      case "/nick": {
-        const renaming = this.rename(member, argument.trim().normalize("NFC"));
-        return renaming ? renaming.then(() => true) : true;
-      }
-      case "/who":
-        return this.#who(member);
-      case "/msg":
-        return this.#private(member, argument);
-      case "/help":
-        this.tell(member, HELP);
-        break;
-      case "/quit":
-        this.tell(member, `bye ${member.name}`);
-        return false;
-      default:
-        this.tell(member, `unknown command ${command}; ${HINT}`);
-    }
-    return true;
-  }
-
-  #who(member: Member): true | Promise<true> {
-    const list = (count: number, names: string[], note = "") => {
-      const more = count - names.length;
-      const listed = names.join(", ") + (more > 0 ? ` and ${more} more` : "");
-      this.tell(member, `${count} here: ${listed}${note}`);
-      return true as const;
-    };
-    const here = [...this.members].slice(0, MAX_NAMES_LISTED)
-      .map((other) => other.name);
-    if (!this.link) return list(this.members.size, here);
-    return this.link.who(MAX_NAMES_LISTED).then((room) =>
-      room ? list(room.count, room.names) : list(
-        this.members.size,
-        here,
-        " (the room is split: this server only)",
-      )
-    );
-  }
-
-  /** "/msg NAME text": shown to NAME alone as "SENDER (private): text". */
-  #private(member: Member, argument: string): true | Promise<true> {
-    const [, to, text] = /^(\S+)\s+(.*\S)/s.exec(argument) ?? [];
-    if (!text) {
-      this.tell(member, "usage: /msg NAME text");
-      return true;
-    }
-    const bytes = encoder.encode(`${member.name} (private): ${text}\n`);
-    const recipient = this.named(to);
-    if (recipient) this.sendTo(recipient, bytes);
-    else if (!this.link) this.tell(member, `no one called ${to} here`);
-    else {
-      return this.link.sendTo(to, bytes).then((sent) => {
-        if (sent === undefined) {
-          this.tell(member, `cannot reach ${to}: the room is split`);
-        } else if (!sent) this.tell(member, `no one called ${to} here`);
-        return true as const;
-      });
-    }
-    return true;
-  }
-
-  /** "/nick NAME"; a promise while other servers are asked. */
-  rename(member: Member, name: string): void | Promise<void> {
-    const holder = this.named(name);
-    const problem = checkName(name) ??
-      (name === member.name ? `you are already ${name}` : undefined) ??
-      (holder && holder !== member ? `name ${name} is taken` : undefined);
-    if (problem) return this.tell(member, problem);
-    if (!this.link) return this.#renamed(member, name);
-    // Hold the name here while the other servers are asked, so that no
-    // member of this server can take it meanwhile.
-    const key = name.toLowerCase();
-    this.#names.set(key, member);
-    return this.link.claim(name).then((claimed) => {
-      const oldKey = member.name.toLowerCase();
-      if (claimed === false || !this.members.has(member)) {
-        if (key !== oldKey) this.#names.delete(key);
-        if (claimed === false) this.tell(member, `name ${name} is taken`);
-        else if (claimed) this.link?.release(name);
-        return;
-      }
-      // While split (undefined) the name is taken here only; the link
-      // claims it again when the room is whole.
-      if (key !== oldKey) this.link?.release(member.name);
-      this.#renamed(member, name);
-    });
-  }
-
-  /** Renames; with `why`, told to the member, only this server hears it. */
-  #renamed(member: Member, name: string, why?: string) {
+  rename(member: Member, name: string, why?: string) {
     const oldName = member.name;
     this.#names.delete(oldName.toLowerCase());
     this.#names.set(name.toLowerCase(), member);
@@ -351,7 +187,7 @@ export class Room {
   yieldName(member: Member, fresh: string) {
     const why =
       `${member.name} was taken on another server; you are now ${fresh}`;
-    this.#renamed(member, fresh, why);
+    this.rename(member, fresh, why);
   }
 
   /** Before the connections close: tell everyone, give them a moment. */

@@ -9,6 +9,7 @@
 // bufferedAmount counts a burst as queued until the event loop turns. Here
 // a message over the line limit is skipped as it streams in, and dropping
 // a member closes its socket. Kept out of chat_server.ts's reading budget.
+import { receive } from "./commands.ts";
 import type { Member, Room } from "./room.ts";
 import { PAGE, PAGE_POLICY } from "./page.ts";
 import { seconds, withDeadline } from "../../lib/deadline.ts";
@@ -269,7 +270,7 @@ export class WebSocketPeer {
         } catch {
           return fail(1007, "text is not UTF-8"); // RFC 6455 §8.1
         }
-        if (!(await room.receive(member, oneLine(message)))) return "quit";
+        if (!(await receive(room, member, oneLine(message)))) return "quit";
       }
     }
   }
