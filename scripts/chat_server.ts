@@ -34,7 +34,8 @@ import {
 } from "../lib/cli.ts";
 import { receive } from "./chat/commands.ts";
 import { type Member, Room, type RoomLink } from "./chat/room.ts";
-import { acceptWeb, textFrames, type WebSocketPeer } from "./chat/web.ts";
+import { acceptWeb } from "./chat/web.ts";
+import { textFrames, type WebSocketPeer } from "./chat/websocket.ts";
 import { raceTimeout, seconds, Sweeper, TIMED_OUT } from "../lib/deadline.ts";
 import { describeError, isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
