@@ -1,7 +1,7 @@
 /**
  * Chat room for terminals and browsers, on one server or many: every line a
  * member sends goes to every other member as "name: line", each member fed
- * through an outgoing queue of its own.
+ * through an outgoing queue of its own. Its parts sit beside it in chat/.
  *
  * Run:    deno run --allow-net scripts/chat_server.ts [--port 8888] [--web-port 8889]
  *           [--redis redis://127.0.0.1:6379 [--room lobby]]
@@ -15,7 +15,7 @@
  * rather than wait for it. 001 §5 names WebSocket: a browser asks with
  * "Upgrade: websocket" and a random key, the server answers 101 with
  * SHA-1(key + a fixed GUID), and both then speak frames on that connection
- * (chat/web.ts): a browser member is a TcpMember whose lines leave as
+ * (chat/websocket.ts): a browser member is a TcpMember whose lines leave as
  * frames. WebSocket does cross origins (the tutorial says it cannot: so we
  * check Origin) and wss:// is its TLS. A process writes only to its own
  * sockets: with --redis each server publishes its lines on a Redis channel
@@ -301,8 +301,7 @@ if (import.meta.main) {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        hostname: text("127.0.0.1"),
-        port: text(DEFAULT_PORT),
+        ...server.listenOptions(DEFAULT_PORT), // hostname, port, caps, TLS
         "web-port": { type: "string" },
         redis: { type: "string" },
         room: { type: "string" },
@@ -310,9 +309,6 @@ if (import.meta.main) {
         "max-queue": text(DEFAULT_MAX_QUEUE),
         "idle-timeout": text(DEFAULT_IDLE_TIMEOUT),
         "announce-limit": text(DEFAULT_ANNOUNCE_LIMIT),
-        "max-connections": text(server.DEFAULT_MAX_CONNECTIONS),
-        "max-per-address": text(server.DEFAULT_MAX_PER_ADDRESS),
-        ...tls.SERVER_TLS_OPTIONS,
       },
     });
     const count = (name: keyof typeof values, min: number, max = 1e6) =>
