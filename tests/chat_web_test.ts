@@ -1,9 +1,9 @@
-// Tests for chat_server.ts --web-port (scripts/chat/web.ts, page.ts):
-// the page and its HTTP answers, WebSocket members next to TCP members in
-// one room, with clients nobody here wrote (Deno's WebSocket, npm:ws,
-// Python's websockets, real headless Chromium) and hand-made frames for the
-// hostile cases (fragments, pings, unmasked or invalid frames, a peer that
-// never reads), TLS (https and wss://), IPv6, the CLI and SIGTERM.
+// Tests for chat_server.ts --web-port (scripts/chat/web.ts, websocket.ts,
+// page.ts): the page and its HTTP answers, WebSocket members next to TCP
+// members in one room, with clients nobody here wrote (Deno's WebSocket,
+// npm:ws, Python's websockets, real headless Chromium) and hand-made frames
+// for the hostile cases (fragments, pings, unmasked or invalid frames, a
+// peer that never reads), TLS (https and wss://), IPv6, the CLI and SIGTERM.
 import assert from "node:assert/strict";
 import {
   type ChatServerOptions,
