@@ -1,7 +1,7 @@
 /**
  * Chat room for terminals and browsers, on one server or many: every line a
  * member sends goes to every other member as "name: line", each member fed
- * through an outgoing queue of its own.
+ * through an outgoing queue of its own. Its parts sit beside it in chat/.
  *
  * Run:    deno run --allow-net scripts/chat_server.ts [--port 8888] [--web-port 8889]
  *           [--redis redis://127.0.0.1:6379 [--room lobby]]
@@ -15,11 +15,11 @@
  * rather than wait for it. 001 §5 names WebSocket: a browser asks with
  * "Upgrade: websocket" and a random key, the server answers 101 with
  * SHA-1(key + a fixed GUID), and both then speak frames on that connection
- * (lib/chat_web.ts): a browser member is a TcpMember whose lines leave as
+ * (chat/websocket.ts): a browser member is a TcpMember whose lines leave as
  * frames. WebSocket does cross origins (the tutorial says it cannot: so we
  * check Origin) and wss:// is its TLS. A process writes only to its own
  * sockets: with --redis each server publishes its lines on a Redis channel
- * and delivers the others', and names are claimed there (lib/chat_redis.ts).
+ * and delivers the others', and names are claimed there (chat/redis.ts).
  *
  * Read first: TcpMember.send, then serveMember.
  */
@@ -32,8 +32,10 @@ import {
   runCommand,
   UsageError,
 } from "../lib/cli.ts";
-import { type Member, Room, type RoomLink } from "../lib/chat_room.ts";
-import { acceptWeb, textFrames, type WebSocketPeer } from "../lib/chat_web.ts";
+import { receive } from "./chat/commands.ts";
+import { type Member, Room, type RoomLink } from "./chat/room.ts";
+import { acceptWeb } from "./chat/web.ts";
+import { textFrames, type WebSocketPeer } from "./chat/websocket.ts";
 import { raceTimeout, seconds, Sweeper, TIMED_OUT } from "../lib/deadline.ts";
 import { describeError, isDisconnect } from "../lib/errors.ts";
 import * as io from "../lib/io.ts";
@@ -47,7 +49,7 @@ export const DEFAULT_MAX_QUEUE = 1024 * 1024;
 export const DEFAULT_IDLE_TIMEOUT = 1800; // seconds
 export const DEFAULT_ANNOUNCE_LIMIT = 100;
 export const DEFAULT_ROOM = "lobby";
-export { MAX_NAME_LENGTH } from "../lib/chat_room.ts";
+export { MAX_NAME_LENGTH } from "./chat/commands.ts";
 const FLUSH_TIMEOUT_MS = 2000; // for a leaving member's last lines
 
 const USAGE = `Usage: chat_server.ts [--hostname HOST] [--port PORT] [options]
@@ -85,7 +87,7 @@ export interface ChatServerOptions {
   hostname?: string;
   port?: number;
   webPort?: number; // HTTP and WebSocket for browsers; none by default
-  /** Other servers' share of the room (lib/chat_redis.ts), connected. */
+  /** Other servers' share of the room (chat/redis.ts), connected. */
   link?: RoomLink & { attach(room: Room): void; close(): Promise<void> };
   maxLine?: number; // longest line accepted, in bytes, without "\n"
   maxQueue?: number; // bytes queued for a member before it is dropped
@@ -240,7 +242,7 @@ async function readLines(room: Room, member: TcpMember): Promise<string> {
     if (cut > 0) {
       // Usually at once; a command that asks the other servers (--redis)
       // holds this member's next lines until it has its answer.
-      const staying = await room.receive(member, unread.subarray(0, cut));
+      const staying = await receive(room, member, unread.subarray(0, cut));
       reader.consume(cut);
       if (!staying) return "quit";
     }
@@ -299,8 +301,7 @@ if (import.meta.main) {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        hostname: text("127.0.0.1"),
-        port: text(DEFAULT_PORT),
+        ...server.listenOptions(DEFAULT_PORT), // hostname, port, caps, TLS
         "web-port": { type: "string" },
         redis: { type: "string" },
         room: { type: "string" },
@@ -308,9 +309,6 @@ if (import.meta.main) {
         "max-queue": text(DEFAULT_MAX_QUEUE),
         "idle-timeout": text(DEFAULT_IDLE_TIMEOUT),
         "announce-limit": text(DEFAULT_ANNOUNCE_LIMIT),
-        "max-connections": text(server.DEFAULT_MAX_CONNECTIONS),
-        "max-per-address": text(server.DEFAULT_MAX_PER_ADDRESS),
-        ...tls.SERVER_TLS_OPTIONS,
       },
     });
     const count = (name: keyof typeof values, min: number, max = 1e6) =>
@@ -334,7 +332,7 @@ if (import.meta.main) {
     };
     if (values.redis !== undefined) {
       // Only a shared room needs Redis, so only then is its client loaded.
-      const bridge = await import("../lib/chat_redis.ts").catch((error) => {
+      const bridge = await import("./chat/redis.ts").catch((error) => {
         throw new Failure(`--redis needs npm:redis: ${describeError(error)}`);
       });
       options.link = await bridge.connectRoom(

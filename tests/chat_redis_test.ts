@@ -1,11 +1,11 @@
-// Tests for chat_server.ts --redis (lib/chat_redis.ts): servers sharing a
+// Tests for chat_server.ts --redis (scripts/chat/redis.ts): servers sharing a
 // Redis and a room serve one room (lines, notices, /who, /msg, names unique
 // across them); another room stays apart; Redis unreachable at start, lost
 // and restarted mid-conversation, and a server killed with -9. Every test
 // starts its own redis-server on a free loopback port and stops it by PID.
 import assert from "node:assert/strict";
 import { startChatServer } from "../scripts/chat_server.ts";
-import { connectRoom } from "../lib/chat_redis.ts";
+import { connectRoom } from "../scripts/chat/redis.ts";
 import { writeAll } from "../lib/io.ts";
 import {
   closedPort,

@@ -1,9 +1,9 @@
-// Tests for chat_server.ts --web-port (lib/chat_web.ts, lib/chat_page.ts):
-// the page and its HTTP answers, WebSocket members next to TCP members in
-// one room, with clients nobody here wrote (Deno's WebSocket, npm:ws,
-// Python's websockets, real headless Chromium) and hand-made frames for the
-// hostile cases (fragments, pings, unmasked or invalid frames, a peer that
-// never reads), TLS (https and wss://), IPv6, the CLI and SIGTERM.
+// Tests for chat_server.ts --web-port (scripts/chat/web.ts, websocket.ts,
+// page.ts): the page and its HTTP answers, WebSocket members next to TCP
+// members in one room, with clients nobody here wrote (Deno's WebSocket,
+// npm:ws, Python's websockets, real headless Chromium) and hand-made frames
+// for the hostile cases (fragments, pings, unmasked or invalid frames, a
+// peer that never reads), TLS (https and wss://), IPv6, the CLI and SIGTERM.
 import assert from "node:assert/strict";
 import {
   type ChatServerOptions,
@@ -899,10 +899,14 @@ Deno.test({
         return tab;
       };
       type Tab = Awaited<ReturnType<typeof open>>;
+      // Waits re-check on every change to the page. (The default re-checks
+      // on each animation frame, and a background tab, as the first is once
+      // the second opens, has none: a line arriving after the wait began
+      // went unseen, and the test failed now and then.)
       const connected = (tab: Tab) =>
         tab.waitForFunction(
           () => document.getElementById("status")!.textContent === "connected",
-          { timeout: 10_000 },
+          { timeout: 10_000, polling: "mutation" },
         );
       const shows = (tab: Tab, text: string) =>
         tab.waitForFunction(
@@ -910,7 +914,7 @@ Deno.test({
             Array.from(document.querySelectorAll("#log p")).some((line) =>
               line.textContent === wanted
             ),
-          { timeout: 10_000 },
+          { timeout: 10_000, polling: "mutation" },
           text,
         );
       const say = async (tab: Tab, text: string) => {
@@ -961,7 +965,7 @@ Deno.test({
           document.getElementById("status")!.textContent!.startsWith(
             "disconnected",
           ),
-        { timeout: 10_000 },
+        { timeout: 10_000, polling: "mutation" },
       );
       ({ server, port, web } = startServer({ webPort: web, maxLine: 200 }));
       await connected(first);

@@ -1,7 +1,8 @@
 // lib/reader.ts's BufferedReader, tested from outside: line framing over
 // every possible read boundary, the line limit at and past its edge, memory
-// that stays bounded under an endless line, and the raw-byte and in-place
-// interfaces that the upload and HTTP parsers use. The last test reads from
+// that stays bounded under an endless line, the raw-byte and in-place
+// interfaces that the upload and HTTP parsers use, and the large reads
+// chat_server borrows while a member streams. The last test reads from
 // a real loopback socket fed by a peer we did not write (nc).
 import assert from "node:assert/strict";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
@@ -258,6 +259,19 @@ Deno.test("BufferedReader: skipLine reports end of input inside the long line", 
   assert.deepEqual(await lines(calm), ["a", "b"]);
 });
 
+Deno.test("BufferedReader: skipLine() drops the rest of a line fill() found too long", async () => {
+  const reader = new BufferedReader(
+    piecesReader("x".repeat(20), "xx\nnext\n"),
+    { maxLine: 8 },
+  );
+  await assert.rejects(async () => {
+    while (await reader.fill()) { /* no "\n" within 8 bytes */ }
+  }, LineTooLongError);
+  assert.equal(await reader.skipLine(), true);
+  assert.deepEqual(await reader.readLine(), encoder.encode("next"));
+  assert.equal(await reader.readLine(), null);
+});
+
 Deno.test("BufferedReader: readLine again without skipLine refuses at once, reading nothing", async () => {
   const source = endlessReader(0x78, 1_000_000);
   const reader = new BufferedReader(source, { maxLine: 100 });
@@ -426,6 +440,29 @@ Deno.test("BufferedReader: an idle reader holds initialSize bytes, long lines gr
   // initialSize is capped at what the limit needs.
   const small = new BufferedReader(piecesReader(), { maxLine: 10 });
   assert.equal(small.bytes.length, 12);
+});
+
+Deno.test("BufferedReader largeReads: 64 KiB reads while the source keeps filling the buffer, the small one when it pauses", async () => {
+  const source = piecesReader("a".repeat(300), "b".repeat(70_000), "end\n");
+  const reader = new BufferedReader(source, {
+    initialSize: 256,
+    maxLine: 100_000,
+    largeReads: true,
+  });
+  // The caller consumes everything it gets before each fill(). A read that
+  // does not fill its buffer (the 44 "a"s left) counts as a pause. The last
+  // read is the one that finds the end of the input.
+  while (await reader.fill()) reader.consume(reader.buffered);
+  assert.deepEqual(source.offered, [256, 65536, 256, 65536, 65536, 256, 256]);
+  // In the borrowed buffer, a line stays bounded by the line limit.
+  const long = new BufferedReader(
+    piecesReader("c".repeat(5000), "c".repeat(5000)),
+    { initialSize: 256, maxLine: 4096, largeReads: true },
+  );
+  await assert.rejects(async () => {
+    while (await long.fill()) { /* no "\n" */ }
+  }, LineTooLongError);
+  assert.ok(long.buffered <= 4096 + 2 + 65536, `${long.buffered}`);
 });
 
 // --- Over a real socket, fed by a peer we did not write. ---

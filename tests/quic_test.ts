@@ -3,7 +3,9 @@ import { ALPN, startQuicServer } from "../scripts/quic_server.ts";
 import { connect, echoOnce, ping } from "../scripts/quic_client.ts";
 import { DialError } from "../lib/dial.ts";
 import {
+  CHROMIUM,
   hasCommand,
+  launchChromium,
   makeTestCerts,
   randomBytes,
   runScript,
@@ -17,7 +19,6 @@ import {
 
 const encoder = new TextEncoder();
 const HAVE_OPENSSL = await hasCommand("openssl");
-const CHROMIUM = "/usr/bin/chromium";
 
 /** A test that needs a CA and a leaf (and so openssl). */
 function certTest(
@@ -909,50 +910,28 @@ certTest(
           headers: { "content-type": "text/html" },
         }),
     );
-    const { default: puppeteer } = await import("npm:puppeteer-core@25.16.0");
-    const profile = await Deno.makeTempDir({ prefix: "chromium-" });
-    const browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      pipe: true, // DevTools over a pipe: no debugging port is opened
-      userDataDir: profile,
-      args: [
-        ...(Deno.uid() === 0 ? ["--no-sandbox"] : []),
-        // Loopback only: nothing in the background, no host name resolves.
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-default-apps",
-        "--no-first-run",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-      ],
-    });
-    try {
-      const tab = await browser.newPage();
-      await tab.goto(`http://127.0.0.1:${page.addr.port}/`);
-      const all = Uint8Array.from({ length: 256 }, (_, i) => i);
-      const payloads = [
-        encoder.encode("hello from chromium\n"),
-        all,
-        randomBytes(300_000),
-      ];
-      const echoed = await within(
-        30_000,
-        tab.evaluate(
-          echoInPage,
-          `https://127.0.0.1:${server.addr.port}/echo`,
-          toBase64(await certificateHash(certs.cert)),
-          payloads.map(toBase64),
-        ),
-        "the page's echo",
-      );
-      assert.equal(echoed.length, payloads.length);
-      echoed.forEach((text, i) =>
-        assert.deepEqual(fromBase64(text), payloads[i])
-      );
-    } finally {
-      await browser.close();
-      await Deno.remove(profile, { recursive: true });
-    }
+    await using chromium = await launchChromium(); // loopback only
+    const tab = await chromium.browser.newPage();
+    await tab.goto(`http://127.0.0.1:${page.addr.port}/`);
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const payloads = [
+      encoder.encode("hello from chromium\n"),
+      all,
+      randomBytes(300_000),
+    ];
+    const echoed = await within(
+      30_000,
+      tab.evaluate(
+        echoInPage,
+        `https://127.0.0.1:${server.addr.port}/echo`,
+        toBase64(await certificateHash(certs.cert)),
+        payloads.map(toBase64),
+      ),
+      "the page's echo",
+    );
+    assert.equal(echoed.length, payloads.length);
+    echoed.forEach((text, i) =>
+      assert.deepEqual(fromBase64(text), payloads[i])
+    );
   },
 );

@@ -1,11 +1,13 @@
-// The chat page chat_server.ts --web-port serves at GET /: one HTML
-// document with its style and script inline, so it needs no build step and
-// loads nothing from elsewhere, and a Content-Security-Policy that allows
-// exactly that style and that script (by their SHA-256 hashes) and a
+// The chat page that chat_server.ts --web-port serves at GET / (web.ts):
+// one HTML document with its style and script inline, so it needs no build
+// step and loads nothing from elsewhere, and a Content-Security-Policy that
+// allows exactly that style and that script (by their SHA-256 hashes) and a
 // WebSocket to the page's own origin. Room text is shown with textContent
-// only: whatever a member sends stays text, never markup. Kept apart from
-// lib/chat_web.ts (the protocol) because it is browser code, not server
+// only: whatever a member sends stays text, never markup. Part of the chat
+// chapter, in a file of its own because it is browser code, not server
 // code.
+//
+// Read first: SCRIPT (connect, show, and the reconnect back-off).
 
 const STYLE = `
 :root { color-scheme: light dark; --accent: #2563eb; --muted: #6b7280; }
@@ -150,11 +152,9 @@ const HTML = `<!doctype html>
 `;
 
 async function sha256(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(text),
-  );
-  return btoa(String.fromCharCode(...new Uint8Array(digest)));
+  const bytes = new TextEncoder().encode(text);
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))
+    .toBase64();
 }
 
 /** The page, as bytes. */

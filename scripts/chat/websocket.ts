@@ -1,33 +1,25 @@
-// The browser side of chat_server.ts --web-port: a small HTTP/1.1 server
-// (GET / the page from lib/chat_page.ts, GET /ws the WebSocket) and
-// WebSocket framing (RFC 6455) written by hand over the TCP connection, so
-// that a browser member is chat_server's own TcpMember with a queue, a
-// writer and a reader like any other. Deno.upgradeWebSocket would be
-// shorter, but measured with Deno 2.9: its close() waits for a close frame
-// that a peer which stopped reading never takes, so such a peer cannot be
-// cut off; it assembles a message of up to 64 MiB before we see it; and its
-// bufferedAmount counts a burst as queued until the event loop turns. Here
-// a message over the line limit is skipped as it streams in, and dropping
-// a member closes its socket. Kept out of chat_server.ts's reading budget.
-import type { Member, Room } from "./chat_room.ts";
-import { PAGE, PAGE_POLICY } from "./chat_page.ts";
-import { seconds, withDeadline } from "./deadline.ts";
-import * as http from "./http1.ts";
-import { concat, lingeringClose, type Traffic, writeAll } from "./io.ts";
-import { BufferedReader } from "./reader.ts";
+// WebSocket frames (RFC 6455), written by hand over the member's TCP
+// connection once web.ts has switched it: the room's lines leave as text
+// frames, and each text message that arrives is one line for the room.
+// Part of the chat chapter (chat_server.ts runs a browser member through
+// WebSocketPeer.receive), in a file of its own to keep chat_server.ts
+// within its reading budget. Why by hand: with frames of our own a browser
+// member is chat_server's TcpMember, with a queue, a writer and a reader
+// like any other. Deno.upgradeWebSocket would be shorter, but measured with
+// Deno 2.9: its close() waits for a close frame that a peer which stopped
+// reading never takes, so such a peer cannot be cut off; it assembles a
+// message of up to 64 MiB before we see it; and its bufferedAmount counts a
+// burst as queued until the event loop turns. Here a message over the line
+// limit is skipped as it streams in, and dropping a member closes its
+// socket. A protocol error ends the connection with close code 1002; text
+// that is not UTF-8, with 1007.
+//
+// Read first: WebSocketPeer.receive, then textFrames.
+import { concat, type Traffic } from "../../lib/io.ts";
+import type { BufferedReader } from "../../lib/reader.ts";
+import { receive } from "./commands.ts";
+import type { Member, Room } from "./room.ts";
 
-const HEAD_MS = 10_000; // for the request line and headers
-const LIMIT = 16 * 1024; // bytes of request head
-const TOO_BIG = "request head too large";
-// RFC 6455 §1.3: the server proves it read the key by hashing it with this
-// constant, so that no server but a WebSocket one ever says yes.
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-const PAGE_HEADERS = {
-  "content-type": "text/html; charset=utf-8",
-  "content-security-policy": PAGE_POLICY,
-  "cache-control": "no-cache",
-  "referrer-policy": "no-referrer",
-};
 const OPCODE = { more: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 };
 
 const encoder = new TextEncoder();
@@ -37,117 +29,6 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 export interface SocketMember extends Member {
   readonly traffic: Traffic; // bytes both ways, for the idle timeout
   queue(bytes: Uint8Array): boolean; // bytes as they go on the wire
-}
-
-type Answer = [status: string, body: string | Uint8Array, headers?: object];
-
-/**
- * Reads one HTTP request and answers it (the page, an error), or switches
- * the connection to a WebSocket and returns it for the caller to run.
- */
-export async function acceptWeb(
-  conn: Deno.Conn,
-  maxLine: number,
-): Promise<WebSocketPeer | undefined> {
-  const reader = new BufferedReader(conn, { initialSize: 512 });
-  let request;
-  try {
-    request = await withDeadline(conn, HEAD_MS, async () => {
-      const line = await http.readHttpLine(reader, LIMIT, TOO_BIG);
-      if (line === null) return; // closed without asking anything
-      const fields = await http.readFields(reader, LIMIT, "header", TOO_BIG);
-      const [, method, path] = /^([A-Z]+) (\/[^?# ]*)\S* HTTP\/1\.[01]$/
-        .exec(http.latin1(line)) ?? [];
-      if (!method) throw new http.HttpError("malformed request line");
-      return { method, path, fields };
-    }, `no request within ${seconds(HEAD_MS)}`);
-  } catch (error) {
-    if (error instanceof http.HttpError) {
-      await respond(conn, ["400 Bad Request", error.message]);
-    }
-    return; // or it timed out, or left: nobody to answer
-  }
-  if (!request) return;
-  const header = (name: string) =>
-    http.headerValues(request.fields, name).join(", ");
-  const refusal = check(request.method, request.path, header);
-  if (refusal) {
-    return void await respond(conn, refusal, request.method === "HEAD");
-  }
-  // The upgrade handshake: 101 and SHA-1(key + GUID) in base64. From the
-  // next byte on, both sides speak frames.
-  const digest = await crypto.subtle.digest(
-    "SHA-1",
-    encoder.encode(header("sec-websocket-key") + GUID),
-  );
-  const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
-  await writeAll(
-    conn,
-    encoder.encode(
-      "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n" +
-        `connection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
-    ),
-  );
-  return new WebSocketPeer(reader, maxLine + 2); // a message may end in "\r\n"
-}
-
-/** The answer to anything but a valid upgrade; undefined for that. */
-function check(
-  method: string,
-  path: string,
-  header: (name: string) => string,
-): Answer | undefined {
-  if (method !== "GET" && method !== "HEAD") {
-    return ["405 Method Not Allowed", "GET only", { allow: "GET, HEAD" }];
-  }
-  if (path === "/") return ["200 OK", PAGE, PAGE_HEADERS];
-  if (path !== "/ws") return ["404 Not Found", "no such page; try /"];
-  const upgrade = /\bwebsocket\b/i.test(header("upgrade")) &&
-    /\bupgrade\b/i.test(header("connection")) && method === "GET";
-  if (!upgrade) {
-    return ["426 Upgrade Required", "a WebSocket lives here", {
-      upgrade: "websocket",
-    }];
-  }
-  if (header("sec-websocket-version") !== "13") {
-    return ["426 Upgrade Required", "WebSocket version 13 only", {
-      "sec-websocket-version": "13",
-    }];
-  }
-  // Base64 of 16 random bytes.
-  if (!/^[A-Za-z0-9+/]{21}[AQgw]==$/.test(header("sec-websocket-key"))) {
-    return ["400 Bad Request", "bad Sec-WebSocket-Key"];
-  }
-  // A browser names the page that opened the socket. WebSocket is not held
-  // by the same-origin policy, so a page on another site could join the
-  // room in its visitor's name: checking is the server's job.
-  // ("null" comes from a file or a sandbox.)
-  const origin = header("origin");
-  const from = URL.canParse(origin) ? new URL(origin).host : origin;
-  if (origin !== "" && from !== header("host").toLowerCase()) {
-    return ["403 Forbidden", "pages from other sites may not join"];
-  }
-}
-
-/** A short HTTP answer, then a close that does not lose it. */
-async function respond(conn: Deno.Conn, answer: Answer, headOnly = false) {
-  const [status, body, headers] = answer;
-  const bytes = typeof body === "string" ? encoder.encode(body + "\n") : body;
-  const fields = Object.entries({
-    "content-type": "text/plain; charset=utf-8",
-    "x-content-type-options": "nosniff",
-    ...headers,
-    "content-length": bytes.length,
-    connection: "close",
-  }).map(([name, value]) => `${name}: ${value}\r\n`).join("");
-  const head = encoder.encode(`HTTP/1.1 ${status}\r\n${fields}\r\n`);
-  const all = headOnly ? head : concat([head, bytes]);
-  try {
-    await withDeadline(conn, HEAD_MS, () => writeAll(conn, all), "stalled");
-    await lingeringClose(conn);
-  } catch {
-    // It left, or would not read: serveTcp closes it either way.
-  }
 }
 
 /** One frame, FIN set (server frames are never masked). */
@@ -220,6 +101,8 @@ export class WebSocketPeer {
       const short = bytes[at + 1] & 0x7f;
       const extra = short === 126 ? 2 : short === 127 ? 8 : 0;
       if (bytes[at] & 0x70) return fail(1002, "no extension was agreed");
+      // A browser masks every frame with a fresh random key (§10.3), so that
+      // a page cannot choose the bytes a proxy on the way would see.
       if (bytes[at + 1] < 0x80) return fail(1002, "client frames are masked");
       if (!(await this.#need(2 + extra + 4))) return "disconnected";
       [at, bytes] = [this.reader.start, this.reader.bytes];
@@ -264,7 +147,7 @@ export class WebSocketPeer {
         } catch {
           return fail(1007, "text is not UTF-8"); // RFC 6455 §8.1
         }
-        if (!(await room.receive(member, oneLine(message)))) return "quit";
+        if (!(await receive(room, member, oneLine(message)))) return "quit";
       }
     }
   }
@@ -307,6 +190,6 @@ function oneLine(message: Uint8Array): Uint8Array {
   if (message[end - 1] === 0x0a) end -= message[end - 2] === 0x0d ? 2 : 1;
   const line = message.subarray(0, end);
   if (!line.includes(0x0a)) return line;
-  const text = new TextDecoder().decode(line).replaceAll("\n", "\uFFFD");
+  const text = utf8.decode(line).replaceAll("\n", "\uFFFD"); // valid: checked
   return encoder.encode(text);
 }
