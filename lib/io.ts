@@ -115,6 +115,27 @@ export async function lingeringClose(
   closeQuietly(conn);
 }
 
+/**
+ * `bytes` as the last thing on `conn`, then lingeringClose(),
+ * so that a client still sending reads the reply rather than a reset.
+ * False when the client was gone; the connection is closed either way.
+ */
+export async function replyAndClose(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  ms?: number,
+  maxBytes?: number,
+): Promise<boolean> {
+  try {
+    await writeAll(conn, bytes);
+  } catch {
+    closeQuietly(conn);
+    return false;
+  }
+  await lingeringClose(conn, ms, maxBytes);
+  return true;
+}
+
 /** `host:port`, with an IPv6 host in brackets: `[::1]:9999`. */
 export function formatHostPort(hostname: string, port: number): string {
   return hostname.includes(":")

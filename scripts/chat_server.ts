@@ -301,7 +301,8 @@ if (import.meta.main) {
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
-        ...server.listenOptions(DEFAULT_PORT), // hostname, port, caps, TLS
+        ...server.listenOptions(DEFAULT_PORT).options, // hostname, port, caps
+        ...tls.SERVER_TLS_OPTIONS,
         "web-port": { type: "string" },
         redis: { type: "string" },
         room: { type: "string" },

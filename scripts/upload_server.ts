@@ -36,14 +36,14 @@ import {
   prepareUploadDir,
   type Upload,
 } from "../lib/file_store.ts";
-import { copy, formatAddress } from "../lib/io.ts";
+import { copy, formatAddress, replyAndClose } from "../lib/io.ts";
 import { BufferedReader, LineTooLongError } from "../lib/reader.ts";
 import { listenOptions, parseListen, runUntilSignal } from "../lib/server.ts";
 import { type ServerHandle, serveTcp } from "../lib/server.ts";
 import type { TcpServerOptions } from "../lib/server.ts";
 import { printable } from "../lib/terminal.ts";
 import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS } from "../lib/tls.ts";
-import { limited, replyAndClose } from "./upload/framing.ts";
+import { limited } from "./upload/framing.ts";
 
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30;
