@@ -2,7 +2,10 @@
 // other, and the links in them and in docs/ true: every script is named in
 // both READMEs, both have the same number of `## ` sections, neither links
 // outside the repository, and every relative link reaches a file that exists
-// (and its #anchor a heading there, slugged as GitHub slugs them).
+// (and its #anchor a heading there, slugged as GitHub slugs them). And the
+// code they point to is there: a page's "`scripts/x.ts` → `name()`" names a
+// file that defines that name, every header's "Read first:" names what its
+// script defines, and the reading order's line counts are the files'.
 
 import assert from "node:assert/strict";
 
@@ -195,6 +198,240 @@ async function brokenLinks(path: string): Promise<string[]> {
   return problems;
 }
 
+// Names: a doc's "`scripts/x.ts` → `name()`" and a header's "Read first:"
+// promise that the file defines that name. These read the declarations as
+// deno fmt lays them out, with no TypeScript parser: enough to catch a
+// renamed or moved function, which is what rots.
+
+const IDENT = String.raw`#?[A-Za-z_$][\w$]*`;
+const QUALIFIED = String.raw`${IDENT}(?:\.${IDENT})*`;
+/** A name as the docs write it: `name`, `name()`, `Class.member()`. */
+const NAME = new RegExp(String.raw`^(${QUALIFIED})(\(\))?$`);
+/** What looks like a name but is a file (`chat_server.ts`). */
+const FILE_LIKE = /\.(?:ts|md|json|zone|js|mjs|pem|key|html)$/;
+/** A source file as the pages write it: `lib/io.ts`, `chat/web.ts`, `x.ts`. */
+const PATH = String.raw`(?:[\w-]+\/)*[\w-]+\.ts`;
+
+/** A path from the root; one that does not start at lib/, scripts/ or
+ * tests/ is a script's (`echo_server.ts`) or a chapter's (`chat/web.ts`). */
+function fromRoot(path: string): string {
+  return /^(?:lib|scripts|tests)\//.test(path) ? path : `scripts/${path}`;
+}
+
+/**
+ * The names a TypeScript file defines, at any depth: functions, classes,
+ * interfaces, types, enums, consts and lets (destructured ones too), the
+ * names an `export { … }` list gives, a Lua script's `local function`s (the
+ * chat room's Redis script is one), and each class's members, both bare
+ * (`send`, `#lost`) and qualified (`TcpMember.send`). Comment lines and
+ * imports define nothing. A class body is the lines up to the `}` in the
+ * class line's own column, as deno fmt writes it.
+ */
+function definedNames(source: string): Set<string> {
+  const names = new Set<string>();
+  const code = source
+    .replace(/^import\b[\s\S]*?\bfrom\s*["'][^"']*["'];?/gm, "")
+    .replace(/^export\s*(?:type\s*)?\{[^}]*\}\s*from\s*["'][^"']*["'];?/gm, "")
+    .split("\n")
+    .map((line) => /^\s*(?:\/\/|\/\*|\*)/.test(line) ? "" : line);
+  const declaration =
+    /(?:^|[^\w$.#])(?:function\s*\*?|class|interface|type|enum|const|let|var)\s+([A-Za-z_$][\w$]*)/g;
+  const destructured = /\b(?:const|let|var)\s+[{[]([^}\]=]*)[}\]]\s*[:=]/g;
+  for (const [index, line] of code.entries()) {
+    for (const match of line.matchAll(declaration)) names.add(match[1]);
+    for (const match of line.matchAll(destructured)) {
+      for (const part of match[1].split(",")) {
+        const last = /([A-Za-z_$][\w$]*)\s*(?:=[^,]*)?$/.exec(part.trim());
+        if (last) names.add(last[1]);
+      }
+    }
+    const exported = /^export\s*\{([^}]*)\}/.exec(line);
+    for (const part of exported?.[1].split(",") ?? []) {
+      const name = /([A-Za-z_$][\w$]*)\s*$/.exec(part.trim());
+      if (name) names.add(name[1]);
+    }
+    const lua = /^\s*local\s+function\s+([A-Za-z_]\w*)/.exec(line);
+    if (lua) names.add(lua[1]);
+    const klass =
+      /^(\s*)(?:export\s+)?(?:default\s+)?(?:abstract\s+)?class\s+([A-Za-z_$][\w$]*)[^{]*\{(.*)$/
+        .exec(line);
+    if (!klass || klass[3].includes("}")) continue; // no class, or `{}`
+    const indent = klass[1].length;
+    const member = new RegExp(
+      String.raw`^ {${
+        indent + 2
+      }}(?:(?:public|private|protected|static|async|readonly|override|declare|abstract|get|set|accessor)\s+)*\*?(${IDENT})\s*(?:[(<]|[?!]?\s*[:=;])`,
+    );
+    const end = " ".repeat(indent) + "}";
+    for (const body of code.slice(index + 1)) {
+      if (body.startsWith(end)) break;
+      const found = member.exec(body);
+      if (found) {
+        names.add(found[1]);
+        names.add(`${klass[2]}.${found[1]}`);
+      }
+    }
+  }
+  return names;
+}
+
+/** Whether a name as written (`Room.deliver()`) is one the set holds. */
+function isDefined(name: string, defined: Set<string>): boolean {
+  return defined.has(name.replace(/\(\)$/, ""));
+}
+
+interface Reference {
+  line: number;
+  /** The file as the text gives it, from the repository's root. */
+  file: string;
+  name: string;
+}
+
+/**
+ * Every place a page says that a file defines a name:
+ *
+ * - `` `scripts/x.ts` → `name()` `` (options may follow the path:
+ *   `` `scripts/http_client.ts --links` ``), and `'s` or `的` in place of →;
+ *   the path from the root, or from scripts/ (`` `x.ts` ``, `` `chat/x.ts` ``);
+ * - `` [`x.ts`](scripts/x.ts) `name()` `` as the READMEs' tables write it
+ *   (the link resolved from the page's folder);
+ * - `` `name()`（`lib/x.ts`） ``, the name first and its file in brackets
+ *   (a file in a folder: after a bare script name, as in
+ *   `` `Deno.resolveDns()`（`dns_lookup.ts`） ``, the name is one it uses);
+ *
+ * and the names listed after the first, such as `` → `a()`, then `b()` and
+ * `C.d` `` (asides in brackets skipped), until the list ends. Paragraphs are
+ * read whole, so a reference may wrap; code blocks are skipped.
+ */
+function nameReferences(markdown: string, page = "README.md"): Reference[] {
+  const found: Reference[] = [];
+  const base = new URL(page, ROOT);
+  const lines = outsideFences(markdown);
+  let start = 0;
+  while (start < lines.length) {
+    if (lines[start].trim() === "") {
+      start++;
+      continue;
+    }
+    let end = start;
+    while (end < lines.length && lines[end].trim() !== "") end++;
+    const offsets: number[] = [];
+    let text = "";
+    for (const line of lines.slice(start, end)) {
+      offsets.push(text.length);
+      text += line + " ";
+    }
+    const first = start + 1;
+    const lineAt = (offset: number) =>
+      first + offsets.findLastIndex((o) => o <= offset);
+    const add = (offset: number, file: string, name: string) =>
+      found.push({ line: lineAt(offset), file, name });
+    const nameAt = (position: number) => {
+      const span = /`([^`]+)`/y;
+      span.lastIndex = position;
+      const match = span.exec(text);
+      if (!match || FILE_LIKE.test(match[1]) || !NAME.test(match[1])) {
+        return null;
+      }
+      return { name: match[1], end: span.lastIndex };
+    };
+    const files = new RegExp(
+      [
+        String.raw`\[\`[^\`]*\`\]\((?<link>[^)\s#]+\.ts)\)`,
+        String.raw`\`(?<path>${PATH})(?:\s[^\`]*)?\``,
+      ].join("|"),
+      "g",
+    );
+    for (const match of text.matchAll(files)) {
+      const { link, path } = match.groups!;
+      let file: string;
+      if (link !== undefined) {
+        const url = new URL(link, base);
+        if (!url.href.startsWith(ROOT.href)) continue;
+        file = url.href.slice(ROOT.href.length);
+        if (!/^(?:scripts|lib)\//.test(file)) continue;
+      } else file = fromRoot(path);
+      const connector = link === undefined
+        ? /\s*→\s*|'s\s+|\s*的\s*/y
+        : /\s*→\s*|'s\s+|\s*的\s*|\s+/y;
+      connector.lastIndex = match.index + match[0].length;
+      if (!connector.exec(text)) continue;
+      let next = nameAt(connector.lastIndex);
+      while (next) {
+        add(match.index, file, next.name);
+        const more =
+          /(?:\s*(?:\((?:[^()]|\([^()]*\))*\)|（[^（）]*）))?(?:\s*,\s*(?:then\s+|and\s+)?|\s+(?:then|and)\s+|\s*[、，]\s*(?:然后\s*)?|\s*和\s*)/y;
+        more.lastIndex = next.end;
+        next = more.exec(text) ? nameAt(more.lastIndex) : null;
+      }
+    }
+    const reversed = new RegExp(
+      String.raw`\`([^\`]+)\`\s*[（(]\s*\`((?:[\w-]+\/)+${PATH})\`\s*[）)]`,
+      "g",
+    );
+    for (const match of text.matchAll(reversed)) {
+      if (NAME.test(match[1]) && !FILE_LIKE.test(match[1])) {
+        add(match.index, fromRoot(match[2]), match[1]);
+      }
+    }
+    start = end;
+  }
+  return found.sort((a, b) => a.line - b.line);
+}
+
+/**
+ * The names a header's `Read first:` line gives: the text after it, asides
+ * in brackets and quoted words dropped, cut at commas, "then", "and" and
+ * "in"; a piece that is one name (`receive`, `relay()`), or that starts
+ * with one that looks like code (`bodyReaderFor(), where …`,
+ * `Reader.name`, `#reconnect`, `SCRIPT`), gives that name.
+ */
+function readFirstNames(line: string): string[] {
+  const text = line
+    .replace(/^.*?Read first:/, "")
+    .replace(/'[^']*'|"[^"]*"/g, "«»")
+    .replace(/\s*\([^()]*\s[^()]*\)/g, "");
+  const names: string[] = [];
+  for (const piece of text.split(/,|\bthen\b|\band\b|\bin\b/)) {
+    const words = piece.trim().replace(/\.$/, "").split(/\s+/);
+    const name = NAME.exec(words[0]);
+    if (!name) continue;
+    const codeLike = name[2] !== undefined || /[.#_$A-Z0-9]/.test(name[1]);
+    if (words.length === 1 || codeLike) names.push(name[1]);
+  }
+  return names;
+}
+
+/** The leading comment of a source file (a block or `//` lines). */
+function headerOf(source: string): string {
+  const block = /^\s*\/\*[\s\S]*?\*\//.exec(source);
+  if (block) return block[0];
+  return /^(?:\s*\/\/.*\n)*/.exec(source)![0];
+}
+
+/** The rows of a README's reading order (the table whose first column is
+ * "step" or "步骤"): the files each links to and the line counts it gives,
+ * both in order. */
+function readingOrder(
+  markdown: string,
+): { line: number; files: string[]; counts: number[] }[] {
+  const lines = outsideFences(markdown);
+  const header = lines.findIndex((line) =>
+    /^\|\s*(?:step|步骤)\s*\|/.test(line)
+  );
+  const rows = [];
+  for (let i = header + 2; header >= 0 && lines[i]?.startsWith("|"); i++) {
+    const [, read, counts] = lines[i].split("|").slice(1, -1);
+    rows.push({
+      line: i + 1,
+      files: [...read.matchAll(/\]\(([^)\s]+)\)/g)].map((match) => match[1]),
+      counts: [...counts.matchAll(/\d{1,3}(?:,\d{3})+|\d+/g)]
+        .map((match) => Number(match[0].replaceAll(",", ""))),
+    });
+  }
+  return rows;
+}
+
 // The checker itself, on made-up text, so each rule is seen to catch what
 // it is there for.
 
@@ -263,6 +500,176 @@ Deno.test("readme checks: links are found outside code only", () => {
   assert.equal(sectionCount("## a\n```\n## not\n```\n### b\n## c\n"), 2);
 });
 
+Deno.test("readme checks: a file's names are its declarations, at any depth, and its classes' members", () => {
+  const source = [
+    'import { type Reader, writeAll } from "./io.ts";',
+    "// function commented() is not code",
+    "export { Failure, UsageError as Usage };",
+    "const TIMEOUT = 5;",
+    "const { a, b: renamed } = options;",
+    "export class Empty extends Error {}",
+    "export async function startServer() {",
+    "  async function serve() {}",
+    "  const handler = () => {};",
+    "}",
+    "class TcpMember implements Member {",
+    "  readonly name: string;",
+    "  #queue: Uint8Array[] = [];",
+    "  constructor() {",
+    "    const inner = 1;",
+    "  }",
+    "  async send(line: Uint8Array) {}",
+    "  get size(): number {",
+    "    return 0;",
+    "  }",
+    "  #lost() {}",
+    "}",
+    "function after() {",
+    "  return { close() {} };",
+    "}",
+    "const LUA = `",
+    "local function take(key, name)",
+    "`;",
+  ].join("\n");
+  const names = definedNames(source);
+  for (
+    const name of [
+      "Failure",
+      "Usage",
+      "TIMEOUT",
+      "a",
+      "renamed",
+      "Empty",
+      "startServer",
+      "serve",
+      "handler",
+      "TcpMember",
+      "TcpMember.name",
+      "TcpMember.#queue",
+      "TcpMember.send",
+      "TcpMember.size",
+      "TcpMember.#lost",
+      "#lost",
+      "inner",
+      "after",
+      "take",
+    ]
+  ) assert.ok(names.has(name), `${name} is defined`);
+  for (
+    const name of ["Reader", "writeAll", "commented", "Empty.after", "close"]
+  ) assert.ok(!names.has(name), `${name} is not defined here`);
+  assert.ok(isDefined("TcpMember.send()", names));
+  assert.ok(!isDefined("TcpMember.receive()", names), "a wrong method");
+  assert.ok(!isDefined("LineReader.readLine()", names), "a wrong class");
+  assert.ok(!isDefined("serveClient", names), "a wrong function");
+});
+
+Deno.test("readme checks: name references are found in every form the pages use", () => {
+  const markdown = [
+    "**See it:** `lib/reader.ts` → `BufferedReader.readLine()`; `scripts/x.ts`",
+    "→ `a()`, then `b()` (an aside, `not.this()`) and `C.d`, `e`; `scripts/y.ts`",
+    "→ `f()`, `scripts/z.ts` → `g()` prints. `lib/server.ts` shows nothing.",
+    "",
+    "| [`echo_client.ts`](scripts/echo_client.ts) `echoOnce()`: half-close | [`lib/server.ts`](lib/server.ts)'s `serveTcp` |",
+    "| `scripts/http_client.ts --links` → `collectLinks()` | `chat_server.ts --web-port` for WebSocket |",
+    "",
+    "`timeout_client.ts` 的 `request()`；`AbortSignal.timeout()`、`withDeadline()`（`lib/deadline.ts`）",
+    "[`basics/x.ts`](scripts/basics/x.ts)，`lib/io.ts` 的 `writeAll()`、`copy()`",
+    "`chat/web.ts` 的 `acceptWeb()`；`Deno.resolveDns()`（`dns_lookup.ts`）",
+    "",
+    "```ts",
+    "`scripts/fenced.ts` → `hidden()`",
+    "```",
+    "[`echo_server.ts`](scripts/echo_server.ts) (bytes, no decoding), `x.ts` → `tcp_proxy.ts`",
+  ].join("\n");
+  const pairs = (page: string) =>
+    nameReferences(markdown, page).map(({ line, file, name }) =>
+      `${line} ${file} ${name}`
+    );
+  assert.deepEqual(pairs("README.md"), [
+    "1 lib/reader.ts BufferedReader.readLine()",
+    "1 scripts/x.ts a()",
+    "1 scripts/x.ts b()",
+    "1 scripts/x.ts C.d",
+    "1 scripts/x.ts e",
+    "2 scripts/y.ts f()",
+    "3 scripts/z.ts g()",
+    "5 scripts/echo_client.ts echoOnce()",
+    "5 lib/server.ts serveTcp",
+    "6 scripts/http_client.ts collectLinks()",
+    "8 scripts/timeout_client.ts request()",
+    "8 lib/deadline.ts withDeadline()",
+    "9 lib/io.ts writeAll()",
+    "9 lib/io.ts copy()",
+    "10 scripts/chat/web.ts acceptWeb()",
+  ]);
+  // A page in docs/ links with ../, and the file is named from the root.
+  assert.deepEqual(
+    nameReferences("[`io.ts`](../lib/io.ts) `copy()`", "docs/A.md"),
+    [{ line: 1, file: "lib/io.ts", name: "copy()" }],
+  );
+});
+
+Deno.test("readme checks: a Read first line gives its names, not its prose", () => {
+  const examples: [string, string[]][] = [
+    [" * Read first: chat(), then Receiver.show.", ["chat", "Receiver.show"]],
+    [
+      " * Read first: bodyReaderFor(), where the response says where its body ends.",
+      ["bodyReaderFor"],
+    ],
+    [
+      " * Read first: serveConnection() (keep-alive, pipelining), then parseHead().",
+      ["serveConnection", "parseHead"],
+    ],
+    [" * Read first: serve() in startUdpServer()", ["serve", "startUdpServer"]],
+    [
+      "// Read first: RedisLink.#lost, #reconnect and #register.",
+      ["RedisLink.#lost", "#reconnect", "#register"],
+    ],
+    [
+      "// Read first: take, then the 'beat' and 'register' branches.",
+      ["take"],
+    ],
+    [
+      "// Read first: SCRIPT (connect, show, and the reconnect back-off).",
+      ["SCRIPT"],
+    ],
+    [" * Read first: receive.", ["receive"]],
+    [
+      " * Read first: openUdpClient(), whose one receive outlives a timeout",
+      ["openUdpClient"],
+    ],
+  ];
+  for (const [line, names] of examples) {
+    assert.deepEqual(readFirstNames(line), names, line);
+  }
+  assert.equal(
+    headerOf("/**\n * One.\n */\nconst x = 1; /* no */"),
+    "/**\n * One.\n */",
+  );
+  assert.equal(headerOf("// One.\n// Two.\nimport x;\n"), "// One.\n// Two.\n");
+});
+
+Deno.test("readme checks: the reading order's files and counts are read in order", () => {
+  const markdown = [
+    "| step | read | lines | the lesson |",
+    "| --- | --- | ---: | --- |",
+    "| 1 | [`a.ts`](scripts/a.ts); [`b.ts`](scripts/b.ts) → [`c/d.ts`](scripts/c/d.ts) | 40; 33 → 1,358 | `x`, 2 things |",
+    "| 2 | [`e.ts`](scripts/e.ts) | 7 | |",
+    "",
+    "| other | 1 |",
+  ].join("\n");
+  assert.deepEqual(readingOrder(markdown), [
+    {
+      line: 3,
+      files: ["scripts/a.ts", "scripts/b.ts", "scripts/c/d.ts"],
+      counts: [40, 33, 1358],
+    },
+    { line: 4, files: ["scripts/e.ts"], counts: [7] },
+  ]);
+  assert.deepEqual(readingOrder("| 步骤 | 阅读 | 行数 |\n| - | - | - |\n"), []);
+});
+
 // The repository as it is.
 
 Deno.test("readme: every script in scripts/ and scripts/basics/ is named in both READMEs", async () => {
@@ -318,4 +725,130 @@ Deno.test("readme: both READMEs have the same number of ## sections", async () =
     sectionCount(english),
     "README.zh-CN.md follows README.md section for section",
   );
+});
+
+/** The names each source file defines, read once. */
+const namesOf = new Map<string, Promise<Set<string> | null>>();
+function namesIn(file: string): Promise<Set<string> | null> {
+  if (!namesOf.has(file)) {
+    namesOf.set(
+      file,
+      readText(file).then(definedNames, () => null), // null: no such file
+    );
+  }
+  return namesOf.get(file)!;
+}
+
+Deno.test("readme: every `file` → `name()` in the READMEs and docs/*.md names a file that exists and a name it defines", async () => {
+  const pages = [...READMES];
+  for await (const entry of Deno.readDir(new URL("docs/", ROOT))) {
+    if (entry.isFile && entry.name.endsWith(".md")) {
+      pages.push(`docs/${entry.name}`);
+    }
+  }
+  const problems: string[] = [];
+  let checked = 0;
+  for (const page of pages.sort()) {
+    for (
+      const { line, file, name } of nameReferences(await readText(page), page)
+    ) {
+      checked++;
+      const names = await namesIn(file);
+      if (names === null) {
+        problems.push(`${page}:${line}: ${file}: no such file`);
+      } else if (!isDefined(name, names)) {
+        problems.push(`${page}:${line}: ${file} defines no ${name}`);
+      }
+    }
+  }
+  assert.ok(
+    checked > 100,
+    `only ${checked} name references found: is the parser blind?`,
+  );
+  assert.deepEqual(problems, []);
+});
+
+Deno.test("readme: every script's Read first line names what it (or a file its header names) defines", async () => {
+  const files: string[] = [];
+  for (
+    const folder of [
+      "scripts/",
+      "scripts/basics/",
+      "scripts/chat/",
+      "scripts/http/",
+      "scripts/rpc/",
+      "scripts/upload/",
+    ]
+  ) {
+    for (const name of await tsFiles(folder).catch(() => [])) {
+      files.push(folder + name);
+    }
+  }
+  const problems: string[] = [];
+  let checked = 0;
+  for (const file of files) {
+    const header = headerOf(await readText(file));
+    const line = header.split("\n").find((l) => l.includes("Read first:"));
+    if (line === undefined) {
+      // The full scripts must have one; basics and chapter parts may.
+      if (/^scripts\/[^/]+$/.test(file)) {
+        problems.push(`${file}: no Read first line`);
+      }
+      continue;
+    }
+    const wanted = readFirstNames(line);
+    if (wanted.length === 0) {
+      problems.push(`${file}: its Read first line names nothing`);
+      continue;
+    }
+    // The script's own names, and those of the files its header names
+    // (chat/websocket.ts beside it, lib/terminal.ts from the root).
+    const defined = new Set(await namesIn(file));
+    const folder = file.slice(0, file.lastIndexOf("/") + 1);
+    for (const [mention] of header.matchAll(/[\w./-]+\.ts\b/g)) {
+      for (const from of [new URL(folder, ROOT), ROOT]) {
+        const path = new URL(mention, from).href.slice(ROOT.href.length);
+        if (!/^(?:lib\/|scripts\/(?!basics\/)[^/]+\/)/.test(path)) continue;
+        for (const name of await namesIn(path) ?? []) defined.add(name);
+      }
+    }
+    for (const name of wanted) {
+      checked++;
+      if (!defined.has(name)) {
+        problems.push(`${file}: Read first: ${name} is not defined there`);
+      }
+    }
+  }
+  assert.ok(checked > 30, `only ${checked} Read first names found`);
+  assert.deepEqual(problems, []);
+});
+
+Deno.test("readme: the reading order's line counts are the files' own (wc -l)", async () => {
+  const problems: string[] = [];
+  for (const readme of READMES) {
+    const rows = readingOrder(await readText(readme));
+    assert.ok(rows.length >= 10, `${readme}: no reading order found`);
+    for (const { line, files, counts } of rows) {
+      const where = `${readme}:${line}`;
+      if (files.length !== counts.length) {
+        problems.push(
+          `${where}: ${files.length} files, ${counts.length} counts`,
+        );
+        continue;
+      }
+      for (const [index, file] of files.entries()) {
+        const text = await readText(file).catch(() => null);
+        // wc -l counts newlines.
+        const lines = text === null ? null : text.split("\n").length - 1;
+        if (lines !== counts[index]) {
+          problems.push(
+            `${where}: ${file} has ${lines ?? "no"} lines, the table says ${
+              counts[index]
+            }`,
+          );
+        }
+      }
+    }
+  }
+  assert.deepEqual(problems, []);
 });
