@@ -163,8 +163,10 @@ export class BufferedReader implements Reader {
   #swapBuffers() {
     const borrowed = this.#buffer !== this.#own;
     let next;
-    if (!borrowed && this.#filled) next = borrowBuffer();
-    else if (borrowed && !this.#filled && this.#end <= this.#own.length) {
+    // (A buffer grown past the pool's size for a long line is kept.)
+    if (!borrowed && this.#filled && this.#own.length < 65536) {
+      next = borrowBuffer();
+    } else if (borrowed && !this.#filled && this.#end <= this.#own.length) {
       next = this.#own;
     } else return;
     next.set(this.#buffer.subarray(0, this.#end));

@@ -428,6 +428,24 @@ Deno.test("BufferedReader: an idle reader holds initialSize bytes, long lines gr
   assert.equal(small.bytes.length, 12);
 });
 
+Deno.test("BufferedReader with largeReads: a line longer than the pooled 64 KiB buffer", async () => {
+  // Reads that fill the buffer swap in a pooled 64 KiB one; a line that
+  // outgrows it grows the reader's own, which is then kept.
+  const long = "z".repeat(300_000);
+  const reader = new BufferedReader(
+    piecesReader(
+      "a\n" + "y".repeat(2000),
+      long.slice(0, 100_000),
+      long.slice(100_000) + "\nb\n",
+    ),
+    { maxLine: 1024 * 1024, largeReads: true },
+  );
+  assert.equal(decoder.decode((await reader.readLine())!), "a");
+  assert.equal((await reader.readLine())!.length, 2000 + long.length);
+  assert.equal(decoder.decode((await reader.readLine())!), "b");
+  assert.equal(await reader.readLine(), null);
+});
+
 // --- Over a real socket, fed by a peer we did not write. ---
 
 Deno.test({
