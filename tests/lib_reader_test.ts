@@ -446,6 +446,24 @@ Deno.test("BufferedReader with largeReads: a line longer than the pooled 64 KiB 
   assert.equal(await reader.readLine(), null);
 });
 
+Deno.test("BufferedReader with largeReads: messages a little over the small buffer take one read each, and small reads give the large buffer back", async () => {
+  const message = ("x".repeat(99) + "\n").repeat(20); // 2,000 bytes
+  const source = piecesReader(...Array(10).fill(message), "a\n", "b\n", "c\n");
+  const reader = new BufferedReader(source, { largeReads: true });
+  for (let i = 0; i < 200; i++) {
+    assert.equal((await reader.readLine())!.length, 99);
+  }
+  // The first message fills the 1 KiB buffer; its tail and every other
+  // message then come whole into the pooled 64 KiB one (not 1 KiB + rest).
+  assert.equal(source.reads, 11);
+  assert.equal(reader.bytes.length, 64 * 1024);
+  assert.equal(decoder.decode((await reader.readLine())!), "a");
+  assert.equal(decoder.decode((await reader.readLine())!), "b");
+  // Two small reads in a row: the next waits in the reader's own buffer.
+  assert.equal(decoder.decode((await reader.readLine())!), "c");
+  assert.equal(reader.bytes.length, 1024);
+});
+
 // --- Over a real socket, fed by a peer we did not write. ---
 
 Deno.test({
