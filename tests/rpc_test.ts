@@ -472,23 +472,25 @@ Deno.test("answers ready together leave in one write, in the order the calls wer
   }
 });
 
-Deno.test("the lines of one read: one not UTF-8 gets -32700, the others their answers; a last line without \\n at half-close too", async () => {
+Deno.test("the lines of one read: one not UTF-8 gets -32700, the others (one with a U+FFFD sent as such) their answers; a last line without \\n at half-close too", async () => {
   const { server, port } = startServer();
   await using _ = server;
   using peer = await Peer.connect(port);
-  const bad = new Uint8Array([...encoder.encode('{"id":"\xff'), 0xff, 0x0a]);
   await peer.send(
     new Uint8Array([
       ...encoder.encode(call("add", [1, 1], 1)),
-      ...bad,
-      ...encoder.encode(call("add", [2, 2], 2) + call("add", [3, 3], 3).trim()),
+      ...encoder.encode('{"id":"'),
+      0xff, // never in UTF-8
+      0x0a,
+      ...encoder.encode(call("echo", ["\ufffd is UTF-8"], 2)),
+      ...encoder.encode(call("add", [3, 3], 3).trim()),
     ]),
   );
   await peer.conn.closeWrite();
   await peer.expect(
     result("2", "1"),
     error(-32700, "Parse error: not UTF-8"),
-    result("4", "2"),
+    result('["\ufffd is UTF-8"]', "2"),
     result("6", "3"),
   );
   await peer.ended();

@@ -1,11 +1,10 @@
 // JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as the RPC chapter
 // speaks it, one JSON text per line: the error codes, a line parsed safely
 // (UTF-8, nesting bounded, ids too large for a double kept as written), and
-// a request or a batch answered from a table of methods. rpc_server.ts
-// answers with it (no promise where nothing waits: its hot path is plain
-// calls), rpc_client.ts reads answers with it. It is apart so that the
-// scripts keep their networking lessons in view: concurrency, framing,
-// limits. Part of the RPC chapter: run scripts/rpc_server.ts.
+// a request or a batch answered from a table of methods (no promise where
+// nothing waits). rpc_server.ts answers with it and rpc_client.ts reads
+// answers with it; it is apart so that the scripts keep their networking
+// lessons in view: concurrency, framing, limits. Part of the RPC chapter.
 
 import { LineTooLongError } from "../../lib/reader.ts";
 
@@ -33,19 +32,20 @@ export type Params = unknown[] | Record<string, unknown> | undefined;
 export type Request = { method: string; params?: Params; id?: Id };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+const lenient = new TextDecoder(); // U+FFFD for what is not UTF-8
 const encoder = new TextEncoder();
 const notUtf8 = () => new RpcError(PARSE_ERROR, "Parse error: not UTF-8");
 
-/**
- * The lines in `bytes` as text, each ended by "\n" or "\r\n" (but perhaps
- * the last), decoded in one call for all. In place of a line, an RpcError
- * if it is not UTF-8 (then each line is decoded alone, to keep the others),
- * LineTooLongError if longer than `maxLine` bytes.
- */
+/** The lines in `bytes` ("\n" or "\r\n" after each, but perhaps the last)
+ * as text, decoded in one call; in place of a line, RpcError if it is not
+ * UTF-8 (then each is decoded alone), LineTooLongError past `maxLine`. */
 export function decodeLines(bytes: Uint8Array, maxLine: number) {
+  const text = lenient.decode(bytes); // 4 times as fast as the strict one
   let lines: (string | Error)[] = [];
   try {
-    lines = utf8.decode(bytes).split(/\r?\n/);
+    // A U+FFFD was sent as such, or stands for bytes that are not UTF-8.
+    if (text.includes("\uFFFD")) utf8.decode(bytes);
+    lines = text.split(/\r?\n/);
     if (lines.at(-1) === "") lines.pop(); // after the last "\n"
   } catch {
     for (let start = 0, end = 0; start < bytes.length; start = end) {
