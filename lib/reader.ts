@@ -18,6 +18,7 @@ export class BufferedReader implements Reader {
   #own: Uint8Array; // #buffer, unless a large one is borrowed
   #largeReads: boolean;
   #filled = false; // the last read filled all the space it was given
+  #small = 0; // reads in a row that brought less than #own holds
   #start = 0; // first unread byte
   #end = 0; // one past the last buffered byte
   #scanned = 0; // bytes from #start already known to hold no newline
@@ -156,15 +157,19 @@ export class BufferedReader implements Reader {
     }
     this.#end += count;
     this.#filled = count === space;
+    this.#small = count < this.#own.length ? this.#small + 1 : 0;
     return true;
   }
 
-  /** Borrows a large buffer while reads fill it; gives it back after. */
+  /** Borrows a large buffer while reads fill the own one; gives it back
+   * after two small reads (one may be the tail of what filled the own). */
   #swapBuffers() {
     const borrowed = this.#buffer !== this.#own;
     let next;
-    if (!borrowed && this.#filled) next = borrowBuffer();
-    else if (borrowed && !this.#filled && this.#end <= this.#own.length) {
+    // (A buffer grown past the pool's size for a long line is kept.)
+    if (!borrowed && this.#filled && this.#own.length < 65536) {
+      next = borrowBuffer();
+    } else if (borrowed && this.#small >= 2 && this.#end <= this.#own.length) {
       next = this.#own;
     } else return;
     next.set(this.#buffer.subarray(0, this.#end));

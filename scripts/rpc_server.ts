@@ -85,7 +85,7 @@ const METHODS = new Map<string, rpc.Method>([
 
 const encoder = new TextEncoder();
 const errorLine = (code: number, message: string) =>
-  `${rpc.encodeError(null, new rpc.RpcError(code, message))}\n`;
+  rpc.encodeError(null, new rpc.RpcError(code, message));
 
 export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
   const maxLine = options.maxLine ?? DEFAULTS.maxLine;
@@ -124,73 +124,79 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
     // stuck behind a client that does not read counts against its bound.
     const queue: string[] = [];
     let queued = 0;
-    const send = (text: string) => {
-      queue.push(text);
-      queued += text.length;
+    const send = (text: string | undefined) => {
+      if (text === undefined || closed.aborted) return; // a notification
+      if (queue.push(text + "\n") === 1) changed(); // wakes the writer
+      queued += text.length + 1;
       // On a full queue may come one line's answers and the small answers
       // of calls still running; past that, the client is not reading.
       if (queued > maxQueue + maxLine + 65_536) {
         abort(`not reading its answers (${queued} characters unsent)`);
       }
-      changed();
     };
-    const run = async (message: unknown, line: Uint8Array) => {
+    // A call done at once (add, echo) is answered with no promise; sleep
+    // counts as running until it ends. A batch's call past the bound waits.
+    const run = (message: unknown, line: rpc.Line): rpc.Answer => {
+      if (running >= maxInFlight) return later(message, line);
+      running++;
+      const answer = rpc.answer(message, line, METHODS, closed);
+      if (!(answer instanceof Promise)) running--;
+      else answer.finally(() => (running--, changed()));
+      return answer;
+    };
+    const later = async (message: unknown, line: rpc.Line) => {
       waiting++;
       while (running >= maxInFlight && !closed.aborted) await change.promise;
       waiting--;
-      if (closed.aborted) return undefined; // closing: start nothing
-      running++;
-      try {
-        return await rpc.answer(message, line, METHODS, closed);
-      } finally {
-        running--;
-        changed();
-      }
+      return closed.aborted ? undefined : run(message, line); // or start none
     };
-    // A line's answer is sent when ready; until then the line counts as
-    // unanswered, which keeps the connection from looking idle.
-    const handleLine = async (line: Uint8Array) => {
-      unanswered++;
-      const text = await rpc.answerLine(line, run, maxInFlight);
-      if (text !== undefined && !closed.aborted) send(text + "\n");
-      unanswered--;
-      changed();
+    const handleLine = (line: string | Error) => {
+      if (line instanceof LineTooLongError) throw line; // closes, below
+      const answer = rpc.answerLine(line, run, maxInFlight);
+      if (!(answer instanceof Promise)) return send(answer);
+      unanswered++; // keeps the connection from looking idle
+      answer.then((text) => (send(text), unanswered--, changed()));
     };
 
     let readingDone = false;
     const writing = (async () => {
-      try {
-        while (!closed.aborted) {
-          if (queue.length === 0) {
-            if (readingDone && unanswered === 0) return;
-            await change.promise;
-            continue;
-          }
-          const text = queue.splice(0).join(""); // every answer ready: one write
+      while (!closed.aborted && (queue.length || unanswered || !readingDone)) {
+        if (queue.length === 0) await change.promise;
+        else {
+          const text = queue.splice(0).join(""); // all that is ready, at once
           await writeAll(conn, encoder.encode(text));
           queued -= text.length;
           traffic.bytes += text.length;
           changed();
         }
-      } catch (error) {
-        if (!isDisconnect(error)) throw error;
-        abort();
       }
-    })();
+    })().catch((error) => {
+      if (!isDisconnect(error)) throw error;
+      abort();
+    });
 
-    // The reader: a line at a time, and only while there is room for it.
-    const lines = new BufferedReader(conn, { maxLine });
-    let tooLong = false;
+    // The reader answers all the lines of a read in one pass, no await in
+    // between: the writer wakes after it and sends the answers together.
+    // It stops while calls in flight or answers unsent are at their bound.
+    const reader = new BufferedReader(conn, { maxLine, largeReads: true });
+    let lines: (string | Error)[] = [], more = true, tooLong = false;
     try {
       while (!closed.aborted) {
         if (running + waiting >= maxInFlight || queued > maxQueue) {
           await change.promise;
-          continue;
+        } else if (lines.length > 0) handleLine(lines.shift()!);
+        else if (!more) break; // half-closed: answer what came, then close
+        else {
+          const before = reader.buffered;
+          more = await reader.fill();
+          traffic.bytes += reader.buffered - before;
+          // TCP is a byte stream: a read may end mid-line. Its whole lines
+          // are taken (at the end, the last needs no "\n"); the rest waits.
+          const unread = reader.bytes.subarray(reader.start, reader.end);
+          const cut = more ? unread.lastIndexOf(0x0a) + 1 : unread.length;
+          reader.consume(cut);
+          lines = rpc.decodeLines(unread.subarray(0, cut), maxLine);
         }
-        const line = await lines.readLine();
-        if (line === null) break; // half-closed: answer what came, then close
-        traffic.bytes += line.length + 1;
-        handleLine(line);
       }
     } catch (error) {
       if (error instanceof LineTooLongError) {
@@ -205,9 +211,7 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
       sweeper.remove(idle);
       // The rest of a long line is read and dropped (1 s at most), so that
       // closing does not reset the connection and destroy our answer.
-      if (tooLong && !closed.aborted) {
-        await lingeringClose(conn, 1000, Infinity);
-      }
+      if (tooLong) await lingeringClose(conn, 1000, Infinity);
       stop.abort(); // the end: also removes the shutdown listener
     }
   }
@@ -217,7 +221,9 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
     port: options.port ?? DEFAULT_PORT,
     maxConnections: options.maxConnections ?? DEFAULTS.maxConnections,
     maxPerAddress: options.maxPerAddress ?? DEFAULTS.maxPerAddress,
-    busyMessage: encoder.encode(errorLine(rpc.SERVER_BUSY, "Server busy")),
+    busyMessage: encoder.encode(
+      errorLine(rpc.SERVER_BUSY, "Server busy") + "\n",
+    ),
     log,
   }, serveConnection);
 }

@@ -442,18 +442,29 @@ Deno.test("BufferedReader: an idle reader holds initialSize bytes, long lines gr
   assert.equal(small.bytes.length, 12);
 });
 
-Deno.test("BufferedReader largeReads: 64 KiB reads while the source keeps filling the buffer, the small one when it pauses", async () => {
-  const source = piecesReader("a".repeat(300), "b".repeat(70_000), "end\n");
+Deno.test("BufferedReader largeReads: 64 KiB reads while the source keeps filling the buffer, the small one after two small reads in a row", async () => {
+  const source = piecesReader(
+    "a".repeat(300),
+    "b".repeat(70_000),
+    "x\n",
+    "y\n",
+    "end\n",
+  );
   const reader = new BufferedReader(source, {
     initialSize: 256,
     maxLine: 100_000,
     largeReads: true,
   });
-  // The caller consumes everything it gets before each fill(). A read that
-  // does not fill its buffer (the 44 "a"s left) counts as a pause. The last
-  // read is the one that finds the end of the input.
+  // The caller consumes everything it gets before each fill(). The first
+  // read fills the 256 bytes, so the next ones are offered 64 KiB: the 44
+  // "a"s left (one small read, maybe a tail), the "b"s, then "x" and "y"
+  // (two small reads in a row: the pooled buffer goes back), so "end" and
+  // the read that finds the end of the input are offered 256 again.
   while (await reader.fill()) reader.consume(reader.buffered);
-  assert.deepEqual(source.offered, [256, 65536, 256, 65536, 65536, 256, 256]);
+  assert.deepEqual(
+    source.offered,
+    [256, 65536, 65536, 65536, 65536, 65536, 256, 256],
+  );
   // In the borrowed buffer, a line stays bounded by the line limit.
   const long = new BufferedReader(
     piecesReader("c".repeat(5000), "c".repeat(5000)),
@@ -463,6 +474,42 @@ Deno.test("BufferedReader largeReads: 64 KiB reads while the source keeps fillin
     while (await long.fill()) { /* no "\n" */ }
   }, LineTooLongError);
   assert.ok(long.buffered <= 4096 + 2 + 65536, `${long.buffered}`);
+});
+
+Deno.test("BufferedReader with largeReads: a line longer than the pooled 64 KiB buffer", async () => {
+  // Reads that fill the buffer swap in a pooled 64 KiB one; a line that
+  // outgrows it grows the reader's own, which is then kept.
+  const long = "z".repeat(300_000);
+  const reader = new BufferedReader(
+    piecesReader(
+      "a\n" + "y".repeat(2000),
+      long.slice(0, 100_000),
+      long.slice(100_000) + "\nb\n",
+    ),
+    { maxLine: 1024 * 1024, largeReads: true },
+  );
+  assert.equal(decoder.decode((await reader.readLine())!), "a");
+  assert.equal((await reader.readLine())!.length, 2000 + long.length);
+  assert.equal(decoder.decode((await reader.readLine())!), "b");
+  assert.equal(await reader.readLine(), null);
+});
+
+Deno.test("BufferedReader with largeReads: messages a little over the small buffer take one read each, and small reads give the large buffer back", async () => {
+  const message = ("x".repeat(99) + "\n").repeat(20); // 2,000 bytes
+  const source = piecesReader(...Array(10).fill(message), "a\n", "b\n", "c\n");
+  const reader = new BufferedReader(source, { largeReads: true });
+  for (let i = 0; i < 200; i++) {
+    assert.equal((await reader.readLine())!.length, 99);
+  }
+  // The first message fills the 1 KiB buffer; its tail and every other
+  // message then come whole into the pooled 64 KiB one (not 1 KiB + rest).
+  assert.equal(source.reads, 11);
+  assert.equal(reader.bytes.length, 64 * 1024);
+  assert.equal(decoder.decode((await reader.readLine())!), "a");
+  assert.equal(decoder.decode((await reader.readLine())!), "b");
+  // Two small reads in a row: the next waits in the reader's own buffer.
+  assert.equal(decoder.decode((await reader.readLine())!), "c");
+  assert.equal(reader.bytes.length, 1024);
 });
 
 // --- Over a real socket, fed by a peer we did not write. ---

@@ -433,6 +433,96 @@ Deno.test("--max-in-flight: a connection is not read while its calls fill it", a
   );
 });
 
+Deno.test("answers ready together leave in one write, in the order the calls were done", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using peer = await Peer.connect(port);
+  // Every write the server makes to this client (its local port is ours).
+  let owner = Object.getPrototypeOf(peer.conn);
+  while (!Object.hasOwn(owner, "write")) owner = Object.getPrototypeOf(owner);
+  const write = owner.write;
+  const written: string[] = [];
+  owner.write = function (this: Deno.Conn, bytes: Uint8Array) {
+    if ((this.localAddr as Deno.NetAddr).port === port) {
+      written.push(new TextDecoder().decode(bytes));
+    }
+    return write.call(this, bytes);
+  };
+  try {
+    // One write of ours, one read of the server's (under its 1 KiB buffer):
+    // two sleeps, then calls done at once, a notification among them.
+    let calls = call("sleep", [300], "s300") + call("sleep", [100], "s100");
+    for (let i = 0; i < 8; i++) calls += call("add", [i, 1], i);
+    calls += call("echo", ["n"]) + call("echo", ["x"], "x");
+    assert.ok(calls.length < 1024);
+    await peer.send(calls);
+    let done = "";
+    for (let i = 0; i < 8; i++) done += result(String(i + 1), String(i));
+    done += result('["x"]', '"x"');
+    await peer.expect(...done.split(/(?<=\n)/));
+    await peer.expect(result("100", '"s100"'), result("300", '"s300"'));
+    // The nine answers done at once went out in one write, not nine.
+    assert.deepEqual(written, [
+      done,
+      result("100", '"s100"'),
+      result("300", '"s300"'),
+    ]);
+  } finally {
+    owner.write = write;
+  }
+});
+
+Deno.test("the lines of one read: one not UTF-8 gets -32700, the others (one with a U+FFFD sent as such) their answers; a last line without \\n at half-close too", async () => {
+  const { server, port } = startServer();
+  await using _ = server;
+  using peer = await Peer.connect(port);
+  await peer.send(
+    new Uint8Array([
+      ...encoder.encode(call("add", [1, 1], 1)),
+      ...encoder.encode('{"id":"'),
+      0xff, // never in UTF-8
+      0x0a,
+      ...encoder.encode(call("echo", ["\ufffd is UTF-8"], 2)),
+      ...encoder.encode(call("add", [3, 3], 3).trim()),
+    ]),
+  );
+  await peer.conn.closeWrite();
+  await peer.expect(
+    result("2", "1"),
+    error(-32700, "Parse error: not UTF-8"),
+    result('["\ufffd is UTF-8"]', "2"),
+    result("6", "3"),
+  );
+  await peer.ended();
+});
+
+Deno.test("--max-line counts UTF-8 bytes: a line of exactly the limit is answered; one byte more, after the lines before it, closes", async () => {
+  const { server, port } = startServer({ maxLine: 100 });
+  await using _ = server;
+  using peer = await Peer.connect(port);
+  // "é" is 2 bytes in UTF-8, 1 in JavaScript's string length.
+  const echo = (bytes: number) => {
+    const empty = call("echo", [""], 1).trimEnd();
+    const text = "é".repeat((bytes - empty.length) >> 1) +
+      "e".repeat((bytes - empty.length) & 1);
+    const line = call("echo", [text], 1);
+    assert.equal(encoder.encode(line).length, bytes + 1);
+    return { line, answer: result(JSON.stringify([text]), "1") };
+  };
+  const fits = echo(100);
+  await peer.send(fits.line.replace("\n", "\r\n"));
+  await peer.expect(fits.answer);
+  // One write: a call, then a line one byte too long, then another call.
+  await peer.send(
+    call("add", [1, 1], 2) + echo(101).line + call("add", [2, 2], 3),
+  );
+  await peer.expect(
+    result("2", "2"),
+    error(-32700, "Parse error: line longer than 100 bytes"),
+  );
+  await peer.ended();
+});
+
 Deno.test("half-close: calls still running are answered, then the server closes", async () => {
   const { server, port } = startServer();
   await using _ = server;
