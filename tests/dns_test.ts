@@ -1,10 +1,12 @@
-// Tests for scripts/dns_server.ts, scripts/dns_lookup.ts and lib/dns_zone.ts:
-// exact answer bytes (compression included), every response code, hostile
-// packets and a seeded fuzz run (in-process and over UDP), TCP framing and
-// limits, dig and Node's resolver as clients, dnsmasq as a server for the
-// record types our server does not hold, IPv6, CLI errors and signals.
+// Tests for scripts/dns_server.ts (its codec is scripts/dns/message.ts),
+// scripts/dns_lookup.ts and scripts/dns_zone.ts: exact answer bytes
+// (compression included), every response code, hostile packets and a seeded
+// fuzz run (in-process and over UDP), TCP framing and limits, dig and
+// Node's resolver as clients, dnsmasq as a server for the record types our
+// server does not hold, IPv6, CLI errors and signals.
 import assert from "node:assert/strict";
-import { answerQuery, startDnsServer } from "../scripts/dns_server.ts";
+import { answerQuery } from "../scripts/dns/message.ts";
+import { startDnsServer } from "../scripts/dns_server.ts";
 import {
   formatRecord,
   lookUp,
