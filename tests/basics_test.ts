@@ -73,6 +73,7 @@ async function exists(path: string): Promise<boolean> {
 const BASICS = [
   "echo_server.ts",
   "flask_hello.ts",
+  "hello_server.ts",
   "http_get.ts",
   "http_hello_server.ts",
   "multi_connect.ts",
@@ -81,6 +82,7 @@ const BASICS = [
   "timeout_client.ts",
   "udp_client.ts",
   "udp_server.ts",
+  "udp_typed_server.ts",
   "upload_client.ts",
   "upload_server.ts",
 ];
@@ -162,6 +164,8 @@ Deno.test("basics: the tutorial cited in each header holds what the script retel
     "http_hello_server.ts": ["003 §TCP编程", /TCP编程/, /Hello world!/],
     "udp_server.ts": ["003 §UDP编程", /UDP编程/, /ctime\(\)/],
     "udp_client.ts": ["003 §UDP编程", /UDP编程/, /udpClient\.sendto/],
+    "hello_server.ts": ["002 §4", /# 4\./, /except ConnectionResetError/],
+    "udp_typed_server.ts": ["003 §UDP编程", /UDP编程/, /input\(">>>"\)/],
   };
   for (const [name, [cite, heading, code]] of Object.entries(expected)) {
     const text = await Deno.readTextFile(
@@ -716,6 +720,120 @@ Deno.test("basics/upload pair: the basic client to the basic server", async () =
 });
 
 // ---------------------------------------------------------------------------
+// hello_server.ts (002 §4)
+// ---------------------------------------------------------------------------
+
+// A CRLF line, an "é" cut in two by a pause, a client that resets, a line
+// over the limit; each prints what it got.
+const PY_HELLO = `
+import socket, struct, sys, time
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+answers = s.makefile("rb")
+s.sendall(b"hi\\r\\n")
+sys.stdout.buffer.write(answers.readline())
+s.sendall(b"caf\\xc3")
+time.sleep(0.2)
+s.sendall(b"\\xa9\\n\\xff\\n")
+sys.stdout.buffer.write(answers.readline() + answers.readline())
+reset = socket.create_connection(("127.0.0.1", port), timeout=20)
+reset.sendall(b"bye")
+time.sleep(0.1)
+reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+reset.close()
+long = socket.create_connection(("127.0.0.1", port), timeout=20)
+try:
+    long.sendall(b"y" * 200000)
+    print("closed" if long.recv(100) == b"" else "answered")
+except (ConnectionResetError, BrokenPipeError):
+    print("closed")
+s.sendall(b"still served\\n")
+sys.stdout.buffer.write(answers.readline())
+`;
+
+Deno.test({
+  name:
+    "basics/hello_server: each line greeted, a cut character whole, a reset or a long line costs its client only",
+  ignore: !havePython || !haveNc,
+  async fn() {
+    await using server = await startScript("basics/hello_server.ts", ["0"]);
+    const result = await python(PY_HELLO, [server.port]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(
+      decoder.decode(result.stdout),
+      'Hello client! You sent me "hi".\n' +
+        'Hello client! You sent me "café".\n' +
+        'Hello client! You sent me "\uFFFD".\n' +
+        "closed\n" +
+        'Hello client! You sent me "still served".\n',
+    );
+    // nc -N half-closes after its input: a last line without "\n" too.
+    const nc = await runTool("nc", ["-N", HOST, String(server.port)], "a\nb");
+    assert.equal(
+      decoder.decode(nc.stdout),
+      'Hello client! You sent me "a".\nHello client! You sent me "b".\n',
+    );
+    const output = await server.stop();
+    assert.match(output.stderr, /client dropped: line too long/);
+    assert.match(output.stderr, /client dropped: Connection reset/);
+  },
+});
+
+// udp_typed_server.ts (003 §UDP编程, the second server)
+// ---------------------------------------------------------------------------
+
+// Sends "hello", then an empty datagram (the tutorial's server stops on
+// one), each answered with the next typed line after time.ctime()'s stamp;
+// then bytes that are not UTF-8 with an escape sequence in them.
+const PY_UDP_TYPED = `
+import socket, sys, time
+server = ("127.0.0.1", int(sys.argv[1]))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(5)
+print(s.getsockname()[1])
+for payload in [b"hello", b""]:
+    before = time.ctime()
+    s.sendto(payload, server)
+    reply, sender = s.recvfrom(70000)
+    after = time.ctime()
+    assert sender == server, sender
+    stamp, answer = reply.split(b"]:", 1)
+    assert stamp[1:].decode() in (before, after), stamp
+    print(answer.decode())
+s.sendto(b"\\xff\\x1b[2J", server)
+`;
+
+Deno.test({
+  name:
+    "basics/udp_typed_server: each datagram, the empty one too, gets the next typed line; stdin's end ends it",
+  ignore: !havePython,
+  async fn() {
+    await using server = await startScriptWithInput(
+      "basics/udp_typed_server.ts",
+      ["0"],
+      UDP,
+    );
+    const port = server.match[1];
+    await server.write("one\ntwö\n");
+    await server.endInput();
+    const result = await python(PY_UDP_TYPED, [port]);
+    assert.equal(result.code, 0, result.stderr);
+    const [from, ...answers] = decoder.decode(result.stdout).split("\n");
+    assert.deepEqual(answers, ["one", "twö", ""]);
+    // The third datagram finds no answer left: the server stops, status 0.
+    const status = await server.child.status;
+    assert.equal(status.code, 0);
+    const output = await server.stop();
+    assert.equal(
+      output.stdout,
+      `Listening on udp://${HOST}:${port}\n` +
+        `${HOST}:${from}: hello\n${HOST}:${from}: \n` +
+        `${HOST}:${from}: \uFFFD?[2J\n`,
+    );
+  },
+});
+
 // udp_server.ts and udp_client.ts (003 §UDP编程)
 // ---------------------------------------------------------------------------
 
