@@ -13,6 +13,7 @@ import { dial } from "../lib/dial.ts";
 import { writeAll } from "../lib/io.ts";
 import {
   hasCommand,
+  LinePeer,
   makeTestCerts,
   runScript,
   runTool,
@@ -25,15 +26,8 @@ import {
 
 const encoder = new TextEncoder();
 
-/** A test's chat connection that reads whole lines, exactly as sent. */
-class Peer {
-  #pending = new Uint8Array(0);
-  #chunk = new Uint8Array(64 * 1024);
-  // Fatal: the server must only ever send valid UTF-8.
-  #decoder = new TextDecoder("utf-8", { fatal: true });
-
-  constructor(readonly conn: Deno.TcpConn) {}
-
+/** A test's chat connection (lines as in LinePeer), welcomed by default. */
+class Peer extends LinePeer {
   static async connect(port: number, expectWelcome = true): Promise<Peer> {
     const peer = new Peer(await Deno.connect({ hostname: "127.0.0.1", port }));
     if (expectWelcome) {
@@ -43,87 +37,6 @@ class Peer {
       );
     }
     return peer;
-  }
-
-  send(text: string | Uint8Array): Promise<void> {
-    return writeAll(
-      this.conn,
-      typeof text === "string" ? encoder.encode(text) : text,
-    );
-  }
-
-  /** The next line's raw bytes, "\n" included. */
-  lineBytes(ms = 5000): Promise<Uint8Array> {
-    return within(ms, this.#lineBytes(), "a line from the server");
-  }
-
-  async line(ms = 5000): Promise<string> {
-    return this.#decoder.decode(await this.lineBytes(ms));
-  }
-
-  async #lineBytes(): Promise<Uint8Array> {
-    while (true) {
-      const newline = this.#pending.indexOf(0x0a);
-      if (newline >= 0) {
-        const line = this.#pending.slice(0, newline + 1);
-        this.#pending = this.#pending.slice(newline + 1);
-        return line;
-      }
-      const count = await this.conn.read(this.#chunk);
-      if (count === null) {
-        throw new Error(
-          `closed before a full line; got ${
-            JSON.stringify(new TextDecoder().decode(this.#pending))
-          }`,
-        );
-      }
-      const joined = new Uint8Array(this.#pending.length + count);
-      joined.set(this.#pending);
-      joined.set(this.#chunk.subarray(0, count), this.#pending.length);
-      this.#pending = joined;
-    }
-  }
-
-  /** Asserts the next lines, in order, exactly. */
-  async expect(...lines: string[]) {
-    for (const line of lines) assert.equal(await this.line(), line);
-  }
-
-  /** Reads what is left until the server closes; a reset counts as closed. */
-  async rest(ms = 5000): Promise<string> {
-    const text = this.#decoder.decode(this.#pending);
-    this.#pending = new Uint8Array(0);
-    const chunks: string[] = [text];
-    await within(
-      ms,
-      (async () => {
-        try {
-          while (true) {
-            const count = await this.conn.read(this.#chunk);
-            if (count === null) return;
-            chunks.push(
-              new TextDecoder().decode(this.#chunk.subarray(0, count)),
-            );
-          }
-        } catch (error) {
-          if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-        }
-      })(),
-      "the server to close",
-    );
-    return chunks.join("");
-  }
-
-  close() {
-    try {
-      this.conn.close();
-    } catch {
-      // Already closed.
-    }
-  }
-
-  [Symbol.dispose]() {
-    this.close();
   }
 }
 

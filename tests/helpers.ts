@@ -2,6 +2,8 @@
 // wait for their "Listening on" line instead of sleeping, and talk to them
 // over loopback sockets.
 
+import assert from "node:assert/strict";
+import { writeAll } from "../lib/io.ts";
 import { makeCertificates } from "../scripts/make_cert.ts";
 
 // Every `deno run` would otherwise look up dl.deno.land to check for a
@@ -331,6 +333,100 @@ export async function readUntil(
     received += decoder.decode(buffer.subarray(0, count), { stream: true });
   }
   return received;
+}
+
+/**
+ * A test's raw TCP connection to a line-based server (chat, RPC) that reads
+ * whole lines exactly as sent: the server must only ever send valid UTF-8
+ * (the decoder is fatal). Subclasses add how to connect.
+ */
+export class LinePeer {
+  #pending: Uint8Array = new Uint8Array(0);
+  #chunk = new Uint8Array(256 * 1024);
+  #decoder = new TextDecoder("utf-8", { fatal: true });
+
+  constructor(readonly conn: Deno.TcpConn) {}
+
+  async send(text: string | Uint8Array): Promise<void> {
+    let bytes = typeof text === "string"
+      ? new TextEncoder().encode(text)
+      : text;
+    while (bytes.length) bytes = bytes.subarray(await this.conn.write(bytes));
+  }
+
+  /** The next line's raw bytes, "\n" included. */
+  lineBytes(ms = 5000): Promise<Uint8Array> {
+    return within(ms, this.#lineBytes(), "a line from the server");
+  }
+
+  /** The next line, "\n" included. */
+  async line(ms = 5000): Promise<string> {
+    return this.#decoder.decode(await this.lineBytes(ms));
+  }
+
+  async #lineBytes(): Promise<Uint8Array> {
+    while (true) {
+      const newline = this.#pending.indexOf(0x0a);
+      if (newline >= 0) {
+        const line = this.#pending.slice(0, newline + 1);
+        this.#pending = this.#pending.slice(newline + 1);
+        return line;
+      }
+      const count = await this.conn.read(this.#chunk);
+      if (count === null) {
+        throw new Error(
+          `closed before a full line; got ${
+            JSON.stringify(new TextDecoder().decode(this.#pending))
+          }`,
+        );
+      }
+      this.#pending = concat(this.#pending, this.#chunk.subarray(0, count));
+    }
+  }
+
+  /** Asserts the next lines, in order, exactly. */
+  async expect(...lines: string[]) {
+    for (const line of lines) assert.equal(await this.line(), line);
+  }
+
+  /** Reads what is left until the server closes (a reset counts as
+   * closed) and returns it, lines not yet read included. */
+  async rest(ms = 5000): Promise<string> {
+    const chunks = [this.#decoder.decode(this.#pending)];
+    this.#pending = new Uint8Array(0);
+    await within(ms, this.#untilClosed(chunks), "the server to close");
+    return chunks.join("");
+  }
+
+  /** Waits for the server to close; throws if anything more came first. */
+  async ended(ms = 5000) {
+    const rest = await this.rest(ms);
+    if (rest) throw new Error(`unexpected bytes: ${rest}`);
+  }
+
+  async #untilClosed(chunks: string[]) {
+    try {
+      while (true) {
+        const count = await this.conn.read(this.#chunk);
+        if (count === null) return;
+        chunks.push(new TextDecoder().decode(this.#chunk.subarray(0, count)));
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+    }
+  }
+
+  close() {
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  [Symbol.dispose]() {
+    this.close();
+  }
 }
 
 /** Whether a command-line tool is installed (for tests that need nc, curl…). */

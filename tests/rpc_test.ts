@@ -18,6 +18,7 @@ import { printableJson } from "../lib/terminal.ts";
 import {
   closedPort,
   hasCommand,
+  LinePeer,
   runScript,
   runTool,
   skipBecause,
@@ -28,83 +29,10 @@ import {
 
 const encoder = new TextEncoder();
 
-/** A raw connection that reads whole lines, exactly as the server sent. */
-class Peer {
-  #pending = new Uint8Array(0);
-  #chunk = new Uint8Array(256 * 1024);
-  #decoder = new TextDecoder("utf-8", { fatal: true });
-
-  constructor(readonly conn: Deno.TcpConn) {}
-
+/** A raw connection to the RPC server (lines as in LinePeer). */
+class Peer extends LinePeer {
   static async connect(port: number, hostname = "127.0.0.1") {
     return new Peer(await Deno.connect({ hostname, port }));
-  }
-
-  send(text: string | Uint8Array): Promise<void> {
-    return writeAll(
-      this.conn,
-      typeof text === "string" ? encoder.encode(text) : text,
-    );
-  }
-
-  /** The next line, "\n" included. */
-  line(ms = 5000): Promise<string> {
-    return within(ms, this.#line(), "a line from the server");
-  }
-
-  async #line(): Promise<string> {
-    while (true) {
-      const newline = this.#pending.indexOf(0x0a);
-      if (newline >= 0) {
-        const line = this.#pending.slice(0, newline + 1);
-        this.#pending = this.#pending.slice(newline + 1);
-        return this.#decoder.decode(line);
-      }
-      const count = await this.conn.read(this.#chunk);
-      if (count === null) {
-        throw new Error(`closed; had ${this.#pending.length} bytes unread`);
-      }
-      const joined = new Uint8Array(this.#pending.length + count);
-      joined.set(this.#pending);
-      joined.set(this.#chunk.subarray(0, count), this.#pending.length);
-      this.#pending = joined;
-    }
-  }
-
-  /** Asserts the next lines, in order, exactly. */
-  async expect(...lines: string[]) {
-    for (const line of lines) assert.equal(await this.line(), line);
-  }
-
-  /** Waits for the server to close; asserts nothing more came before. */
-  async ended(ms = 5000) {
-    await within(
-      ms,
-      (async () => {
-        try {
-          while (true) {
-            const count = await this.conn.read(this.#chunk);
-            if (count === null) break;
-            this.#pending = this.#chunk.slice(0, count);
-            throw new Error(
-              `unexpected bytes: ${this.#decoder.decode(this.#pending)}`,
-            );
-          }
-        } catch (error) {
-          if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-        }
-      })(),
-      "the server to close",
-    );
-    assert.equal(this.#pending.length, 0);
-  }
-
-  [Symbol.dispose]() {
-    try {
-      this.conn.close();
-    } catch {
-      // Already closed.
-    }
   }
 }
 
