@@ -101,83 +101,33 @@ export async function startScript(
     listenLines?: number;
   } = {},
 ): Promise<RunningServer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...(options.allow ?? ["--allow-net"]),
-      scriptPath(name),
-      ...args,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: options.env,
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const timer = setTimeout(
-    () => child.kill("SIGKILL"),
-    options.timeoutMs ?? 20_000,
-  );
-
-  let stdout = "";
   const wanted = options.listenLines ?? 1;
-  while (stdout.split("\n").length <= wanted) {
-    const { value, done } = await lines.read();
-    if (done) break;
-    stdout += value;
-  }
-  const listeningLines = stdout.split("\n").slice(0, wanted);
+  const peer = await startPeer(
+    Deno.execPath(),
+    ["run", ...(options.allow ?? ["--allow-net"]), scriptPath(name), ...args],
+    new RegExp(`^(?:.*\\n){${wanted}}`), // the first `wanted` lines
+    { env: options.env, timeoutMs: options.timeoutMs },
+  );
+  const listeningLines = peer.match[0].split("\n").slice(0, wanted);
   const matches = listeningLines.map((line) =>
     /^Listening on \w+:\/\/\[?([^\]]*?)\]?:(\d+)$/.exec(line)
   );
-  const listeningLine = listeningLines[0];
-  const match = matches.every(Boolean) ? matches[0] : null;
-  const rest = (async () => {
-    while (true) {
-      const { value, done } = await lines.read();
-      if (done) return;
-      stdout += value;
-    }
-  })();
-
-  let stopped: Promise<Output> | undefined;
-  const stop = (signal: Deno.Signal = "SIGTERM") => {
-    stopped ??= (async () => {
-      try {
-        child.kill(signal);
-      } catch {
-        // Already exited.
-      }
-      const status = await child.status;
-      clearTimeout(timer);
-      await rest;
-      return {
-        code: status.code,
-        signal: status.signal,
-        stdout,
-        stderr: await stderr,
-      };
-    })();
-    return stopped;
-  };
-
-  if (!match) {
-    const output = await stop("SIGKILL");
+  if (!matches.every(Boolean)) {
+    const output = await peer.stop("SIGKILL");
     throw new Error(
       `${name} did not print a Listening line.\nstdout: ${output.stdout}\nstderr: ${output.stderr}`,
     );
   }
   return {
-    listeningLine,
-    hostname: match[1],
-    port: Number(match[2]),
+    listeningLine: listeningLines[0],
+    hostname: matches[0]![1],
+    port: Number(matches[0]![2]),
     listeningLines,
     ports: matches.map((found) => Number(found![2])),
-    child,
-    stop,
+    child: peer.child,
+    stop: peer.stop,
     [Symbol.asyncDispose]: async () => {
-      await stop();
+      await peer.stop();
     },
   };
 }
@@ -579,10 +529,15 @@ export async function startPeer(
   command: string,
   args: string[],
   ready: RegExp,
-  options: { input?: boolean; timeoutMs?: number } = {},
+  options: {
+    input?: boolean;
+    timeoutMs?: number;
+    env?: Record<string, string>;
+  } = {},
 ): Promise<RunningPeer> {
   const child = new Deno.Command(command, {
     args,
+    env: options.env,
     stdin: options.input ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
