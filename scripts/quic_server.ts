@@ -205,7 +205,7 @@ async function serveWebTransport(conn: Deno.QuicConn, deadlineMs: number) {
  * whose first byte's top two bits give its length: 1, 2, 4 or 8 bytes.
  * Deno offers one session per connection, so any ID is ours.
  */
-async function skipWebTransportHeader(
+export async function skipWebTransportHeader(
   reader: ReadableStreamBYOBReader,
   buffer: ArrayBuffer,
 ): Promise<ArrayBuffer> {
@@ -216,7 +216,9 @@ async function skipWebTransportHeader(
   }
   const rest = (1 << (value[2] >> 6)) - 1;
   if (rest > 0) {
-    ({ value } = await reader.read(value.subarray(0, rest), { min: rest }));
+    // The whole buffer again, not `value` (a 3-byte view of it).
+    const view = new Uint8Array(value.buffer, 0, rest);
+    ({ value } = await reader.read(view, { min: rest }));
   }
   if (!value) throw new Error("stream cancelled");
   return value.buffer;

@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { ALPN, startQuicServer } from "../scripts/quic_server.ts";
+import {
+  ALPN,
+  skipWebTransportHeader,
+  startQuicServer,
+} from "../scripts/quic_server.ts";
 import { connect, echoOnce, ping } from "../scripts/quic_client.ts";
 import { DialError } from "../lib/dial.ts";
 import {
@@ -935,3 +939,43 @@ certTest(
     );
   },
 );
+
+Deno.test("skipWebTransportHeader: session IDs of 1, 2, 4 and 8 bytes, the payload after them intact", async () => {
+  const ids: number[][] = [
+    [0x05],
+    [0x40, 0x05],
+    [0x80, 0, 0, 0x05],
+    [0xc0, 0, 0, 0, 0, 0, 0, 0x05], // 8 bytes: an ID of 2^30 or more
+  ];
+  for (const id of ids) {
+    // Each byte in its own chunk: `min` must gather them, however they come.
+    const bytes = [0x40, 0x41, ...id, 0x68, 0x69];
+    const stream = new ReadableStream({
+      type: "bytes",
+      pull(controller) {
+        const next = bytes.shift();
+        if (next === undefined) controller.close();
+        else controller.enqueue(new Uint8Array([next]));
+      },
+    });
+    const reader = stream.getReader({ mode: "byob" });
+    const buffer = await skipWebTransportHeader(reader, new ArrayBuffer(64));
+    const rest = await reader.read(new Uint8Array(buffer, 0, 2), { min: 2 });
+    assert.deepEqual([...rest.value!], [0x68, 0x69], `ID ${id}`);
+    reader.releaseLock();
+  }
+  const wrong = new ReadableStream({
+    type: "bytes",
+    start(controller) {
+      controller.enqueue(new Uint8Array([0x40, 0x42, 0x00]));
+      controller.close();
+    },
+  });
+  await assert.rejects(
+    skipWebTransportHeader(
+      wrong.getReader({ mode: "byob" }),
+      new ArrayBuffer(64),
+    ),
+    /not a WebTransport stream/,
+  );
+});
