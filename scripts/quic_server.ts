@@ -216,8 +216,7 @@ export async function skipWebTransportHeader(
   }
   const rest = (1 << (value[2] >> 6)) - 1;
   if (rest > 0) {
-    // The whole buffer again, not `value` (a 3-byte view of it).
-    const view = new Uint8Array(value.buffer, 0, rest);
+    const view = new Uint8Array(value.buffer, 0, rest); // not a 3-byte view
     ({ value } = await reader.read(view, { min: rest }));
   }
   if (!value) throw new Error("stream cancelled");
