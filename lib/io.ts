@@ -118,19 +118,24 @@ export async function lingeringClose(
 /**
  * `bytes` as the last thing on `conn`, then lingeringClose(),
  * so that a client still sending reads the reply rather than a reset.
- * False when the client was gone; the connection is closed either way.
+ * The write, like the linger, has `ms`: a client that never reads cannot
+ * hold it. False when the client was gone (or never read); the connection
+ * is closed either way.
  */
 export async function replyAndClose(
   conn: Deno.Conn,
   bytes: Uint8Array,
-  ms?: number,
+  ms = 2000,
   maxBytes?: number,
 ): Promise<boolean> {
+  const timer = setTimeout(() => closeQuietly(conn), ms);
   try {
     await writeAll(conn, bytes);
   } catch {
     closeQuietly(conn);
     return false;
+  } finally {
+    clearTimeout(timer);
   }
   await lingeringClose(conn, ms, maxBytes);
   return true;

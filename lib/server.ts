@@ -6,7 +6,7 @@
 import { parseInteger, parsePort } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
-import { closeQuietly, formatAddress, lingeringClose, writeAll } from "./io.ts";
+import { closeQuietly, formatAddress, replyAndClose } from "./io.ts";
 import { loadServerTls } from "./tls.ts";
 
 /** What the start functions of the servers return. */
@@ -171,12 +171,8 @@ export function serveTcp(
   // closes the lingering way. Not counted against the caps.
   async function turnAway(conn: Deno.Conn, message: Uint8Array) {
     turnedAway.add(conn);
-    try {
-      await withDeadline(conn, 1000, () => writeAll(conn, message), "busy");
-      await lingeringClose(conn, 1000);
-    } catch { /* it left, or stalled: closed either way */ }
+    await replyAndClose(conn, message, 1000);
     turnedAway.delete(conn);
-    closeQuietly(conn);
   }
 
   // A plain-text client, an untrusted certificate, a stall: it costs that

@@ -10,6 +10,7 @@ import {
   formatHostPort,
   lingeringClose,
   type Reader,
+  replyAndClose,
   writeAll,
 } from "../lib/io.ts";
 import {
@@ -493,4 +494,38 @@ Deno.test("formatAddress of real ::1 and 127.0.0.1 sockets", async () => {
   assert.equal(formatAddress(v6.addr), `[::1]:${v6.addr.port}`);
   assert.match(formatAddress(accepted.remoteAddr), /^\[::1\]:\d+$/);
   conn.close();
+});
+
+Deno.test("replyAndClose: the reply reaches a client; one that never reads cannot hold the write past ms", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // A client that reads: it gets the bytes, then the end; true.
+  const reader = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  const first = await listener.accept();
+  const [sent, got] = await Promise.all([
+    replyAndClose(first, new TextEncoder().encode("bye\n"), 2000),
+    readAll(reader).finally(() => reader.close()), // closing ends the linger
+  ]);
+  assert.equal(sent, true);
+  assert.equal(new TextDecoder().decode(got), "bye\n");
+
+  // A client that never reads: 64 MiB cannot fit in the socket buffers, so
+  // the write waits; at 300 ms the connection is closed and it is false.
+  const idle = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  const second = await listener.accept();
+  const started = Date.now();
+  const result = await within(
+    5000,
+    replyAndClose(second, new Uint8Array(64 * 1024 * 1024), 300),
+    "replyAndClose to give up",
+  );
+  const elapsed = Date.now() - started;
+  idle.close();
+  assert.equal(result, false);
+  assert.ok(elapsed >= 250 && elapsed < 3000, `${elapsed} ms`);
 });

@@ -131,7 +131,5 @@ async function respond(conn: Deno.Conn, answer: Answer, headOnly = false) {
   }).map(([name, value]) => `${name}: ${value}\r\n`).join("");
   const head = encoder.encode(`HTTP/1.1 ${status}\r\n${fields}\r\n`);
   const all = headOnly ? head : concat([head, bytes]);
-  // A client that will not read is closed at the deadline.
-  await withDeadline(conn, HEAD_MS, () => replyAndClose(conn, all), "stalled")
-    .catch(() => {}); // serveTcp closes it either way
+  await replyAndClose(conn, all, HEAD_MS); // one that will not read: closed
 }
