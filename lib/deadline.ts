@@ -89,6 +89,13 @@ export class Sweeper {
 
   constructor(readonly periodMs: number) {}
 
+  /** A Sweeper for deadlines of `timeoutMs`: each fires at most a fifth of
+   * it late, and never more than a second (nor checks more than 50 times a
+   * second). The servers' idle timeouts all use this. */
+  static forTimeout(timeoutMs: number): Sweeper {
+    return new Sweeper(Math.min(1000, Math.max(20, timeoutMs / 5)));
+  }
+
   /** Calls `expire` once `ms` have passed; move `entry.at` to postpone. */
   add(ms: number, expire: () => void): Timed {
     return this.idle(null, ms, expire);

@@ -264,7 +264,7 @@ export function startChatServer(
   const ms = (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT) * 1000;
   const settings: Settings = {
     maxQueue: options.maxQueue ?? DEFAULT_MAX_QUEUE,
-    idle: ms > 0 ? { sweeper: new Sweeper(ms / 4), ms } : undefined,
+    idle: ms > 0 ? { sweeper: Sweeper.forTimeout(ms), ms } : undefined,
   };
   const listen = { ...options, hostname: options.hostname ?? "127.0.0.1", log };
   // The browsers' port: one HTTP request per connection, the page or the

@@ -68,7 +68,7 @@ export function startDnsServer(options: DnsServerOptions): ServerHandle {
   const log = rateLimitedLog(); // one stderr line a second: a flood costs one
   const problem = (from: Deno.Addr) => (why: string) =>
     log(`${formatAddress(from)}: ${why}`);
-  const sweeper = new Sweeper(Math.min(1000, Math.max(50, tcpIdleMs / 4)));
+  const sweeper = Sweeper.forTimeout(tcpIdleMs);
   let closed = false;
   const caps = {
     maxConnections: options.maxTcpClients ?? DEFAULT_TCP_CLIENTS,

@@ -58,7 +58,7 @@ export interface EchoServerOptions {
 export function startEchoServer(options: EchoServerOptions = {}): ServerHandle {
   const idleMs = (options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_SECONDS) * 1000;
   // One timer watches every connection's byte count (see lib/deadline.ts).
-  const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
+  const sweeper = Sweeper.forTimeout(idleMs);
   return serveTcp({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? DEFAULT_PORT,

@@ -256,7 +256,7 @@ export function startHttpRawServer(options: HttpRawServerOptions = {}) {
   const capacity = Math.max(16 * 1024, maxHead * 2);
   const lingerMs = Math.min(idleMs, LINGER_MS);
   // One timer for every connection's idle deadline, not one per read.
-  const sweeper = new Sweeper(Math.min(1000, Math.max(20, idleMs / 5)));
+  const sweeper = Sweeper.forTimeout(idleMs);
 
   /**
    * One connection: answer every complete request already read, in order,

@@ -94,7 +94,7 @@ export function startRpcServer(options: RpcServerOptions = {}): ServerHandle {
   const idleTimeout = options.idleTimeout ?? DEFAULTS.idleTimeout;
   const log = options.log ?? ((message: string) => console.error(message));
   // One timer for every connection's idle deadline (lib/deadline.ts).
-  const sweeper = new Sweeper(Math.min(1000, Math.max(50, idleTimeout * 250)));
+  const sweeper = Sweeper.forTimeout(idleTimeout * 1000);
 
   async function serveConnection(conn: Deno.Conn, shutdown: AbortSignal) {
     // Each wait below is "until something changes" (a call ends, bytes go

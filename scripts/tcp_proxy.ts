@@ -80,7 +80,7 @@ export function startTcpProxy(options: TcpProxyOptions): ServerHandle {
   const idleMs = options.idleTimeoutMs ??
     DEFAULT_IDLE_TIMEOUT_SECONDS * 1000;
   // One timer watches every connection's byte counts (see lib/deadline.ts).
-  const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
+  const sweeper = Sweeper.forTimeout(idleMs);
   const upstreams = new Set<Deno.Conn>(); // closed when we shut down
   // A --target that is this proxy under any name (localhost, 0.0.0.0, a
   // LAN address) would have it connect to itself for ever. We know both

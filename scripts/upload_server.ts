@@ -91,7 +91,7 @@ export async function startUploadServer(
     1000;
   const minRate = options.minRate ?? DEFAULT_MIN_RATE;
   const maxUploads = options.maxUploads ?? DEFAULT_MAX_UPLOADS;
-  const sweeper = new Sweeper(Math.min(5000, Math.max(50, idleMs / 4)));
+  const sweeper = Sweeper.forTimeout(idleMs);
   let uploads = 0;
   return serveTcp({
     ...options,

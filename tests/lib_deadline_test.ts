@@ -408,3 +408,10 @@ Deno.test("TimedConn: a write into a peer that never reads fails within ms ('sen
   assert.equal(isClosed(client), true);
   server.close();
 });
+
+Deno.test("Sweeper.forTimeout: a fifth of the timeout, from 20 ms to 1 s", () => {
+  assert.equal(Sweeper.forTimeout(50).periodMs, 20);
+  assert.equal(Sweeper.forTimeout(500).periodMs, 100);
+  assert.equal(Sweeper.forTimeout(5000).periodMs, 1000);
+  assert.equal(Sweeper.forTimeout(1_800_000).periodMs, 1000); // chat's 30 min
+});

@@ -37,7 +37,7 @@ export class RequestBodies {
 
   /** A body gets `timeoutMs`, plus one second per KiB it brings. */
   constructor(readonly timeoutMs: number) {
-    this.sweeper = new Sweeper(Math.min(1000, timeoutMs / 4));
+    this.sweeper = Sweeper.forTimeout(timeoutMs);
   }
 
   read(request: Request): RequestBody {
