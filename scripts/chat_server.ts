@@ -318,18 +318,14 @@ if (import.meta.main) {
       throw new UsageError("--room needs --redis");
     }
     const web = values["web-port"];
-    const serverTls = await tls.loadServerTls(values);
+    const listen = await server.parseListen(values); // hostname, port, caps, TLS
     const options: ChatServerOptions = {
-      hostname: values.hostname,
-      port: parsePort(values.port),
+      ...listen,
       webPort: web === undefined ? undefined : parsePort(web, "--web-port"),
       maxLine: count("max-line", 1, 1024 * 1024),
       maxQueue: count("max-queue", 1024, 2 ** 30),
       idleTimeout: parseSeconds(values["idle-timeout"], "--idle-timeout", true),
       announceLimit: count("announce-limit", 0),
-      maxConnections: count("max-connections", 1),
-      maxPerAddress: count("max-per-address", 1),
-      tls: serverTls,
     };
     if (values.redis !== undefined) {
       // Only a shared room needs Redis, so only then is its client loaded.
@@ -342,8 +338,8 @@ if (import.meta.main) {
       );
     }
     const chat = startChatServer(options);
-    const scheme = serverTls ? "https" : "http";
+    const scheme = listen.tls ? "https" : "http";
     const more = chat.webAddr ? [{ addr: chat.webAddr, scheme } as const] : [];
-    return server.runUntilSignal(chat, serverTls ? "tls" : "tcp", more);
+    return server.runUntilSignal(chat, listen.tls ? "tls" : "tcp", more);
   });
 }

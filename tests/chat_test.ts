@@ -779,7 +779,7 @@ Deno.test("CLI: bad options exit 2 with one line and a hint", async () => {
     [
       "chat_server.ts",
       ["--max-connections", "0"],
-      "--max-connections must be a whole number from 1 to 1000000, got '0'",
+      "--max-connections must be a whole number from 1 to 9007199254740991, got '0'",
     ],
     [
       "chat_server.ts",
