@@ -49,6 +49,11 @@ export function parseCommandLine<
   return parsed;
 }
 
+/** A string option with a default, as parseArgs takes it: `withDefault(8080)`.
+ * Values stay strings until parsePort, parseInteger or parseSeconds. */
+export const withDefault = (value: unknown) =>
+  ({ type: "string", default: `${value}` }) as const;
+
 export function parseInteger(
   value: string,
   name: string,

@@ -3,7 +3,7 @@
 // so one host cannot take every descriptor; close() closes what is open.
 // serverHandle gives the others (UDP, Deno.serve, QUIC) the same handle,
 // listenOptions the same command line; runUntilSignal makes it a command.
-import { parseInteger, parsePort } from "./cli.ts";
+import { parseInteger, parsePort, withDefault } from "./cli.ts";
 import { withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
 import { closeQuietly, formatAddress, replyAndClose } from "./io.ts";
@@ -57,14 +57,12 @@ export function listenOptions(
     portHelp = `port to listen on (default ${port}; 0 picks a free port)`,
   } = {},
 ) {
-  const text = (value: unknown) =>
-    ({ type: "string", default: `${value}` }) as const;
   return {
     options: {
-      hostname: text("127.0.0.1"),
-      port: text(port),
-      "max-connections": text(maxConnections),
-      "max-per-address": text(maxPerAddress),
+      hostname: withDefault("127.0.0.1"),
+      port: withDefault(port),
+      "max-connections": withDefault(maxConnections),
+      "max-per-address": withDefault(maxPerAddress),
     },
     help:
       `  --hostname HOST      address to listen on (default 127.0.0.1; 0.0.0.0 or :: to expose)

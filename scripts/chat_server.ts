@@ -31,6 +31,7 @@ import {
   parseSeconds,
   runCommand,
   UsageError,
+  withDefault,
 } from "../lib/cli.ts";
 import { receive } from "./chat/commands.ts";
 import { type Member, Room, type RoomLink } from "./chat/room.ts";
@@ -296,8 +297,6 @@ export function startChatServer(
 
 if (import.meta.main) {
   await runCommand("chat_server.ts", async () => {
-    const text = (value: unknown) =>
-      ({ type: "string", default: String(value) }) as const;
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
@@ -306,10 +305,10 @@ if (import.meta.main) {
         "web-port": { type: "string" },
         redis: { type: "string" },
         room: { type: "string" },
-        "max-line": text(DEFAULT_MAX_LINE),
-        "max-queue": text(DEFAULT_MAX_QUEUE),
-        "idle-timeout": text(DEFAULT_IDLE_TIMEOUT),
-        "announce-limit": text(DEFAULT_ANNOUNCE_LIMIT),
+        "max-line": withDefault(DEFAULT_MAX_LINE),
+        "max-queue": withDefault(DEFAULT_MAX_QUEUE),
+        "idle-timeout": withDefault(DEFAULT_IDLE_TIMEOUT),
+        "announce-limit": withDefault(DEFAULT_ANNOUNCE_LIMIT),
       },
     });
     const count = (name: keyof typeof values, min: number, max = 1e6) =>

@@ -269,6 +269,9 @@ async function upload(
     if (error instanceof store.FileExistsError) {
       throw new HttpError(409, `${error.message}; choose another name.`);
     }
+    if (error instanceof store.UnsafeNameError) {
+      throw new HttpError(400, error.message);
+    }
     const reason = `storage failure: ${describeError(error)}`;
     settings.log(`${peer} upload "${printable(name)}": ${reason}`);
     throw new HttpError(500, `The file could not be stored (${reason}).`);
@@ -292,10 +295,8 @@ async function upload(
         inFilePart = event.name === "file" && event.filename !== null;
         if (!inFilePart) continue;
         if (file) throw new HttpError(400, "Send one file per request.");
-        // The name is checked, the temporary file made (409 if it exists).
+        // The name is checked (400), the temporary file made (409 if taken).
         const name = event.filename!;
-        const problem = store.fileNameProblem(name);
-        if (problem !== null) throw new HttpError(400, problem);
         file = await store.createUpload(settings.dir!, name, settings)
           .catch(failed(name));
       }
@@ -316,19 +317,18 @@ sha256 <code>${stored.sha256}</code>.</p>`;
 }
 
 if (import.meta.main) {
-  const text = (v: unknown) => ({ type: "string", default: `${v}` }) as const;
   await cli.runCommand("http_server.ts", async () => {
     const { values } = cli.parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
         ...tls.SERVER_TLS_OPTIONS,
         dir: { type: "string" },
-        "max-size": text(DEFAULT_MAX_SIZE),
+        "max-size": cli.withDefault(DEFAULT_MAX_SIZE),
         overwrite: { type: "boolean", default: false },
-        "body-timeout": text(DEFAULT_BODY_TIMEOUT_SECONDS),
-        "idle-timeout": text(DEFAULT_IDLE_TIMEOUT_SECONDS),
-        hostname: text("127.0.0.1"),
-        port: text(DEFAULT_PORT),
+        "body-timeout": cli.withDefault(DEFAULT_BODY_TIMEOUT_SECONDS),
+        "idle-timeout": cli.withDefault(DEFAULT_IDLE_TIMEOUT_SECONDS),
+        hostname: cli.withDefault("127.0.0.1"),
+        port: cli.withDefault(DEFAULT_PORT),
       },
     });
     if (values.dir === "") throw new cli.UsageError("--dir needs a directory");

@@ -26,6 +26,7 @@ import {
   parseSeconds,
   runCommand,
   UsageError,
+  withDefault,
 } from "../lib/cli.ts";
 import { seconds, Sweeper } from "../lib/deadline.ts";
 import { describeError, isDisconnect } from "../lib/errors.ts";
@@ -216,17 +217,15 @@ async function receive(job: Job, options: UploadServerOptions) {
 
 if (import.meta.main) {
   await runCommand("upload_server.ts", async () => {
-    const text = (value: unknown) =>
-      ({ type: "string", default: String(value) }) as const;
     const { values } = parseCommandLine(Deno.args, {
       usage: USAGE,
       options: {
         dir: { type: "string" },
-        "max-size": text(Number.MAX_SAFE_INTEGER),
+        "max-size": withDefault(Number.MAX_SAFE_INTEGER),
         overwrite: { type: "boolean", default: false },
-        "idle-timeout": text(DEFAULT_IDLE_TIMEOUT_SECONDS),
-        "min-rate": text(DEFAULT_MIN_RATE),
-        "max-uploads": text(DEFAULT_MAX_UPLOADS),
+        "idle-timeout": withDefault(DEFAULT_IDLE_TIMEOUT_SECONDS),
+        "min-rate": withDefault(DEFAULT_MIN_RATE),
+        "max-uploads": withDefault(DEFAULT_MAX_UPLOADS),
         ...LISTEN.options,
         ...SERVER_TLS_OPTIONS,
       },

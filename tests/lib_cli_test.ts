@@ -11,6 +11,7 @@ import {
   parseSeconds,
   requireUnstableNet,
   UsageError,
+  withDefault,
 } from "../lib/cli.ts";
 import { closedPort, runTool } from "./helpers.ts";
 
@@ -379,4 +380,13 @@ Deno.test("requireUnstableNet: one line and exit 1 without --unstable-net, silen
   requireUnstableNet();
   // And what it throws is a Failure, for runCommand's exit 1.
   assert.ok(new Failure("x") instanceof Error);
+});
+
+Deno.test("withDefault: a string option whose default is the value as text", () => {
+  assert.deepEqual(withDefault(8080), { type: "string", default: "8080" });
+  const { values } = parseCommandLine([], {
+    usage: "",
+    options: { port: withDefault(9999) },
+  });
+  assert.equal(values.port, "9999");
 });
