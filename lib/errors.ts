@@ -143,7 +143,5 @@ export function isDisconnect(error: unknown): boolean {
 /** Errors that come from the outside world rather than from a bug: a script
  * reports these in one line; anything else keeps its stack trace. */
 export function isExpectedError(error: unknown): boolean {
-  if (error instanceof Failure || error instanceof e.NotCapable) return true;
-  return classifyError(error).kind !== "other" ||
-    error instanceof e.InvalidData;
+  return error instanceof Failure || classifyError(error).kind !== "other";
 }

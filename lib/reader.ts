@@ -64,11 +64,7 @@ export class BufferedReader implements Reader {
         this.lastLineTerminated = false;
         return this.#take(this.#end, this.#end, limit);
       }
-      if (this.#scanned > limit + 1) {
-        this.#insideLongLine = true;
-        throw new LineTooLongError(limit);
-      }
-      await this.fill(limit + 2);
+      await this.fill(limit + 2); // throws once the line outgrows the limit
     }
   }
 

@@ -4,7 +4,7 @@
 // serverHandle gives the others (UDP, Deno.serve, QUIC) the same handle,
 // listenOptions the same command line; runUntilSignal makes it a command.
 import { parseInteger, parsePort, withDefault } from "./cli.ts";
-import { withDeadline } from "./deadline.ts";
+import { sleep, withDeadline } from "./deadline.ts";
 import { describeError, isDisconnect } from "./errors.ts";
 import { closeQuietly, formatAddress, replyAndClose } from "./io.ts";
 import { loadServerTls } from "./tls.ts";
@@ -140,7 +140,7 @@ export function serveTcp(
         // Out of descriptors (EMFILE) and the like: say so, back off
         // briefly, keep serving: connections that close free descriptors.
         failureLog(`accept failed: ${describeError(error)}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await sleep(50, shutdown.signal);
         continue;
       }
       const address = (conn.remoteAddr as Deno.NetAddr).hostname;

@@ -57,7 +57,7 @@ export interface DnsServerOptions {
   hostname?: string;
   port?: number;
   tcpIdleMs?: number; // a TCP client silent this long is dropped (10 s)
-  maxTcpClients?: number; // TCP connections at once (100)
+  maxConnections?: number; // TCP connections at once (100)
   maxPerAddress?: number; // TCP connections from one address (20)
 }
 
@@ -71,7 +71,7 @@ export function startDnsServer(options: DnsServerOptions): ServerHandle {
   const sweeper = Sweeper.forTimeout(tcpIdleMs);
   let closed = false;
   const caps = {
-    maxConnections: options.maxTcpClients ?? DEFAULT_TCP_CLIENTS,
+    maxConnections: options.maxConnections ?? DEFAULT_TCP_CLIENTS,
     maxPerAddress: options.maxPerAddress ?? 20,
   };
 
@@ -151,11 +151,7 @@ if (import.meta.main) {
     const listen = await parseListen(values);
     const zone = await readZone(values.zone); // a bad line: Failure, exit 1
     console.error(`${values.zone}: ${zone.size} names`);
-    const server = startDnsServer({
-      zone,
-      ...listen,
-      maxTcpClients: listen.maxConnections,
-    });
+    const server = startDnsServer({ zone, ...listen });
     return runUntilSignal(server, "udp");
   });
 }

@@ -984,7 +984,7 @@ Deno.test("TCP: a silent or a stalled client is dropped after the idle time", as
 Deno.test("TCP: past the connection cap, a client is closed at once; places free up", async () => {
   // The idle time (10 s) is far above the 5 s the test waits: only the cap
   // can close the third connection in time.
-  await using server = startDnsServer({ zone, port: 0, maxTcpClients: 2 });
+  await using server = startDnsServer({ zone, port: 0, maxConnections: 2 });
   const port = server.addr.port;
   const first = await Deno.connect({ hostname: "127.0.0.1", port });
   const second = await Deno.connect({ hostname: "127.0.0.1", port });
