@@ -52,7 +52,7 @@ Options:
   --data NAME=VALUE    send a form POST (urlencoded); repeat for more fields
   -L, --location       follow redirects (up to ${MAX_REDIRECTS})
   --proxy URL          use an HTTP proxy, http://[user:pass@]host:port
-  --links              print the page's links (absolute), not the page itself
+  --links              the page's links (absolute), not the page (-o: to FILE)
   --cacert FILE        also trust the CA certificate(s) in this PEM file
   --client-cert FILE   present this PEM certificate (not through --proxy)
   --client-key FILE    the PEM private key for --client-cert
@@ -316,14 +316,16 @@ async function main(args: string[]): Promise<number> {
     const type = http1.headerValues(response.headers, "content-type")[0];
     const charset = /;\s*charset="?([^";\s]+)/i.exec(type ?? "")?.[1];
     const links = values.links && await collectLinks(response.url, charset);
-    const sink = links || file || Deno.stdout;
+    // -o FILE, else stdout, gets the links (with --links) or else the page.
+    const out = file ?? Deno.stdout;
+    const sink = links || out;
     // Stream: one reused buffer, never the whole body in memory.
     const buffer = new Uint8Array(64 * 1024);
     for (let count; (count = await response.body.read(buffer)) !== null;) {
       await put(sink, buffer.subarray(0, count), values.output);
     }
     const lines = links && links.end().map((link) => link + "\n").join("");
-    if (lines) await put(Deno.stdout, new TextEncoder().encode(lines));
+    if (lines) await put(out, new TextEncoder().encode(lines), values.output);
   } finally {
     file?.close();
     response.close();

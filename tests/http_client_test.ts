@@ -715,23 +715,51 @@ Deno.test("CLI: -o saves exact binary bytes and prints nothing", async () => {
   }
 });
 
+/** The links of PAGE served from `origin`, one a line, as --links prints them. */
+function pageLinks(origin: string): string {
+  return [
+    `${origin}/style.css`,
+    `${origin}/js/app.js`,
+    `${origin}/about.html`,
+    `${origin}/up.html?a=1&b=2#top`,
+    "https://example.com/x",
+    `${origin}/img/logo.png`,
+    `${origin}/bare`,
+  ].map((link) => link + "\n").join("");
+}
+
 Deno.test("CLI: --links prints every link resolved against the page URL, parsed as HTML", async () => {
   await using server = startRawServer();
   const origin = `http://127.0.0.1:${server.port}`;
   const result = await runScript(SCRIPT, ["--links", `${origin}/page.html`]);
   assert.equal(result.code, 0, result.stderr);
-  assert.equal(
-    result.stdout,
-    [
-      `${origin}/style.css`,
-      `${origin}/js/app.js`,
-      `${origin}/about.html`,
-      `${origin}/up.html?a=1&b=2#top`,
-      "https://example.com/x",
-      `${origin}/img/logo.png`,
-      `${origin}/bare`,
-    ].map((link) => link + "\n").join(""),
-  );
+  assert.equal(result.stdout, pageLinks(origin));
+});
+
+Deno.test("CLI: --links with -o writes the links to FILE and nothing to stdout", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/links.txt`;
+    const result = await runScript(
+      SCRIPT,
+      ["--links", "-o", file, `${origin}/page.html`],
+      { allow: ["--allow-net", `--allow-write=${dir}`] },
+    );
+    assert.deepEqual([result.code, result.stdout, result.stderr], [0, "", ""]);
+    assert.equal(await Deno.readTextFile(file), pageLinks(origin));
+    // A page with no links leaves FILE empty (but there: an answer came).
+    const none = await runScript(
+      SCRIPT,
+      ["--links", "-o", file, `${origin}/length`],
+      { allow: ["--allow-net", `--allow-write=${dir}`] },
+    );
+    assert.deepEqual([none.code, none.stdout, none.stderr], [0, "", ""]);
+    assert.equal(await Deno.readTextFile(file), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
