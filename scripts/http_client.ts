@@ -139,8 +139,7 @@ export interface FetchOptions {
   contentType?: string;
   maxRedirects?: number; // 0 (default): a 3xx is returned as is
   proxy?: string | URL; // http://[user:pass@]host:port
-  caCerts?: string[]; // PEM, trusted besides the system's CAs
-  tls?: ClientTls; // more for https (a client certificate, say)
+  tls?: ClientTls; // for https: CAs trusted besides the system's, serverName…
   timeoutSeconds?: number; // for connecting and each wait (default 30)
   maxHeadBytes?: number; // status line plus headers (default 64 KiB)
   /** Called with each request head as sent, each final response head. */
@@ -176,7 +175,7 @@ export async function fetchWithSocket(
   for (let redirects = 0;; redirects++) {
     const connection = await connect.connectFor(current, {
       proxy,
-      tls: { caCerts: options.caCerts, ...options.tls },
+      tls: options.tls ?? {},
       timeoutMs: (options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000,
       agent: USER_AGENT,
     });

@@ -1129,7 +1129,7 @@ Deno.test({
       const url = `https://127.0.0.1:${tls.port}`;
       // In-process.
       const response = await fetchWithSocket(`${url}/chunked`, {
-        caCerts: [certs.ca],
+        tls: { caCerts: [certs.ca] },
       });
       assert.equal(await bodyText(response), "Wikipedia in\r\n\r\nchunks.");
 
@@ -1184,6 +1184,80 @@ Deno.test({
     } finally {
       await proxy.close();
       await tls.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "TLS: one way to pass CAs (tls.caCerts); a caller's tls.serverName holds straight and through a CONNECT tunnel",
+  ignore: !haveOpenssl,
+  async fn() {
+    // A certificate for localhost only, served on 127.0.0.1: the URL's host
+    // does not match it, the serverName "localhost" does.
+    await using certs = await makeTestCerts({ names: ["DNS:localhost"] });
+    await using tls = serveRaw(
+      Deno.listenTls({
+        hostname: "127.0.0.1",
+        port: 0,
+        cert: certs.cert,
+        key: certs.key,
+      }),
+      respond,
+    );
+    const proxy = startProxy();
+    try {
+      const url = `https://127.0.0.1:${tls.port}/length`;
+      const target = `127.0.0.1:${tls.port}`;
+      const outcome = (options: Parameters<typeof fetchWithSocket>[1]) =>
+        fetchWithSocket(url, options).then(
+          (response) => bodyText(response),
+          (error: Error) => error.message,
+        );
+      const viaProxy = { proxy: `http://127.0.0.1:${proxy.port}` };
+      const trusted = { caCerts: [certs.ca] };
+      for (const route of [{}, viaProxy]) {
+        const where = route === viaProxy ? "through the proxy" : "straight";
+        assert.equal(
+          await outcome({
+            ...route,
+            tls: { ...trusted, serverName: "localhost" },
+          }),
+          "hello world\n",
+          where,
+        );
+        assert.equal(
+          await outcome({ ...route, tls: trusted }),
+          `cannot connect to ${target}: certificate is not valid for 127.0.0.1`,
+          where,
+        );
+        assert.equal(
+          await outcome({
+            ...route,
+            tls: { ...trusted, serverName: "example.com" },
+          }),
+          `cannot connect to ${target}: certificate is not valid for example.com`,
+          where,
+        );
+      }
+      // The CAs have one place, tls.caCerts: a top-level caCerts (once a
+      // second way, which an undefined tls.caCerts silently overrode) is no
+      // option any more, and trusts nothing.
+      assert.equal(
+        await outcome({
+          // @ts-expect-error: caCerts goes in tls, nowhere else
+          caCerts: [certs.ca],
+          tls: { serverName: "localhost" },
+        }),
+        `cannot connect to ${target}: certificate not trusted (unknown issuer)`,
+      );
+      // Every connection through the proxy was a tunnel to the server.
+      assert.deepEqual(
+        proxy.requests.map((request) => request.requestLine),
+        Array(3).fill(`CONNECT ${target} HTTP/1.1`),
+      );
+    } finally {
+      await proxy.close();
     }
   },
 });
