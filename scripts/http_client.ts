@@ -22,7 +22,7 @@ import { parseCommandLine, parseSeconds, runCommand } from "../lib/cli.ts";
 import { describeError, Failure, UsageError } from "../lib/errors.ts";
 import * as http1 from "../lib/http1.ts";
 import { type HeaderList, HttpError } from "../lib/http1.ts";
-import { writeAll, type Writer } from "../lib/io.ts";
+import { concat, writeAll, type Writer } from "../lib/io.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import { printable } from "../lib/terminal.ts";
 import { type ClientTls, loadClientTls } from "../lib/tls.ts";
@@ -191,8 +191,8 @@ export async function fetchWithSocket(
       });
       await options.onRequestHead?.(request, current);
       // Head and body in one write: one packet for a small form.
-      const message = request + http1.latin1(body ?? new Uint8Array());
-      await writeAll(connection, http1.encodeLatin1(message));
+      const sent = http1.encodeLatin1(request);
+      await writeAll(connection, concat(body ? [sent, body] : [sent]));
       const reader = new BufferedReader(connection, { maxLine: maxHead });
       head = await readFinalHead(reader, maxHead);
       await options.onResponseHead?.(head, current);

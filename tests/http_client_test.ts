@@ -456,6 +456,22 @@ Deno.test("fetchWithSocket: Content-Length, close-delimited and chunked bodies; 
   );
 });
 
+Deno.test("fetchWithSocket: a binary request body goes out byte for byte after the head", async () => {
+  await using server = startRawServer();
+  const response = await fetchWithSocket(
+    `http://127.0.0.1:${server.port}/register`,
+    { method: "PUT", body: BINARY, contentType: "application/octet-stream" },
+  );
+  assert.equal(await bodyText(response), "ok\n");
+  assert.equal(
+    server.requests[0].head,
+    `PUT /register HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n` +
+      "User-Agent: deno-network-examples/1.0\r\nAccept: */*\r\nConnection: close\r\n" +
+      `Content-Type: application/octet-stream\r\nContent-Length: ${BINARY.length}\r\n\r\n`,
+  );
+  assert.deepEqual(server.requests[0].body, BINARY);
+});
+
 Deno.test("fetchWithSocket: redirects followed with relative Locations, 303 turns POST into GET, 307 keeps it", async () => {
   await using server = startRawServer();
   const origin = `http://127.0.0.1:${server.port}`;
