@@ -315,8 +315,7 @@ async function main(args: string[]): Promise<number> {
     const type = http1.headerValues(response.headers, "content-type")[0];
     const charset = /;\s*charset="?([^";\s]+)/i.exec(type ?? "")?.[1];
     const links = values.links && await collectLinks(response.url, charset);
-    // -o FILE, else stdout, gets the links (with --links) or else the page.
-    const out = file ?? Deno.stdout;
+    const out = file ?? Deno.stdout; // the links (--links) or else the page
     const sink = links || out;
     // Stream: one reused buffer, never the whole body in memory.
     const buffer = new Uint8Array(64 * 1024);

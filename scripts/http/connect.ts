@@ -120,7 +120,6 @@ export async function connectFor(
     tunnel.close();
     throw error;
   }
-  // The name to check, as dial() picks it on the direct path.
   const named = { ...tls, serverName: tls.serverName ?? target.hostname };
   const conn = await startTlsWithin(tcp, named, ms, target.display);
   return new PeerConn(conn, ms, target.display);
