@@ -3,8 +3,9 @@
 // host that drops our packets holds us for the kernel's minutes), and one
 // wording for every failure: "cannot connect to [::1]:8443: certificate not
 // trusted (unknown issuer)", "… 127.0.0.1:9999: connection refused".
-import { raceTimeout, seconds, TIMED_OUT, withDeadline } from "./deadline.ts";
+import { seconds, withDeadline } from "./deadline.ts";
 import { classifyError, type ErrorKind, Failure } from "./errors.ts";
+import { UsageError } from "./errors.ts";
 import { closeQuietly, formatHostPort } from "./io.ts";
 import type { ClientTls } from "./tls.ts";
 
@@ -13,6 +14,7 @@ export interface DialOptions {
   port: number;
   timeoutMs: number; // for all of it, the TLS handshake included
   tls?: ClientTls; // the certificate must name `serverName ?? hostname`
+  // (with a client certificate, serverName can only be the host itself)
   signal?: AbortSignal; // gives up early (a server shutting down, say)
 }
 
@@ -57,10 +59,7 @@ export async function dial(options: DialOptions): Promise<Connection> {
     // The caller's own signal may end it first: a timeout of theirs is
     // still a timeout; any other abort, a cancelled connect.
     if (!timedOut && options.signal?.aborted) {
-      if (classifyError(options.signal.reason).kind !== "timeout") {
-        throw new DialError(target, "cancelled", "other");
-      }
-      timedOut = true;
+      throw abortError(options.signal, target, timeoutMs, "connect");
     }
     throw dialError(error, target, timedOut, timeoutMs);
   } finally {
@@ -93,36 +92,70 @@ function dialError(
 }
 
 /** Deno.startTls cannot present a client certificate; connectTls can, but
- * takes no signal: it races a timer, and a late connection is closed. */
+ * checks the certificate against the host it dials (no other serverName),
+ * and takes no signal: it races a timer and the caller's signal, and a
+ * connection that arrives late is closed. */
 async function dialWithClientCertificate(
   options: DialOptions,
   target: string,
 ): Promise<Deno.TlsConn> {
-  const { hostname, port, timeoutMs, tls } = options;
-  const { caCerts, cert, key, serverName: name = hostname } = tls!;
-  const pending = Deno.connectTls({ hostname: name, port, caCerts, cert, key });
-  let conn: Deno.TlsConn | typeof TIMED_OUT;
-  let stage: "connect" | "tls" = "connect"; // connectTls resolves on TCP
-  try {
-    conn = await raceTimeout(
-      pending.then(async (conn) => {
-        stage = "tls";
-        await conn.handshake().catch((error) => {
-          closeQuietly(conn);
-          throw error;
-        });
-        return conn;
-      }),
-      timeoutMs,
+  const { hostname, port, timeoutMs, tls, signal } = options;
+  const { caCerts, cert, key, serverName = hostname } = tls!;
+  if (serverName.toLowerCase() !== hostname.toLowerCase()) {
+    // Connecting to serverName would reach another host, perhaps none.
+    throw new UsageError(
+      `a client certificate cannot be presented with a serverName ` +
+        `('${serverName}') other than the host ('${hostname}'): ` +
+        `Deno.connectTls has no separate server name`,
     );
+  }
+  if (signal?.aborted) throw abortError(signal, target, timeoutMs, "connect");
+  const pending = Deno.connectTls({ hostname, port, caCerts, cert, key });
+  let stage: "connect" | "tls" = "connect"; // connectTls resolves on TCP
+  const connected = pending.then(async (conn) => {
+    stage = "tls";
+    await conn.handshake().catch((error) => {
+      closeQuietly(conn);
+      throw error;
+    });
+    return conn;
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stop = () => {};
+  const ended = new Promise<"timeout" | "abort">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    stop = () => resolve("abort");
+    signal?.addEventListener("abort", stop);
+  });
+  let outcome: Deno.TlsConn | "timeout" | "abort";
+  try {
+    outcome = await Promise.race([connected, ended]);
   } catch (error) {
     throw dialError(error, target, false, timeoutMs, stage);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", stop);
   }
-  if (conn === TIMED_OUT) {
-    pending.then(closeQuietly, () => {});
-    throw dialError(undefined, target, true, timeoutMs, stage);
-  }
-  return conn;
+  if (typeof outcome !== "string") return outcome;
+  // Closing cancels a handshake under way (Deno 2.9.6 still holds the
+  // socket until the peer answers or closes).
+  pending.then(closeQuietly, () => {});
+  throw outcome === "abort"
+    ? abortError(signal!, target, timeoutMs, stage)
+    : dialError(undefined, target, true, timeoutMs, stage);
+}
+
+/** The caller's signal ended the dial: a timeout of theirs is still a
+ * timeout; any other abort, a cancelled connect. */
+function abortError(
+  signal: AbortSignal,
+  target: string,
+  timeoutMs: number,
+  stage: "connect" | "tls",
+) {
+  return classifyError(signal.reason).kind === "timeout"
+    ? dialError(undefined, target, true, timeoutMs, stage)
+    : new DialError(target, "cancelled", "other", stage);
 }
 
 /** TLS over an open connection (from dial(), or after a proxy's CONNECT),

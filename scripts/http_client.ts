@@ -22,7 +22,7 @@ import { parseCommandLine, parseSeconds, runCommand } from "../lib/cli.ts";
 import { describeError, Failure, UsageError } from "../lib/errors.ts";
 import * as http1 from "../lib/http1.ts";
 import { type HeaderList, HttpError } from "../lib/http1.ts";
-import { writeAll, type Writer } from "../lib/io.ts";
+import { concat, writeAll, type Writer } from "../lib/io.ts";
 import { BufferedReader } from "../lib/reader.ts";
 import { printable } from "../lib/terminal.ts";
 import { type ClientTls, loadClientTls } from "../lib/tls.ts";
@@ -52,7 +52,7 @@ Options:
   --data NAME=VALUE    send a form POST (urlencoded); repeat for more fields
   -L, --location       follow redirects (up to ${MAX_REDIRECTS})
   --proxy URL          use an HTTP proxy, http://[user:pass@]host:port
-  --links              print the page's links (absolute), not the page itself
+  --links              the page's links (absolute), not the page (-o: to FILE)
   --cacert FILE        also trust the CA certificate(s) in this PEM file
   --client-cert FILE   present this PEM certificate (not through --proxy)
   --client-key FILE    the PEM private key for --client-cert
@@ -139,8 +139,7 @@ export interface FetchOptions {
   contentType?: string;
   maxRedirects?: number; // 0 (default): a 3xx is returned as is
   proxy?: string | URL; // http://[user:pass@]host:port
-  caCerts?: string[]; // PEM, trusted besides the system's CAs
-  tls?: ClientTls; // more for https (a client certificate, say)
+  tls?: ClientTls; // for https: CAs trusted besides the system's, serverName…
   timeoutSeconds?: number; // for connecting and each wait (default 30)
   maxHeadBytes?: number; // status line plus headers (default 64 KiB)
   /** Called with each request head as sent, each final response head. */
@@ -176,7 +175,7 @@ export async function fetchWithSocket(
   for (let redirects = 0;; redirects++) {
     const connection = await connect.connectFor(current, {
       proxy,
-      tls: { caCerts: options.caCerts, ...options.tls },
+      tls: options.tls ?? {},
       timeoutMs: (options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000,
       agent: USER_AGENT,
     });
@@ -192,8 +191,8 @@ export async function fetchWithSocket(
       });
       await options.onRequestHead?.(request, current);
       // Head and body in one write: one packet for a small form.
-      const message = request + http1.latin1(body ?? new Uint8Array());
-      await writeAll(connection, http1.encodeLatin1(message));
+      const sent = http1.encodeLatin1(request);
+      await writeAll(connection, concat(body ? [sent, body] : [sent]));
       const reader = new BufferedReader(connection, { maxLine: maxHead });
       head = await readFinalHead(reader, maxHead);
       await options.onResponseHead?.(head, current);
@@ -316,14 +315,15 @@ async function main(args: string[]): Promise<number> {
     const type = http1.headerValues(response.headers, "content-type")[0];
     const charset = /;\s*charset="?([^";\s]+)/i.exec(type ?? "")?.[1];
     const links = values.links && await collectLinks(response.url, charset);
-    const sink = links || file || Deno.stdout;
+    const out = file ?? Deno.stdout; // the links (--links) or else the page
+    const sink = links || out;
     // Stream: one reused buffer, never the whole body in memory.
     const buffer = new Uint8Array(64 * 1024);
     for (let count; (count = await response.body.read(buffer)) !== null;) {
       await put(sink, buffer.subarray(0, count), values.output);
     }
     const lines = links && links.end().map((link) => link + "\n").join("");
-    if (lines) await put(Deno.stdout, new TextEncoder().encode(lines));
+    if (lines) await put(out, new TextEncoder().encode(lines), values.output);
   } finally {
     file?.close();
     response.close();

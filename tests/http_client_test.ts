@@ -456,6 +456,22 @@ Deno.test("fetchWithSocket: Content-Length, close-delimited and chunked bodies; 
   );
 });
 
+Deno.test("fetchWithSocket: a binary request body goes out byte for byte after the head", async () => {
+  await using server = startRawServer();
+  const response = await fetchWithSocket(
+    `http://127.0.0.1:${server.port}/register`,
+    { method: "PUT", body: BINARY, contentType: "application/octet-stream" },
+  );
+  assert.equal(await bodyText(response), "ok\n");
+  assert.equal(
+    server.requests[0].head,
+    `PUT /register HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n` +
+      "User-Agent: deno-network-examples/1.0\r\nAccept: */*\r\nConnection: close\r\n" +
+      `Content-Type: application/octet-stream\r\nContent-Length: ${BINARY.length}\r\n\r\n`,
+  );
+  assert.deepEqual(server.requests[0].body, BINARY);
+});
+
 Deno.test("fetchWithSocket: redirects followed with relative Locations, 303 turns POST into GET, 307 keeps it", async () => {
   await using server = startRawServer();
   const origin = `http://127.0.0.1:${server.port}`;
@@ -715,23 +731,51 @@ Deno.test("CLI: -o saves exact binary bytes and prints nothing", async () => {
   }
 });
 
+/** The links of PAGE served from `origin`, one a line, as --links prints them. */
+function pageLinks(origin: string): string {
+  return [
+    `${origin}/style.css`,
+    `${origin}/js/app.js`,
+    `${origin}/about.html`,
+    `${origin}/up.html?a=1&b=2#top`,
+    "https://example.com/x",
+    `${origin}/img/logo.png`,
+    `${origin}/bare`,
+  ].map((link) => link + "\n").join("");
+}
+
 Deno.test("CLI: --links prints every link resolved against the page URL, parsed as HTML", async () => {
   await using server = startRawServer();
   const origin = `http://127.0.0.1:${server.port}`;
   const result = await runScript(SCRIPT, ["--links", `${origin}/page.html`]);
   assert.equal(result.code, 0, result.stderr);
-  assert.equal(
-    result.stdout,
-    [
-      `${origin}/style.css`,
-      `${origin}/js/app.js`,
-      `${origin}/about.html`,
-      `${origin}/up.html?a=1&b=2#top`,
-      "https://example.com/x",
-      `${origin}/img/logo.png`,
-      `${origin}/bare`,
-    ].map((link) => link + "\n").join(""),
-  );
+  assert.equal(result.stdout, pageLinks(origin));
+});
+
+Deno.test("CLI: --links with -o writes the links to FILE and nothing to stdout", async () => {
+  await using server = startRawServer();
+  const origin = `http://127.0.0.1:${server.port}`;
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/links.txt`;
+    const result = await runScript(
+      SCRIPT,
+      ["--links", "-o", file, `${origin}/page.html`],
+      { allow: ["--allow-net", `--allow-write=${dir}`] },
+    );
+    assert.deepEqual([result.code, result.stdout, result.stderr], [0, "", ""]);
+    assert.equal(await Deno.readTextFile(file), pageLinks(origin));
+    // A page with no links leaves FILE empty (but there: an answer came).
+    const none = await runScript(
+      SCRIPT,
+      ["--links", "-o", file, `${origin}/length`],
+      { allow: ["--allow-net", `--allow-write=${dir}`] },
+    );
+    assert.deepEqual([none.code, none.stdout, none.stderr], [0, "", ""]);
+    assert.equal(await Deno.readTextFile(file), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("CLI: usage errors exit 2 with one line and a hint", async () => {
@@ -1101,7 +1145,7 @@ Deno.test({
       const url = `https://127.0.0.1:${tls.port}`;
       // In-process.
       const response = await fetchWithSocket(`${url}/chunked`, {
-        caCerts: [certs.ca],
+        tls: { caCerts: [certs.ca] },
       });
       assert.equal(await bodyText(response), "Wikipedia in\r\n\r\nchunks.");
 
@@ -1156,6 +1200,80 @@ Deno.test({
     } finally {
       await proxy.close();
       await tls.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "TLS: one way to pass CAs (tls.caCerts); a caller's tls.serverName holds straight and through a CONNECT tunnel",
+  ignore: !haveOpenssl,
+  async fn() {
+    // A certificate for localhost only, served on 127.0.0.1: the URL's host
+    // does not match it, the serverName "localhost" does.
+    await using certs = await makeTestCerts({ names: ["DNS:localhost"] });
+    await using tls = serveRaw(
+      Deno.listenTls({
+        hostname: "127.0.0.1",
+        port: 0,
+        cert: certs.cert,
+        key: certs.key,
+      }),
+      respond,
+    );
+    const proxy = startProxy();
+    try {
+      const url = `https://127.0.0.1:${tls.port}/length`;
+      const target = `127.0.0.1:${tls.port}`;
+      const outcome = (options: Parameters<typeof fetchWithSocket>[1]) =>
+        fetchWithSocket(url, options).then(
+          (response) => bodyText(response),
+          (error: Error) => error.message,
+        );
+      const viaProxy = { proxy: `http://127.0.0.1:${proxy.port}` };
+      const trusted = { caCerts: [certs.ca] };
+      for (const route of [{}, viaProxy]) {
+        const where = route === viaProxy ? "through the proxy" : "straight";
+        assert.equal(
+          await outcome({
+            ...route,
+            tls: { ...trusted, serverName: "localhost" },
+          }),
+          "hello world\n",
+          where,
+        );
+        assert.equal(
+          await outcome({ ...route, tls: trusted }),
+          `cannot connect to ${target}: certificate is not valid for 127.0.0.1`,
+          where,
+        );
+        assert.equal(
+          await outcome({
+            ...route,
+            tls: { ...trusted, serverName: "example.com" },
+          }),
+          `cannot connect to ${target}: certificate is not valid for example.com`,
+          where,
+        );
+      }
+      // The CAs have one place, tls.caCerts: a top-level caCerts (once a
+      // second way, which an undefined tls.caCerts silently overrode) is no
+      // option any more, and trusts nothing.
+      assert.equal(
+        await outcome({
+          // @ts-expect-error: caCerts goes in tls, nowhere else
+          caCerts: [certs.ca],
+          tls: { serverName: "localhost" },
+        }),
+        `cannot connect to ${target}: certificate not trusted (unknown issuer)`,
+      );
+      // Every connection through the proxy was a tunnel to the server.
+      assert.deepEqual(
+        proxy.requests.map((request) => request.requestLine),
+        Array(3).fill(`CONNECT ${target} HTTP/1.1`),
+      );
+    } finally {
+      await proxy.close();
     }
   },
 });

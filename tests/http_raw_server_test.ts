@@ -857,8 +857,7 @@ Deno.test({
     await within(20_000, Promise.all(clients), "40 TLS clients");
     // The certificate names localhost, 127.0.0.1 and ::1, not example.com.
     const mismatch = await fetchWithSocket(`https://127.0.0.1:${port}/`, {
-      caCerts: [certs.ca],
-      tls: { serverName: "example.com" },
+      tls: { caCerts: [certs.ca], serverName: "example.com" },
     }).then(() => "served", (error) => (error as Error).message);
     assert.equal(
       mismatch,

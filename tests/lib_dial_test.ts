@@ -6,7 +6,7 @@
 // resolve, tried only where no DNS query can leave the machine.
 import assert from "node:assert/strict";
 import { dial, DialError, startTlsWithin } from "../lib/dial.ts";
-import { Failure } from "../lib/errors.ts";
+import { Failure, UsageError } from "../lib/errors.ts";
 import {
   closedPort,
   hasCommand,
@@ -539,6 +539,160 @@ Deno.test({
           "timed out after 0.5 s",
         );
         assert.ok(took >= 450 && took < 5000, `took ${took} ms`);
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "dial TLS presenting a client certificate: a serverName other than the host is refused before any connect",
+  ignore: !hasOpenssl,
+  fn: () =>
+    withCerts({}, async (certs) => {
+      const client = { caCerts: [certs.ca], cert: certs.cert, key: certs.key };
+      // What dial() resolves to or rejects with; a connection is closed.
+      const outcome = (hostname: string, port: number, serverName: string) =>
+        dial({
+          hostname,
+          port,
+          timeoutMs: 10_000,
+          tls: { ...client, serverName },
+        }).then((conn) => (conn.close(), "connected"), (error) => error);
+      await using server = tlsServer(certs);
+      // Deno.connectTls checks the certificate against the host it dials:
+      // with serverName it would dial that name (here localhost, another
+      // machine elsewhere, or a name that does not resolve).
+      for (const port of [server.port, closedPort()]) {
+        const error = await outcome("127.0.0.1", port, "localhost");
+        assert.ok(error instanceof UsageError, String(error));
+        assert.equal(
+          error.message,
+          "a client certificate cannot be presented with a serverName ('localhost') " +
+            "other than the host ('127.0.0.1'): Deno.connectTls has no separate server name",
+        );
+      }
+      // The host itself as serverName, in any case, is no conflict.
+      for (const serverName of ["localhost", "LocalHost"]) {
+        const conn = await dial({
+          hostname: "localhost",
+          port: server.port,
+          timeoutMs: 10_000,
+          tls: { ...client, serverName },
+        });
+        assert.equal(await greeting(conn), "hello over TLS\n");
+      }
+      assert.equal(server.failures, 0);
+    }),
+});
+
+Deno.test({
+  name:
+    "dial TLS presenting a client certificate: the caller's signal ends a stalled handshake; one aborted before connects nothing",
+  ignore: !hasOpenssl,
+  fn: () =>
+    withCerts({}, async (certs) => {
+      const client = { caCerts: [certs.ca], cert: certs.cert, key: certs.key };
+      using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const target = `127.0.0.1:${listener.addr.port}`;
+      // Abort with no reason (a shutdown), then with a TimeoutError (the
+      // caller's own deadline, still a timeout).
+      const reasons = [undefined, new DOMException("late", "TimeoutError")];
+      for (const reason of reasons) {
+        const controller = new AbortController();
+        const started = performance.now();
+        const dialling = dial({
+          hostname: "127.0.0.1",
+          port: listener.addr.port,
+          timeoutMs: 30_000,
+          tls: client,
+          signal: controller.signal,
+        }).then((conn) => (conn.close(), "connected"), (error) => error);
+        using accepted = await within(10_000, listener.accept(), "accept");
+        // The ClientHello arrives and is never answered; then the abort.
+        assert.ok(await accepted.read(new Uint8Array(4096)));
+        controller.abort(reason);
+        const error = await within(10_000, dialling, "aborted dial");
+        assert.ok(performance.now() - started < 5000);
+        assert.ok(error instanceof DialError, String(error));
+        if (reason === undefined) {
+          expectDialError(error, target, "other", "cancelled");
+        } else {
+          expectDialError(error, target, "timeout", "timed out after 30 s");
+        }
+        assert.equal(error.stage, "tls");
+        // dial() closes its TlsConn, but Deno 2.9.6 keeps the socket of a
+        // TlsConn closed mid-handshake until the handshake ends (the peer
+        // answers or closes), so no test can see that close; `using` ends it.
+      }
+      // Aborted before it began: no connect at all (not even "refused").
+      const port = closedPort();
+      const error = await dialError(
+        dial({
+          hostname: "127.0.0.1",
+          port,
+          timeoutMs: 10_000,
+          tls: client,
+          signal: AbortSignal.abort(),
+        }),
+      );
+      expectDialError(error, `127.0.0.1:${port}`, "other", "cancelled");
+    }),
+});
+
+Deno.test({
+  name:
+    "dial TLS presenting a client certificate: the caller's signal ends a TCP connect that never completes",
+  ignore: !hasOpenssl,
+  fn: () =>
+    withCerts({}, async (certs) => {
+      // Deno.connectTls takes no signal, so its pending connect outlives the
+      // dial (until the kernel gives up): a child process, which exits at
+      // once, keeps that op out of this test's sanitizers.
+      const unanswered = await startUnansweredPort();
+      try {
+        const code = `
+          import { dial } from "${DIAL}";
+          const controller = new AbortController();
+          setTimeout(() => controller.abort(), 100);
+          const started = performance.now();
+          try {
+            (await dial({
+              hostname: "127.0.0.1",
+              port: ${unanswered.addr.port},
+              timeoutMs: 30_000,
+              tls: ${
+          JSON.stringify({
+            caCerts: [certs.ca],
+            cert: certs.cert,
+            key: certs.key,
+          })
+        },
+              signal: controller.signal,
+            })).close();
+            console.log("connected");
+          } catch (error) {
+            const ms = Math.round(performance.now() - started);
+            console.log(JSON.stringify({ message: error.message, stage: error.stage, ms }));
+          }
+          Deno.exit(0);
+        `;
+        const result = await runTool(
+          Deno.execPath(),
+          ["run", "--allow-net=127.0.0.1", "-"],
+          code,
+        );
+        assert.equal(result.code, 0, result.stderr);
+        const { message, stage, ms } = JSON.parse(
+          new TextDecoder().decode(result.stdout),
+        );
+        assert.equal(
+          message,
+          `cannot connect to 127.0.0.1:${unanswered.addr.port}: cancelled`,
+        );
+        assert.equal(stage, "connect");
+        assert.ok(ms >= 90 && ms < 5000, `took ${ms} ms`);
+      } finally {
+        unanswered.close();
       }
     }),
 });

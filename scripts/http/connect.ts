@@ -120,7 +120,7 @@ export async function connectFor(
     tunnel.close();
     throw error;
   }
-  const named = { ...tls, serverName: target.hostname };
+  const named = { ...tls, serverName: tls.serverName ?? target.hostname };
   const conn = await startTlsWithin(tcp, named, ms, target.display);
   return new PeerConn(conn, ms, target.display);
 }
