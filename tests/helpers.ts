@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { writeAll } from "../lib/io.ts";
 import { makeCertificates } from "../scripts/make_cert.ts";
 
+const encoder = new TextEncoder();
+
 // Every `deno run` would otherwise look up dl.deno.land to check for a
 // newer Deno: traffic beyond loopback, which tests never send. Children
 // inherit this.
@@ -297,11 +299,9 @@ export class LinePeer {
 
   constructor(readonly conn: Deno.TcpConn) {}
 
-  async send(text: string | Uint8Array): Promise<void> {
-    let bytes = typeof text === "string"
-      ? new TextEncoder().encode(text)
-      : text;
-    while (bytes.length) bytes = bytes.subarray(await this.conn.write(bytes));
+  send(text: string | Uint8Array): Promise<void> {
+    const bytes = typeof text === "string" ? encoder.encode(text) : text;
+    return writeAll(this.conn, bytes);
   }
 
   /** The next line's raw bytes, "\n" included. */
