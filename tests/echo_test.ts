@@ -9,6 +9,7 @@ import {
   readAll,
   runScript,
   runTool,
+  scriptPath,
   skipBecause,
   startScript,
   startUnansweredPort,
@@ -196,7 +197,7 @@ Deno.test("echo_server.ts as a subprocess: echo_client.ts, binary stdin, ping, S
       args: [
         "run",
         "--allow-net",
-        new URL("../scripts/echo_client.ts", import.meta.url).pathname,
+        scriptPath("echo_client.ts"),
         "--port",
         port,
       ],

@@ -379,6 +379,38 @@ export class LinePeer {
   }
 }
 
+// Runs a program on a pseudo-terminal (Python's pty module): its output is
+// what a terminal showed, stdout and stderr together, "\n" as "\r\n".
+const ON_A_TERMINAL = `
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+shown = b""
+while True:
+    try:
+        data = os.read(fd, 65536)
+    except OSError:
+        break
+    if not data:
+        break
+    shown += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(shown)
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+
+/** `deno` with `args` run on a pseudo-terminal (needs python3); stdout is
+ * what the terminal showed. */
+export function runOnTerminal(args: string[], timeoutMs = 10_000) {
+  return runTool(
+    "python3",
+    ["-c", ON_A_TERMINAL, Deno.execPath(), ...args],
+    undefined,
+    timeoutMs,
+  );
+}
+
 /** Whether a command-line tool is installed (for tests that need nc, curl…). */
 export async function hasCommand(command: string): Promise<boolean> {
   try {

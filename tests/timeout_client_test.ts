@@ -10,8 +10,10 @@ import {
   closedPort,
   hasCommand,
   makeTestCerts,
+  runOnTerminal,
   runScript,
   runTool,
+  scriptPath,
   skipBecause,
   startPeer,
   startScript,
@@ -335,7 +337,7 @@ Deno.test("the reply is what came before the close, bytes kept, newline added", 
     args: [
       "run",
       "--allow-net",
-      new URL("../scripts/timeout_client.ts", import.meta.url).pathname,
+      scriptPath("timeout_client.ts"),
       "--port",
       String(server.port),
       "--timeout",
@@ -351,27 +353,6 @@ Deno.test("the reply is what came before the close, bytes kept, newline added", 
   );
 });
 
-// Runs a command on a pseudo-terminal (Python's pty module) and returns
-// what the terminal showed: stdout and stderr, "\n" shown as "\r\n".
-const ON_A_TERMINAL = `
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-shown = b""
-while True:
-    try:
-        data = os.read(fd, 65536)
-    except OSError:
-        break
-    if not data:
-        break
-    shown += data
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(shown)
-sys.exit(os.waitstatus_to_exitcode(status))
-`;
-
 Deno.test({
   name:
     "on a terminal the reply's escapes are shown, not obeyed; into a pipe, the bytes",
@@ -381,21 +362,13 @@ Deno.test({
     const server = oneShotServer(async (conn) => {
       await conn.write(hostile);
     });
-    const result = await runTool(
-      "python3",
-      [
-        "-c",
-        ON_A_TERMINAL,
-        Deno.execPath(),
-        "run",
-        "--allow-net",
-        new URL("../scripts/timeout_client.ts", import.meta.url).pathname,
-        "--port",
-        String(server.port),
-      ],
-      undefined,
-      10_000,
-    );
+    const result = await runOnTerminal([
+      "run",
+      "--allow-net",
+      scriptPath("timeout_client.ts"),
+      "--port",
+      String(server.port),
+    ]);
     await server.done;
     assert.equal(result.code, 0, result.stderr);
     assert.equal(
@@ -410,7 +383,7 @@ Deno.test({
       args: [
         "run",
         "--allow-net",
-        new URL("../scripts/timeout_client.ts", import.meta.url).pathname,
+        scriptPath("timeout_client.ts"),
         "--port",
         String(piped.port),
       ],

@@ -15,6 +15,7 @@ import {
   concat,
   hasCommand,
   randomBytes,
+  runOnTerminal,
   runScript,
   runTool,
   scriptPath,
@@ -524,27 +525,6 @@ Deno.test({
 });
 if (!ipv6) skipBecause("IPv6 loopback ::1 not available");
 
-// Runs a command on a pseudo-terminal (Python's pty module) and returns
-// what the terminal showed: stdout and stderr, "\n" shown as "\r\n".
-const ON_A_TERMINAL = `
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-shown = b""
-while True:
-    try:
-        data = os.read(fd, 65536)
-    except OSError:
-        break
-    if not data:
-        break
-    shown += data
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(shown)
-sys.exit(os.waitstatus_to_exitcode(status))
-`;
-
 Deno.test({
   name:
     "client on a terminal: escapes in a reply are shown, not obeyed; into a pipe, the bytes",
@@ -559,12 +539,7 @@ Deno.test({
       String(server.addr.port),
       "\x1b[2J\u202e",
     ];
-    const shown = await runTool(
-      "python3",
-      ["-c", ON_A_TERMINAL, Deno.execPath(), ...args],
-      undefined,
-      10_000,
-    );
+    const shown = await runOnTerminal(args);
     assert.equal(shown.code, 0, shown.stderr);
     assert.equal(
       decoder.decode(shown.stdout),
