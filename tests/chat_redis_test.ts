@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { startChatServer } from "../scripts/chat_server.ts";
 import { connectRoom } from "../scripts/chat/redis.ts";
-import { writeAll } from "../lib/io.ts";
 import {
   closedPort,
   hasCommand,
+  LinePeer,
   type RunningPeer,
   type RunningServer,
   runScript,
@@ -21,8 +21,6 @@ import {
   within,
 } from "./helpers.ts";
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 const haveRedis = await hasCommand("redis-server");
 if (!haveRedis) skipBecause("redis-server is not installed");
 
@@ -46,34 +44,19 @@ async function startRedis(port = closedPort()) {
   return { redis, port, url: `redis://127.0.0.1:${port}` };
 }
 
-/** A TCP member: whole lines, exactly as sent. */
-class Line {
-  #pending = "";
-  constructor(readonly conn: Deno.TcpConn) {}
+/** A TCP member: LinePeer, with its name and the room's questions. */
+class Line extends LinePeer {
+  name = "";
   static async connect(port: number) {
     const peer = new Line(await Deno.connect({ hostname: "127.0.0.1", port }));
     const welcome = await peer.next();
     const name = /^\* welcome (\S+); /.exec(welcome)?.[1];
     assert.ok(name, welcome);
-    return Object.assign(peer, { name });
+    peer.name = name;
+    return peer;
   }
-  send(text: string) {
-    return writeAll(this.conn, encoder.encode(text));
-  }
-  async next(ms = 5000): Promise<string> {
-    while (!this.#pending.includes("\n")) {
-      const buffer = new Uint8Array(65536);
-      const count = await within(ms, this.conn.read(buffer), "a line");
-      if (count === null) throw new Error(`closed; had ${this.#pending}`);
-      this.#pending += decoder.decode(buffer.subarray(0, count));
-    }
-    const end = this.#pending.indexOf("\n") + 1;
-    const line = this.#pending.slice(0, end);
-    this.#pending = this.#pending.slice(end);
-    return line;
-  }
-  async expect(...lines: string[]) {
-    for (const line of lines) assert.equal(await this.next(), line);
+  next(ms = 5000): Promise<string> {
+    return this.line(ms);
   }
   /** Skips lines until one matches; returns it. */
   async until(pattern: RegExp, ms = 5000): Promise<string> {
@@ -89,13 +72,6 @@ class Line {
     const line = await this.until(/^\* \d+ here: /);
     return line.replace(/^\* \d+ here: /, "").replace(/ \(.*\)\n$|\n$/, "")
       .split(", ").sort();
-  }
-  [Symbol.dispose]() {
-    try {
-      this.conn.close();
-    } catch {
-      // closed already
-    }
   }
 }
 

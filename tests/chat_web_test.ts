@@ -14,6 +14,7 @@ import {
   CHROMIUM,
   hasCommand,
   launchChromium,
+  LinePeer,
   makeTestCerts,
   readUntil,
   runScript,
@@ -38,39 +39,15 @@ function startServer(options: ChatServerOptions = {}) {
   return { server, port: server.addr.port, web: server.webAddr!.port, log };
 }
 
-/** A TCP member (nc's way): whole lines, exactly as sent. */
-class Line {
-  #pending = "";
-  constructor(readonly conn: Deno.TcpConn) {}
+/** A TCP member (nc's way): LinePeer, with next() like Browserless's. */
+class Line extends LinePeer {
   static async connect(port: number, hostname = "127.0.0.1") {
     const peer = new Line(await Deno.connect({ hostname, port }));
     assert.match(await peer.next(), /^\* welcome guest\d+; /);
     return peer;
   }
-  send(text: string) {
-    return writeAll(this.conn, encoder.encode(text));
-  }
-  async next(ms = 5000): Promise<string> {
-    while (!this.#pending.includes("\n")) {
-      const buffer = new Uint8Array(65536);
-      const count = await within(ms, this.conn.read(buffer), "a line");
-      if (count === null) throw new Error(`closed; had ${this.#pending}`);
-      this.#pending += decoder.decode(buffer.subarray(0, count));
-    }
-    const end = this.#pending.indexOf("\n") + 1;
-    const line = this.#pending.slice(0, end);
-    this.#pending = this.#pending.slice(end);
-    return line;
-  }
-  async expect(...lines: string[]) {
-    for (const line of lines) assert.equal(await this.next(), line);
-  }
-  [Symbol.dispose]() {
-    try {
-      this.conn.close();
-    } catch {
-      // closed already
-    }
+  next(ms = 5000): Promise<string> {
+    return this.line(ms);
   }
 }
 
