@@ -43,7 +43,7 @@ import {
   certificatePaths,
   dnsmasqArgs,
   installWs,
-  makeCertificates,
+  makeRunCertificates,
   receiveScript,
   redisPort,
   startRedis,
@@ -553,7 +553,7 @@ const tls: Mode = {
   requires: ["scripts/echo_server.ts --cert"],
   tools: ["openssl"],
   async prepare(environment) {
-    await makeCertificates(environment);
+    await makeRunCertificates(environment);
   },
   servers: [
     {
@@ -609,7 +609,7 @@ const https: Mode = {
   requires: ["scripts/http_server.ts --cert"],
   tools: ["wrk", "openssl"],
   async prepare(environment) {
-    await makeCertificates(environment);
+    await makeRunCertificates(environment);
   },
   servers: [
     {
