@@ -472,7 +472,7 @@ export async function memoryKiB(
   }
 }
 
-/** What the load client prints: one JSON line. */
+/** What the load client prints: one JSON line (see loadgen.c's header). */
 export interface LoadReport {
   ops: number;
   bytes: number;

@@ -17,6 +17,7 @@
 import {
   BENCH,
   type Environment,
+  type LoadReport,
   ROOT,
   type ServerSpec,
   startServer,
@@ -33,7 +34,6 @@ import {
   p99Extra,
   p99Milliseconds,
   perSecond,
-  type Report,
   uploadMetric,
   wrkMetric,
 } from "./metrics.ts";
@@ -697,7 +697,7 @@ const rpc: Mode = {
 };
 
 function noErrors(what: string) {
-  return (report: Report) => {
+  return (report: LoadReport) => {
     if (report.errors > 0) throw new Error(`${report.errors} ${what}`);
   };
 }
