@@ -11,6 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
+import { writeAll } from "../lib/io.ts";
 
 const { positionals, values } = parseArgs({
   args: Deno.args,
@@ -115,12 +116,6 @@ function report(extra: Record<string, string | number> = {}): never {
     ...extra,
   }));
   Deno.exit(0);
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array) {
-  for (let written = 0; written < data.length;) {
-    written += await conn.write(data.subarray(written));
-  }
 }
 
 /** With --tls (or --cacert, to verify against a private CA) over TLS. */
