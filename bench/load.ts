@@ -81,21 +81,24 @@ function percentileMicros(p: number): number {
   return histogram.length * 10;
 }
 
-/** Starts the clock: counters reset when the warm-up ends. */
+/** Opens the measured window: the warm-up's counts are dropped. */
+function startMeasuring() {
+  ops =
+    bytes =
+    errors =
+    samples =
+      0;
+  histogram.fill(0);
+  cpuStart = process.cpuUsage();
+  measureStart = performance.now();
+  console.log("measuring"); // bench.ts starts its clock on this line
+}
+
+/** Starts the clock: the window opens when the warm-up ends. */
 function begin(): Promise<void> {
   const start = performance.now();
   end = start + warmupMs + durationMs;
-  setTimeout(() => {
-    ops =
-      bytes =
-      errors =
-      samples =
-        0;
-    histogram.fill(0);
-    cpuStart = process.cpuUsage();
-    measureStart = performance.now();
-    console.log("measuring"); // bench.ts starts its clock on this line
-  }, warmupMs);
+  setTimeout(startMeasuring, warmupMs);
   return new Promise((resolve) =>
     setTimeout(resolve, warmupMs + durationMs + 5)
   );
@@ -381,15 +384,7 @@ async function burst() {
     return delivered >= wanted;
   };
   if (warmupMs > 0) await phase(Math.max(1, Math.floor(lines / 10)));
-  ops =
-    bytes =
-    errors =
-    samples =
-      0;
-  histogram.fill(0);
-  cpuStart = process.cpuUsage();
-  measureStart = performance.now();
-  console.log("measuring");
+  startMeasuring();
   const complete = await phase(lines);
   if (!complete) errors = wanted - delivered;
   report();
