@@ -11,6 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
+import { raceTimeout, TIMED_OUT } from "../lib/deadline.ts";
 import { writeAll } from "../lib/io.ts";
 
 const { positionals, values } = parseArgs({
@@ -209,13 +210,8 @@ async function udp() {
         const sent = performance.now();
         await socket.send(message, target);
         // A datagram may be dropped under load: resend after 200 ms.
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const lost = new Promise<null>((resolve) =>
-          timer = setTimeout(() => resolve(null), 200)
-        );
-        const reply = await Promise.race([socket.receive(), lost]);
-        clearTimeout(timer);
-        if (reply === null) {
+        const reply = await raceTimeout(socket.receive(), 200);
+        if (reply === TIMED_OUT) {
           errors++;
           continue;
         }
@@ -269,12 +265,7 @@ async function joinRoom(onLine: (member: number, line: string) => void) {
         writing = writing.then(() => writeAll(conn, data)).catch(serverClosed);
       });
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      welcome,
-      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
-    ]);
-    clearTimeout(timer);
+    await raceTimeout(welcome, 1000);
   }
   return senders;
 }
@@ -375,12 +366,7 @@ async function burst() {
     wanted = count * (conns - 1);
     const done = new Promise<void>((resolve) => finished = resolve);
     for (let i = 0; i < count; i++) senders[0](chatLine(0, sequence++));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      done,
-      new Promise((resolve) => timer = setTimeout(resolve, timeoutMs)),
-    ]);
-    clearTimeout(timer);
+    await raceTimeout(done, timeoutMs);
     return delivered >= wanted;
   };
   if (warmupMs > 0) await phase(Math.max(1, Math.floor(lines / 10)));
@@ -488,13 +474,8 @@ async function dns() {
         id = (id + 1) & 0xffff;
         const sent = performance.now();
         await socket.send(dnsQuery(specs[turn], id), target);
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const lost = new Promise<null>((resolve) =>
-          timer = setTimeout(() => resolve(null), 200)
-        );
-        const reply = await Promise.race([socket.receive(), lost]);
-        clearTimeout(timer);
-        if (reply === null) {
+        const reply = await raceTimeout(socket.receive(), 200);
+        if (reply === TIMED_OUT) {
           errors++;
           continue;
         }
