@@ -1,6 +1,7 @@
 // The machinery under bench.ts: where servers and load run (CPU pinning),
 // starting a server and waiting for it to listen, stopping it by its PID,
 // reading its CPU time and memory from /proc, and running the load client.
+import { raceTimeout, TIMED_OUT } from "../lib/deadline.ts";
 
 /** The repository root and bench/ as file paths. */
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -302,11 +303,7 @@ async function startOne(
         } catch {
           // It exited just now.
         }
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const bound = new Promise<"late">((resolve) =>
-          timer = setTimeout(() => resolve("late"), 3000)
-        );
-        if (await Promise.race([status, bound]) === "late") {
+        if (await raceTimeout(status, 3000) === TIMED_OUT) {
           problem = "still running 3 s after SIGTERM; killed";
           try {
             Deno.kill(child.pid, "SIGKILL");
@@ -314,7 +311,6 @@ async function startOne(
             // Gone after all.
           }
         }
-        clearTimeout(timer);
       }
       const final = await status;
       await Promise.all([stderrDone, stdoutDone]);
@@ -338,33 +334,23 @@ async function startOne(
 
   let port = chosenPort;
   let scheme: string | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const bound = new Promise<"timeout">((resolve) =>
-    timer = setTimeout(() => resolve("timeout"), 20_000)
-  );
-  try {
-    if (spec.silent) {
-      const ready = waitForPort(chosenPort, () => exited);
-      const outcome = await Promise.race([ready, bound]);
-      if (outcome === "timeout") await fail("not listening after 20 s");
-      if (exited) await fail("exited before listening");
-    } else {
-      const outcome = await Promise.race([
-        firstLines,
-        bound,
-        status.then(() => "exited" as const),
-      ]);
-      if (outcome === "timeout") await fail("no Listening line after 20 s");
-      if (outcome === "exited") await fail("exited before listening");
-      for (const line of outcome as string[]) {
-        const match = LISTENING.exec(line);
-        if (!match) await fail(`not a 'Listening on …' line: ${line}`);
-        scheme = match![1];
-        port = Number(match![3]);
-      }
+  if (spec.silent) {
+    const ready = waitForPort(chosenPort, () => exited);
+    if (await raceTimeout(ready, 20_000) === TIMED_OUT) {
+      await fail("not listening after 20 s");
     }
-  } finally {
-    clearTimeout(timer);
+    if (exited) await fail("exited before listening");
+  } else {
+    const exit = status.then(() => "exited" as const);
+    const outcome = await raceTimeout(Promise.race([firstLines, exit]), 20_000);
+    if (outcome === TIMED_OUT) await fail("no Listening line after 20 s");
+    if (outcome === "exited") await fail("exited before listening");
+    for (const line of outcome as string[]) {
+      const match = LISTENING.exec(line);
+      if (!match) await fail(`not a 'Listening on …' line: ${line}`);
+      scheme = match![1];
+      port = Number(match![3]);
+    }
   }
   console.error(`  ${spec.label} started as pid ${child.pid} on port ${port}`);
   return {
