@@ -229,29 +229,32 @@ export async function startServer(
     prefix: `${spec.id}-`,
   });
   const started: RunningServer[] = [];
+  // The directory is every instance's: removed here only, once all stopped.
+  let stopping: Promise<{ problem?: string }> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      const outcomes = await Promise.all(started.map((one) => one.stop()));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      return { problem: outcomes.find((outcome) => outcome.problem)?.problem };
+    })();
   try {
     for (let instance = 0; instance < (spec.instances ?? 1); instance++) {
       started.push(await startOne(spec, environment, dir));
     }
   } catch (error) {
-    await Promise.all(started.map((server) => server.stop()));
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await stop();
     throw error;
   }
-  if (started.length === 1) return started[0];
   return {
     ...started[0],
     pids: started.map((server) => server.pid),
     ports: started.map((server) => server.port),
     alive: () => started.every((server) => server.alive()),
-    async stop() {
-      const outcomes = await Promise.all(started.map((one) => one.stop()));
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      return { problem: outcomes.find((outcome) => outcome.problem)?.problem };
-    },
+    stop,
   };
 }
 
+/** One instance, using `dir`, which is startServer's to remove. */
 async function startOne(
   spec: ServerSpec,
   environment: Environment,
@@ -319,7 +322,6 @@ async function startOne(
           final.signal ? ` (${final.signal})` : ""
         }`;
       }
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
       return { problem };
     })();
 
