@@ -341,6 +341,43 @@ static void report(void) {
   fflush(stdout);
 }
 
+/* ---- output owed to a non-blocking socket (rr, chat, rpc) ---- */
+
+/* Has epoll wake `owner` for EPOLLOUT only while it owes output: one
+ * epoll_ctl when that changes, none per write. */
+static void watch_writable(int epoll, int fd, void *owner, int *waiting,
+                           int owes) {
+  if (*waiting == owes) return;
+  *waiting = owes;
+  struct epoll_event ev = {.events = EPOLLIN | (owes ? EPOLLOUT : 0),
+                           .data.ptr = owner};
+  epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &ev);
+}
+
+/* Bytes queued for a socket (chat lines, rpc calls), sent as it takes them. */
+struct out_queue {
+  char data[65536];
+  int len;
+  int waiting; /* registered for EPOLLOUT */
+};
+
+/* Writes the queue until the socket is full, keeps the rest, and waits for
+ * EPOLLOUT (delivered to `owner`) while any is left. */
+static void out_flush(struct out_queue *q, int fd, int epoll, void *owner) {
+  int sent = 0;
+  while (sent < q->len) {
+    ssize_t n = write(fd, q->data + sent, q->len - sent);
+    if (n < 0) {
+      if (errno != EAGAIN) die("write");
+      break;
+    }
+    sent += n;
+  }
+  memmove(q->data, q->data + sent, q->len - sent);
+  q->len -= sent;
+  watch_writable(epoll, fd, owner, &q->waiting, q->len > 0);
+}
+
 /* ---- rr: TCP round trips of --size bytes, --depth in flight per conn ---- */
 struct rr_conn {
   struct link link;
@@ -363,12 +400,7 @@ static void rr_flush(struct rr_conn *c, int epoll) {
     }
     c->unsent -= n;
   }
-  if (c->waiting != (c->unsent > 0)) { /* a syscall only on change */
-    c->waiting = c->unsent > 0;
-    struct epoll_event ev = {
-        .events = EPOLLIN | (c->waiting ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(epoll, EPOLL_CTL_MOD, c->link.fd, &ev);
-  }
+  watch_writable(epoll, c->link.fd, c, &c->waiting, c->unsent > 0);
 }
 
 static void rr_send(struct rr_conn *c, int epoll) {
@@ -533,11 +565,9 @@ struct chat_conn {
   uint32_t sequence;
   char in[65536];
   int in_len;
-  char out[65536];
-  int out_len;
+  struct out_queue out;
   int welcomed;
   int upgraded; /* --ws: the 101 response has been read */
-  int waiting;  /* registered for EPOLLOUT */
 };
 static struct chat_conn *clients;
 static uint16_t *pending_deliveries; /* [sender * depth + seq % depth] */
@@ -547,23 +577,7 @@ static uint64_t delivered;   /* burst: deliveries of the current phase */
 static uint32_t phase_first; /* burst: first sequence number of the phase */
 
 static void chat_flush(struct chat_conn *c) {
-  int sent = 0;
-  while (sent < c->out_len) {
-    ssize_t n = write(c->fd, c->out + sent, c->out_len - sent);
-    if (n < 0) {
-      if (errno != EAGAIN) die("write");
-      break;
-    }
-    sent += n;
-  }
-  memmove(c->out, c->out + sent, c->out_len - sent);
-  c->out_len -= sent;
-  if (c->waiting != (c->out_len > 0)) {
-    c->waiting = c->out_len > 0;
-    struct epoll_event ev = {
-        .events = EPOLLIN | (c->waiting ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(chat_epoll, EPOLL_CTL_MOD, c->fd, &ev);
-  }
+  out_flush(&c->out, c->fd, chat_epoll, c);
 }
 
 /* Appends one line (or one WebSocket frame holding it) to the out queue. */
@@ -577,8 +591,8 @@ static int chat_queue(struct chat_conn *c) {
   while (len < size - 1 && len < (int)sizeof line - 2) line[len++] = 'x';
   if (!ws_path) line[len++] = '\n';
   int frame = ws_path ? len + (len < 126 ? 6 : 8) : len;
-  if (c->out_len + frame > (int)sizeof c->out) return 0;
-  char *p = c->out + c->out_len;
+  if (c->out.len + frame > (int)sizeof c->out.data) return 0;
+  char *p = c->out.data + c->out.len;
   if (ws_path) {
     /* FIN + text; client frames are masked (RFC 6455 §5.3). */
     static const unsigned char mask[4] = {0x5a, 0x3c, 0x96, 0xe1};
@@ -596,7 +610,7 @@ static int chat_queue(struct chat_conn *c) {
   } else {
     memcpy(p, line, len);
   }
-  c->out_len += frame;
+  c->out.len += frame;
   return 1;
 }
 
@@ -611,7 +625,7 @@ static void chat_send(struct chat_conn *c) {
 /* burst: keeps client 0's queue topped up with the lines still owed. */
 static void burst_fill(void) {
   struct chat_conn *c = &clients[0];
-  while (burst_queued > 0 && c->out_len < (int)sizeof c->out / 2) {
+  while (burst_queued > 0 && c->out.len < (int)sizeof c->out.data / 2) {
     if (!chat_queue(c)) break;
     burst_queued--;
   }
@@ -853,40 +867,22 @@ struct rpc_conn {
   uint32_t next_id;
   char in[65536];
   int in_len;
-  char out[65536];
-  int out_len;
-  int waiting;
+  struct out_queue out;
   double sent_at[RPC_SLOTS];
 };
 
 static void rpc_flush(struct rpc_conn *c, int epoll) {
-  int sent = 0;
-  while (sent < c->out_len) {
-    ssize_t n = write(c->fd, c->out + sent, c->out_len - sent);
-    if (n < 0) {
-      if (errno != EAGAIN) die("write");
-      break;
-    }
-    sent += n;
-  }
-  memmove(c->out, c->out + sent, c->out_len - sent);
-  c->out_len -= sent;
-  if (c->waiting != (c->out_len > 0)) {
-    c->waiting = c->out_len > 0;
-    struct epoll_event ev = {
-        .events = EPOLLIN | (c->waiting ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(epoll, EPOLL_CTL_MOD, c->fd, &ev);
-  }
+  out_flush(&c->out, c->fd, epoll, c);
 }
 
 /* Queues one call: add(id, 1), whose result must be id + 1. */
 static void rpc_queue(struct rpc_conn *c) {
   uint32_t id = c->next_id++;
-  if (c->out_len + 128 > (int)sizeof c->out) {
+  if (c->out.len + 128 > (int)sizeof c->out.data) {
     fprintf(stderr, "loadgen: rpc output queue overflow\n");
     exit(1);
   }
-  c->out_len += snprintf(c->out + c->out_len, 128,
+  c->out.len += snprintf(c->out.data + c->out.len, 128,
                          "{\"jsonrpc\":\"2.0\",\"id\":%u,\"method\":\"add\","
                          "\"params\":[%u,1]}\n",
                          id, id);
