@@ -26,6 +26,7 @@
  */
 import { basename, join } from "node:path";
 import { makeCertificates } from "./scripts/make_cert.ts";
+import { raceTimeout, TIMED_OUT } from "./lib/deadline.ts";
 
 const root = import.meta.dirname!; // every command runs here
 const deno = Deno.execPath();
@@ -63,19 +64,6 @@ function show(command: string[], note = "") {
     /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`
   );
   console.log(dim(`$ ${quoted.join(" ")}${note}`));
-}
-
-/** Whether `promise` settled within `ms` (the timer is always cleared). */
-async function within(promise: Promise<unknown>, ms: number) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<false>((wake) => {
-    timer = setTimeout(() => wake(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Everything started and not yet stopped: what Ctrl-C must stop. */
@@ -138,7 +126,7 @@ class Watched {
             `${what}${last ? ` (its last line: ${last})` : ""}`,
         );
       }
-      await within(this.#changed.promise, deadline - Date.now());
+      await raceTimeout(this.#changed.promise, deadline - Date.now());
     }
   }
 }
@@ -215,12 +203,12 @@ class Program extends Watched {
 
   /** Its exit code, once it exits by itself within WAIT_MS; else stops it. */
   async exitCode(): Promise<number> {
-    const exited = await within(this.#done, WAIT_MS);
+    const code = await raceTimeout(this.#done, WAIT_MS);
     await this.stop();
-    if (!exited) {
+    if (code === TIMED_OUT) {
       throw new Error(`${this.what} did not exit within ${WAIT_MS} ms`);
     }
-    return await this.#done;
+    return code;
   }
 
   /** SIGTERM to its PID (SIGKILL if still there 5 s later); waits for it. */
@@ -233,7 +221,7 @@ class Program extends Watched {
         } catch { /* it has just exited */ }
       };
       signal("SIGTERM");
-      if (!(await within(this.#done, 5000))) signal("SIGKILL");
+      if (await raceTimeout(this.#done, 5000) === TIMED_OUT) signal("SIGKILL");
       await this.#done;
       running.delete(this);
     })();
@@ -319,11 +307,11 @@ class WebMember extends Watched {
 
   static async open(url: string, label: string): Promise<WebMember> {
     const member = new WebMember(url, label);
-    const opened = new Promise<void>((resolve, reject) => {
-      member.#socket.onopen = () => resolve();
-      member.#socket.onerror = () => reject(new Error(`cannot open ${url}`));
+    const opened = new Promise<boolean>((resolve) => {
+      member.#socket.onopen = () => resolve(true);
+      member.#socket.onerror = () => resolve(false);
     });
-    if (!(await within(opened, WAIT_MS).catch(() => false))) {
+    if (await raceTimeout(opened, WAIT_MS) !== true) {
       await member.stop();
       throw new Error(`${url}: not open within ${WAIT_MS} ms`);
     }
@@ -337,7 +325,7 @@ class WebMember extends Watched {
 
   async stop() {
     this.#socket.close();
-    await within(this.#closed.promise, 5000);
+    await raceTimeout(this.#closed.promise, 5000);
     running.delete(this);
   }
 

@@ -44,6 +44,7 @@ import {
   LOAD_BOUND,
   LOAD_COLUMN,
   PER_CPU,
+  percent,
   type Result,
   type Row,
 } from "./report.ts";
@@ -391,10 +392,6 @@ async function runMode(
     }
   }
   return results;
-}
-
-function percent(fraction: number | undefined): string {
-  return fraction === undefined ? "?" : `${Math.round(fraction * 100)}%`;
 }
 
 /**

@@ -3,6 +3,7 @@
 // zone (as a zone file for dns_server.ts and as options for dnsmasq), the
 // `ws` package for the Node WebSocket room, a Redis server, and the shell
 // script of the upload pipeline baseline.
+import { makeCertificates } from "../scripts/make_cert.ts";
 import {
   type Environment,
   runBounded,
@@ -10,102 +11,34 @@ import {
   startServer,
 } from "./harness.ts";
 
-/** Where a run's certificates live; made by makeCertificates(). */
+/**
+ * Where a run's certificates live: the files makeCertificates() writes (the
+ * names its --help gives) into the scratch directory's tls/.
+ */
 export function certificatePaths(scratch: string) {
+  const dir = `${scratch}/tls`;
   return {
-    ca: `${scratch}/tls/ca.pem`,
-    cert: `${scratch}/tls/cert.pem`,
-    key: `${scratch}/tls/key.pem`,
+    ca: `${dir}/ca.pem`,
+    cert: `${dir}/localhost.pem`,
+    key: `${dir}/localhost.key`,
   };
 }
 
-const certificatesMade = new Map<string, Promise<void>>();
+const certificatesMade = new Map<string, Promise<unknown>>();
 
 /**
- * A private CA and a leaf certificate it signed for localhost and
- * 127.0.0.1 (P-256, valid two days). The leaf is not a CA (CA:FALSE):
- * rustls, under Deno's TLS, refuses a self-signed certificate that is its
- * own CA, so a single self-signed certificate would not do.
+ * A private CA and a leaf it signed for localhost, 127.0.0.1 and ::1, by
+ * scripts/make_cert.ts's recipe (its header says why two and not one), made
+ * once per run for the modes that need them; the leaf lives two days.
  */
-export function makeCertificates(environment: Environment): Promise<void> {
+export function makeRunCertificates(environment: Environment) {
   const scratch = environment.scratch;
   let made = certificatesMade.get(scratch);
   if (!made) {
-    made = (async () => {
-      const dir = `${scratch}/tls`;
-      await Deno.mkdir(dir, { recursive: true });
-      const { ca, cert, key } = certificatePaths(scratch);
-      await Deno.writeTextFile(
-        `${dir}/leaf.ext`,
-        [
-          "basicConstraints = critical, CA:FALSE",
-          "keyUsage = critical, digitalSignature",
-          "extendedKeyUsage = serverAuth",
-          "subjectAltName = DNS:localhost, IP:127.0.0.1",
-          "",
-        ].join("\n"),
-      );
-      const newKey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
-      await openssl([
-        "req",
-        "-x509",
-        ...newKey,
-        "-nodes",
-        "-keyout",
-        `${dir}/ca.key`,
-        "-out",
-        ca,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=deno bench CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-      ]);
-      await openssl([
-        "req",
-        ...newKey,
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        `${dir}/leaf.csr`,
-        "-subj",
-        "/CN=localhost",
-      ]);
-      await openssl([
-        "x509",
-        "-req",
-        "-in",
-        `${dir}/leaf.csr`,
-        "-CA",
-        ca,
-        "-CAkey",
-        `${dir}/ca.key`,
-        "-set_serial",
-        `0x${crypto.randomUUID().replaceAll("-", "")}`,
-        "-days",
-        "2",
-        "-extfile",
-        `${dir}/leaf.ext`,
-        "-out",
-        cert,
-      ]);
-    })();
+    made = makeCertificates({ dir: `${scratch}/tls`, days: 2 });
     certificatesMade.set(scratch, made);
   }
   return made;
-}
-
-async function openssl(args: string[]) {
-  const output = await runBounded(["openssl", ...args], 20_000);
-  if (output.code !== 0) {
-    throw new Error(
-      `openssl ${args[0]} failed: ${output.stderr.trim().split("\n").pop()}`,
-    );
-  }
 }
 
 /** One record of the bench zone (dns_server.ts's zone file format). */

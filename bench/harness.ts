@@ -1,6 +1,7 @@
 // The machinery under bench.ts: where servers and load run (CPU pinning),
 // starting a server and waiting for it to listen, stopping it by its PID,
 // reading its CPU time and memory from /proc, and running the load client.
+import { raceTimeout, TIMED_OUT } from "../lib/deadline.ts";
 
 /** The repository root and bench/ as file paths. */
 export const ROOT = new URL("..", import.meta.url).pathname;
@@ -228,29 +229,32 @@ export async function startServer(
     prefix: `${spec.id}-`,
   });
   const started: RunningServer[] = [];
+  // The directory is every instance's: removed here only, once all stopped.
+  let stopping: Promise<{ problem?: string }> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      const outcomes = await Promise.all(started.map((one) => one.stop()));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      return { problem: outcomes.find((outcome) => outcome.problem)?.problem };
+    })();
   try {
     for (let instance = 0; instance < (spec.instances ?? 1); instance++) {
       started.push(await startOne(spec, environment, dir));
     }
   } catch (error) {
-    await Promise.all(started.map((server) => server.stop()));
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await stop();
     throw error;
   }
-  if (started.length === 1) return started[0];
   return {
     ...started[0],
     pids: started.map((server) => server.pid),
     ports: started.map((server) => server.port),
     alive: () => started.every((server) => server.alive()),
-    async stop() {
-      const outcomes = await Promise.all(started.map((one) => one.stop()));
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      return { problem: outcomes.find((outcome) => outcome.problem)?.problem };
-    },
+    stop,
   };
 }
 
+/** One instance, using `dir`, which is startServer's to remove. */
 async function startOne(
   spec: ServerSpec,
   environment: Environment,
@@ -302,11 +306,7 @@ async function startOne(
         } catch {
           // It exited just now.
         }
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const bound = new Promise<"late">((resolve) =>
-          timer = setTimeout(() => resolve("late"), 3000)
-        );
-        if (await Promise.race([status, bound]) === "late") {
+        if (await raceTimeout(status, 3000) === TIMED_OUT) {
           problem = "still running 3 s after SIGTERM; killed";
           try {
             Deno.kill(child.pid, "SIGKILL");
@@ -314,7 +314,6 @@ async function startOne(
             // Gone after all.
           }
         }
-        clearTimeout(timer);
       }
       const final = await status;
       await Promise.all([stderrDone, stdoutDone]);
@@ -323,7 +322,6 @@ async function startOne(
           final.signal ? ` (${final.signal})` : ""
         }`;
       }
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
       return { problem };
     })();
 
@@ -338,33 +336,23 @@ async function startOne(
 
   let port = chosenPort;
   let scheme: string | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const bound = new Promise<"timeout">((resolve) =>
-    timer = setTimeout(() => resolve("timeout"), 20_000)
-  );
-  try {
-    if (spec.silent) {
-      const ready = waitForPort(chosenPort, () => exited);
-      const outcome = await Promise.race([ready, bound]);
-      if (outcome === "timeout") await fail("not listening after 20 s");
-      if (exited) await fail("exited before listening");
-    } else {
-      const outcome = await Promise.race([
-        firstLines,
-        bound,
-        status.then(() => "exited" as const),
-      ]);
-      if (outcome === "timeout") await fail("no Listening line after 20 s");
-      if (outcome === "exited") await fail("exited before listening");
-      for (const line of outcome as string[]) {
-        const match = LISTENING.exec(line);
-        if (!match) await fail(`not a 'Listening on …' line: ${line}`);
-        scheme = match![1];
-        port = Number(match![3]);
-      }
+  if (spec.silent) {
+    const ready = waitForPort(chosenPort, () => exited);
+    if (await raceTimeout(ready, 20_000) === TIMED_OUT) {
+      await fail("not listening after 20 s");
     }
-  } finally {
-    clearTimeout(timer);
+    if (exited) await fail("exited before listening");
+  } else {
+    const exit = status.then(() => "exited" as const);
+    const outcome = await raceTimeout(Promise.race([firstLines, exit]), 20_000);
+    if (outcome === TIMED_OUT) await fail("no Listening line after 20 s");
+    if (outcome === "exited") await fail("exited before listening");
+    for (const line of outcome as string[]) {
+      const match = LISTENING.exec(line);
+      if (!match) await fail(`not a 'Listening on …' line: ${line}`);
+      scheme = match![1];
+      port = Number(match![3]);
+    }
   }
   console.error(`  ${spec.label} started as pid ${child.pid} on port ${port}`);
   return {
@@ -472,7 +460,7 @@ export async function memoryKiB(
   }
 }
 
-/** What the load client prints: one JSON line. */
+/** What the load client prints: one JSON line (see loadgen.c's header). */
 export interface LoadReport {
   ops: number;
   bytes: number;

@@ -11,6 +11,8 @@
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
+import { raceTimeout, TIMED_OUT } from "../lib/deadline.ts";
+import { writeAll } from "../lib/io.ts";
 
 const { positionals, values } = parseArgs({
   args: Deno.args,
@@ -80,21 +82,24 @@ function percentileMicros(p: number): number {
   return histogram.length * 10;
 }
 
-/** Starts the clock: counters reset when the warm-up ends. */
+/** Opens the measured window: the warm-up's counts are dropped. */
+function startMeasuring() {
+  ops =
+    bytes =
+    errors =
+    samples =
+      0;
+  histogram.fill(0);
+  cpuStart = process.cpuUsage();
+  measureStart = performance.now();
+  console.log("measuring"); // bench.ts starts its clock on this line
+}
+
+/** Starts the clock: the window opens when the warm-up ends. */
 function begin(): Promise<void> {
   const start = performance.now();
   end = start + warmupMs + durationMs;
-  setTimeout(() => {
-    ops =
-      bytes =
-      errors =
-      samples =
-        0;
-    histogram.fill(0);
-    cpuStart = process.cpuUsage();
-    measureStart = performance.now();
-    console.log("measuring"); // bench.ts starts its clock on this line
-  }, warmupMs);
+  setTimeout(startMeasuring, warmupMs);
   return new Promise((resolve) =>
     setTimeout(resolve, warmupMs + durationMs + 5)
   );
@@ -115,12 +120,6 @@ function report(extra: Record<string, string | number> = {}): never {
     ...extra,
   }));
   Deno.exit(0);
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array) {
-  for (let written = 0; written < data.length;) {
-    written += await conn.write(data.subarray(written));
-  }
 }
 
 /** With --tls (or --cacert, to verify against a private CA) over TLS. */
@@ -211,13 +210,8 @@ async function udp() {
         const sent = performance.now();
         await socket.send(message, target);
         // A datagram may be dropped under load: resend after 200 ms.
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const lost = new Promise<null>((resolve) =>
-          timer = setTimeout(() => resolve(null), 200)
-        );
-        const reply = await Promise.race([socket.receive(), lost]);
-        clearTimeout(timer);
-        if (reply === null) {
+        const reply = await raceTimeout(socket.receive(), 200);
+        if (reply === TIMED_OUT) {
           errors++;
           continue;
         }
@@ -271,12 +265,7 @@ async function joinRoom(onLine: (member: number, line: string) => void) {
         writing = writing.then(() => writeAll(conn, data)).catch(serverClosed);
       });
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      welcome,
-      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
-    ]);
-    clearTimeout(timer);
+    await raceTimeout(welcome, 1000);
   }
   return senders;
 }
@@ -377,24 +366,11 @@ async function burst() {
     wanted = count * (conns - 1);
     const done = new Promise<void>((resolve) => finished = resolve);
     for (let i = 0; i < count; i++) senders[0](chatLine(0, sequence++));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      done,
-      new Promise((resolve) => timer = setTimeout(resolve, timeoutMs)),
-    ]);
-    clearTimeout(timer);
+    await raceTimeout(done, timeoutMs);
     return delivered >= wanted;
   };
   if (warmupMs > 0) await phase(Math.max(1, Math.floor(lines / 10)));
-  ops =
-    bytes =
-    errors =
-    samples =
-      0;
-  histogram.fill(0);
-  cpuStart = process.cpuUsage();
-  measureStart = performance.now();
-  console.log("measuring");
+  startMeasuring();
   const complete = await phase(lines);
   if (!complete) errors = wanted - delivered;
   report();
@@ -498,13 +474,8 @@ async function dns() {
         id = (id + 1) & 0xffff;
         const sent = performance.now();
         await socket.send(dnsQuery(specs[turn], id), target);
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const lost = new Promise<null>((resolve) =>
-          timer = setTimeout(() => resolve(null), 200)
-        );
-        const reply = await Promise.race([socket.receive(), lost]);
-        clearTimeout(timer);
-        if (reply === null) {
+        const reply = await raceTimeout(socket.receive(), 200);
+        if (reply === TIMED_OUT) {
           errors++;
           continue;
         }

@@ -341,6 +341,43 @@ static void report(void) {
   fflush(stdout);
 }
 
+/* ---- output owed to a non-blocking socket (rr, chat, rpc) ---- */
+
+/* Has epoll wake `owner` for EPOLLOUT only while it owes output: one
+ * epoll_ctl when that changes, none per write. */
+static void watch_writable(int epoll, int fd, void *owner, int *waiting,
+                           int owes) {
+  if (*waiting == owes) return;
+  *waiting = owes;
+  struct epoll_event ev = {.events = EPOLLIN | (owes ? EPOLLOUT : 0),
+                           .data.ptr = owner};
+  epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &ev);
+}
+
+/* Bytes queued for a socket (chat lines, rpc calls), sent as it takes them. */
+struct out_queue {
+  char data[65536];
+  int len;
+  int waiting; /* registered for EPOLLOUT */
+};
+
+/* Writes the queue until the socket is full, keeps the rest, and waits for
+ * EPOLLOUT (delivered to `owner`) while any is left. */
+static void out_flush(struct out_queue *q, int fd, int epoll, void *owner) {
+  int sent = 0;
+  while (sent < q->len) {
+    ssize_t n = write(fd, q->data + sent, q->len - sent);
+    if (n < 0) {
+      if (errno != EAGAIN) die("write");
+      break;
+    }
+    sent += n;
+  }
+  memmove(q->data, q->data + sent, q->len - sent);
+  q->len -= sent;
+  watch_writable(epoll, fd, owner, &q->waiting, q->len > 0);
+}
+
 /* ---- rr: TCP round trips of --size bytes, --depth in flight per conn ---- */
 struct rr_conn {
   struct link link;
@@ -363,12 +400,7 @@ static void rr_flush(struct rr_conn *c, int epoll) {
     }
     c->unsent -= n;
   }
-  if (c->waiting != (c->unsent > 0)) { /* a syscall only on change */
-    c->waiting = c->unsent > 0;
-    struct epoll_event ev = {
-        .events = EPOLLIN | (c->waiting ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(epoll, EPOLL_CTL_MOD, c->link.fd, &ev);
-  }
+  watch_writable(epoll, c->link.fd, c, &c->waiting, c->unsent > 0);
 }
 
 static void rr_send(struct rr_conn *c, int epoll) {
@@ -462,27 +494,53 @@ static int run_stream(void) {
 }
 
 /* ---- udp: one datagram in flight per socket, resent if lost ---- */
-static int run_udp(void) {
+/* (dns, below, works the same way with queries for datagrams.) */
+static int *dgram_fds;     /* --conns UDP sockets, connected to the server */
+static double *dgram_sent; /* when each one's datagram went out */
+
+/* Opens the sockets, non-blocking, each in `epoll` with its index. */
+static void dgram_open(int epoll) {
   struct sockaddr_in a = address_for(port);
-  char *message = malloc(size);
-  memset(message, 'x', size);
-  char buffer[65536];
-  int *fds = calloc(conns, sizeof *fds);
-  double *sent_at = calloc(conns, sizeof *sent_at);
-  int epoll = epoll_create1(0);
+  dgram_fds = calloc(conns, sizeof *dgram_fds);
+  dgram_sent = calloc(conns, sizeof *dgram_sent);
   for (int i = 0; i < conns; i++) {
-    fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fds[i] < 0) die("socket");
-    if (connect(fds[i], (struct sockaddr *)&a, sizeof a) < 0) die("connect");
-    set_nonblocking(fds[i]);
+    dgram_fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
+    if (dgram_fds[i] < 0) die("socket");
+    if (connect(dgram_fds[i], (struct sockaddr *)&a, sizeof a) < 0)
+      die("connect");
+    set_nonblocking(dgram_fds[i]);
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
-    epoll_ctl(epoll, EPOLL_CTL_ADD, fds[i], &ev);
+    epoll_ctl(epoll, EPOLL_CTL_ADD, dgram_fds[i], &ev);
   }
-  begin();
+}
+
+/* A datagram may be dropped under load: each socket still without its
+ * answer 200 ms after sending counts an error and sends again. */
+static void dgram_resend_lost(double t, void (*send_again)(int i, double t)) {
   for (int i = 0; i < conns; i++) {
-    send(fds[i], message, size, 0);
-    sent_at[i] = now();
+    if (t - dgram_sent[i] > 0.2) {
+      errors++;
+      send_again(i, t);
+    }
   }
+}
+
+static char *udp_message;
+
+/* Sends socket i's datagram, stamped `t`. */
+static void udp_send(int i, double t) {
+  send(dgram_fds[i], udp_message, size, 0);
+  dgram_sent[i] = t;
+}
+
+static int run_udp(void) {
+  udp_message = malloc(size);
+  memset(udp_message, 'x', size);
+  char buffer[65536];
+  int epoll = epoll_create1(0);
+  dgram_open(epoll);
+  begin();
+  for (int i = 0; i < conns; i++) udp_send(i, now());
   struct epoll_event events[256];
   while (tick()) {
     int n = epoll_wait(epoll, events, 256, 10);
@@ -490,22 +548,14 @@ static int run_udp(void) {
     for (int e = 0; e < n; e++) {
       int i = events[e].data.u32;
       ssize_t got;
-      while ((got = recv(fds[i], buffer, sizeof buffer, 0)) >= 0) {
+      while ((got = recv(dgram_fds[i], buffer, sizeof buffer, 0)) >= 0) {
         ops++;
         bytes += got;
-        record_latency(t - sent_at[i]);
-        send(fds[i], message, size, 0);
-        sent_at[i] = t;
+        record_latency(t - dgram_sent[i]);
+        udp_send(i, t);
       }
     }
-    /* A datagram may be dropped under load: resend after 200 ms. */
-    for (int i = 0; i < conns; i++) {
-      if (t - sent_at[i] > 0.2) {
-        errors++;
-        send(fds[i], message, size, 0);
-        sent_at[i] = t;
-      }
-    }
+    dgram_resend_lost(t, udp_send);
   }
   report();
   return 0;
@@ -533,11 +583,9 @@ struct chat_conn {
   uint32_t sequence;
   char in[65536];
   int in_len;
-  char out[65536];
-  int out_len;
+  struct out_queue out;
   int welcomed;
   int upgraded; /* --ws: the 101 response has been read */
-  int waiting;  /* registered for EPOLLOUT */
 };
 static struct chat_conn *clients;
 static uint16_t *pending_deliveries; /* [sender * depth + seq % depth] */
@@ -547,23 +595,7 @@ static uint64_t delivered;   /* burst: deliveries of the current phase */
 static uint32_t phase_first; /* burst: first sequence number of the phase */
 
 static void chat_flush(struct chat_conn *c) {
-  int sent = 0;
-  while (sent < c->out_len) {
-    ssize_t n = write(c->fd, c->out + sent, c->out_len - sent);
-    if (n < 0) {
-      if (errno != EAGAIN) die("write");
-      break;
-    }
-    sent += n;
-  }
-  memmove(c->out, c->out + sent, c->out_len - sent);
-  c->out_len -= sent;
-  if (c->waiting != (c->out_len > 0)) {
-    c->waiting = c->out_len > 0;
-    struct epoll_event ev = {
-        .events = EPOLLIN | (c->waiting ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(chat_epoll, EPOLL_CTL_MOD, c->fd, &ev);
-  }
+  out_flush(&c->out, c->fd, chat_epoll, c);
 }
 
 /* Appends one line (or one WebSocket frame holding it) to the out queue. */
@@ -577,8 +609,8 @@ static int chat_queue(struct chat_conn *c) {
   while (len < size - 1 && len < (int)sizeof line - 2) line[len++] = 'x';
   if (!ws_path) line[len++] = '\n';
   int frame = ws_path ? len + (len < 126 ? 6 : 8) : len;
-  if (c->out_len + frame > (int)sizeof c->out) return 0;
-  char *p = c->out + c->out_len;
+  if (c->out.len + frame > (int)sizeof c->out.data) return 0;
+  char *p = c->out.data + c->out.len;
   if (ws_path) {
     /* FIN + text; client frames are masked (RFC 6455 §5.3). */
     static const unsigned char mask[4] = {0x5a, 0x3c, 0x96, 0xe1};
@@ -596,7 +628,7 @@ static int chat_queue(struct chat_conn *c) {
   } else {
     memcpy(p, line, len);
   }
-  c->out_len += frame;
+  c->out.len += frame;
   return 1;
 }
 
@@ -611,7 +643,7 @@ static void chat_send(struct chat_conn *c) {
 /* burst: keeps client 0's queue topped up with the lines still owed. */
 static void burst_fill(void) {
   struct chat_conn *c = &clients[0];
-  while (burst_queued > 0 && c->out_len < (int)sizeof c->out / 2) {
+  while (burst_queued > 0 && c->out.len < (int)sizeof c->out.data / 2) {
     if (!chat_queue(c)) break;
     burst_queued--;
   }
@@ -853,40 +885,22 @@ struct rpc_conn {
   uint32_t next_id;
   char in[65536];
   int in_len;
-  char out[65536];
-  int out_len;
-  int waiting;
+  struct out_queue out;
   double sent_at[RPC_SLOTS];
 };
 
 static void rpc_flush(struct rpc_conn *c, int epoll) {
-  int sent = 0;
-  while (sent < c->out_len) {
-    ssize_t n = write(c->fd, c->out + sent, c->out_len - sent);
-    if (n < 0) {
-      if (errno != EAGAIN) die("write");
-      break;
-    }
-    sent += n;
-  }
-  memmove(c->out, c->out + sent, c->out_len - sent);
-  c->out_len -= sent;
-  if (c->waiting != (c->out_len > 0)) {
-    c->waiting = c->out_len > 0;
-    struct epoll_event ev = {
-        .events = EPOLLIN | (c->waiting ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(epoll, EPOLL_CTL_MOD, c->fd, &ev);
-  }
+  out_flush(&c->out, c->fd, epoll, c);
 }
 
 /* Queues one call: add(id, 1), whose result must be id + 1. */
 static void rpc_queue(struct rpc_conn *c) {
   uint32_t id = c->next_id++;
-  if (c->out_len + 128 > (int)sizeof c->out) {
+  if (c->out.len + 128 > (int)sizeof c->out.data) {
     fprintf(stderr, "loadgen: rpc output queue overflow\n");
     exit(1);
   }
-  c->out_len += snprintf(c->out + c->out_len, 128,
+  c->out.len += snprintf(c->out.data + c->out.len, 128,
                          "{\"jsonrpc\":\"2.0\",\"id\":%u,\"method\":\"add\","
                          "\"params\":[%u,1]}\n",
                          id, id);
@@ -999,47 +1013,43 @@ static int dns_build(const char *spec, struct dns_query *q) {
   return 1;
 }
 
+static struct dns_query dns_list[32]; /* --queries, asked in turn */
+static int dns_count;
+static uint16_t *dns_ids; /* per socket: the ID of its query in flight */
+static int *dns_turn;     /* per socket: which of the queries it asks */
+
+/* Sends socket i's query with a fresh ID, stamped `t` (an answer to the
+ * query before, late, then has the old ID and does not count). */
+static void dns_send(int i, double t) {
+  struct dns_query *q = &dns_list[dns_turn[i]];
+  dns_ids[i]++;
+  q->packet[0] = dns_ids[i] >> 8;
+  q->packet[1] = dns_ids[i] & 0xff;
+  send(dgram_fds[i], q->packet, q->length, 0);
+  dgram_sent[i] = t;
+}
+
 static int run_dns(void) {
-  struct dns_query list[32];
-  int count = 0;
   char *specs = strdup(queries), *save = NULL;
-  for (char *spec = strtok_r(specs, ",", &save); spec && count < 32;
+  for (char *spec = strtok_r(specs, ",", &save); spec && dns_count < 32;
        spec = strtok_r(NULL, ",", &save)) {
-    if (!dns_build(spec, &list[count++])) {
+    if (!dns_build(spec, &dns_list[dns_count++])) {
       fprintf(stderr, "loadgen: bad --queries entry '%s'\n", spec);
       return 2;
     }
   }
-  if (count == 0) return 2;
-  struct sockaddr_in a = address_for(port);
+  if (dns_count == 0) return 2;
   unsigned char buffer[65536];
-  int *fds = calloc(conns, sizeof *fds);
-  double *sent_at = calloc(conns, sizeof *sent_at);
-  uint16_t *ids = calloc(conns, sizeof *ids);
-  int *turn = calloc(conns, sizeof *turn);
+  dns_ids = calloc(conns, sizeof *dns_ids);
+  dns_turn = calloc(conns, sizeof *dns_turn);
   int epoll = epoll_create1(0);
+  dgram_open(epoll);
   for (int i = 0; i < conns; i++) {
-    fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fds[i] < 0) die("socket");
-    if (connect(fds[i], (struct sockaddr *)&a, sizeof a) < 0) die("connect");
-    set_nonblocking(fds[i]);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
-    epoll_ctl(epoll, EPOLL_CTL_ADD, fds[i], &ev);
-    turn[i] = i % count;
-    ids[i] = (uint16_t)(i * 997);
+    dns_turn[i] = i % dns_count;
+    dns_ids[i] = (uint16_t)(i * 997);
   }
-  /* Sends socket i's next query with a fresh ID. */
-#define DNS_SEND(i)                                                     \
-  do {                                                                  \
-    struct dns_query *q = &list[turn[i]];                               \
-    ids[i]++;                                                           \
-    q->packet[0] = ids[i] >> 8;                                         \
-    q->packet[1] = ids[i] & 0xff;                                       \
-    send(fds[i], q->packet, q->length, 0);                              \
-    sent_at[i] = now();                                                 \
-  } while (0)
   begin();
-  for (int i = 0; i < conns; i++) DNS_SEND(i);
+  for (int i = 0; i < conns; i++) dns_send(i, now());
   struct epoll_event events[256];
   while (tick()) {
     int n = epoll_wait(epoll, events, 256, 10);
@@ -1047,9 +1057,9 @@ static int run_dns(void) {
     for (int e = 0; e < n; e++) {
       int i = events[e].data.u32;
       ssize_t got;
-      while ((got = recv(fds[i], buffer, sizeof buffer, 0)) >= 0) {
+      while ((got = recv(dgram_fds[i], buffer, sizeof buffer, 0)) >= 0) {
         /* Ours? (a late answer to a resent query is not) */
-        if (got < 12 || ((buffer[0] << 8) | buffer[1]) != ids[i]) continue;
+        if (got < 12 || ((buffer[0] << 8) | buffer[1]) != dns_ids[i]) continue;
         int answers = (buffer[6] << 8) | buffer[7];
         /* QR set, RCODE 0 (NOERROR), at least one answer. */
         if ((buffer[2] & 0x80) && (buffer[3] & 0x0f) == 0 && answers > 0)
@@ -1057,20 +1067,13 @@ static int run_dns(void) {
         else
           errors++;
         bytes += got;
-        record_latency(t - sent_at[i]);
-        turn[i] = (turn[i] + 1) % count;
-        DNS_SEND(i);
+        record_latency(t - dgram_sent[i]);
+        dns_turn[i] = (dns_turn[i] + 1) % dns_count;
+        dns_send(i, now());
       }
     }
-    /* A datagram may be dropped under load: ask again after 200 ms. */
-    for (int i = 0; i < conns; i++) {
-      if (t - sent_at[i] > 0.2) {
-        errors++;
-        DNS_SEND(i);
-      }
-    }
+    dgram_resend_lost(t, dns_send);
   }
-#undef DNS_SEND
   report();
   return 0;
 }

@@ -3,6 +3,7 @@
 // file and checks the answer; wrk measures the HTTP servers.
 import {
   type Environment,
+  type LoadReport,
   memoryKiB,
   runBounded,
   runLoad,
@@ -40,18 +41,6 @@ export const count = (value: number) =>
 export const decimal = (digits: number) => (value: number) =>
   value.toFixed(digits);
 
-/** What the load client reports (see loadgen.c). */
-export interface Report {
-  ops: number;
-  bytes: number;
-  seconds: number;
-  p50_us: number;
-  p99_us: number;
-  errors: number;
-  /** paced: lines the talker sent in the window. */
-  sent?: number;
-}
-
 export interface LoadMetricSpec {
   id: string;
   label: string;
@@ -62,13 +51,13 @@ export interface LoadMetricSpec {
     | Record<string, string | number | boolean>
     | ((environment: Environment) => Record<string, string | number | boolean>);
   /** The figure from the report. */
-  value(report: Report): number;
+  value(report: LoadReport): number;
   format(value: number): string;
   lowerIsBetter?: boolean;
   quick?: boolean;
   extras?: Extra[];
   /** Throws when a run must not count (lines lost, a server behind). */
-  check?(report: Report, environment: Environment): void;
+  check?(report: LoadReport, environment: Environment): void;
   /** Measured seconds from the suite's (default: --seconds). */
   seconds?(environment: Environment): number;
 }
@@ -116,10 +105,10 @@ export function loadMetric(spec: LoadMetricSpec): Metric {
   };
 }
 
-export const perSecond = (report: Report) => report.ops / report.seconds;
-export const megabytesPerSecond = (report: Report) =>
+export const perSecond = (report: LoadReport) => report.ops / report.seconds;
+export const megabytesPerSecond = (report: LoadReport) =>
   report.bytes / report.seconds / 1e6;
-export const p99Milliseconds = (report: Report) => report.p99_us / 1000;
+export const p99Milliseconds = (report: LoadReport) => report.p99_us / 1000;
 
 export const p50Extra: Extra = {
   key: "p50_ms",

@@ -17,6 +17,7 @@
 import {
   BENCH,
   type Environment,
+  type LoadReport,
   ROOT,
   type ServerSpec,
   startServer,
@@ -33,7 +34,6 @@ import {
   p99Extra,
   p99Milliseconds,
   perSecond,
-  type Report,
   uploadMetric,
   wrkMetric,
 } from "./metrics.ts";
@@ -43,7 +43,7 @@ import {
   certificatePaths,
   dnsmasqArgs,
   installWs,
-  makeCertificates,
+  makeRunCertificates,
   receiveScript,
   redisPort,
   startRedis,
@@ -78,16 +78,20 @@ export interface Mode {
   metrics: Metric[];
 }
 
-const deno =
-  (file: string, permissions = ["--allow-net"]) => (extra: string[] = []) => [
-    Deno.execPath(),
-    "run",
-    ...permissions,
-    file,
-    "--port",
-    "0",
-    ...extra,
-  ];
+/** `deno run PERMISSIONS FILE --port 0 EXTRA…` */
+const deno = (
+  file: string,
+  permissions = ["--allow-net"],
+  extra: string[] = [],
+) => [
+  Deno.execPath(),
+  "run",
+  ...permissions,
+  file,
+  "--port",
+  "0",
+  ...extra,
+];
 const script = (name: string) => `${ROOT}scripts/${name}`;
 const baseline = (name: string) => `${BENCH}baselines/${name}`;
 const node = (name: string, extra: string[] = []) => () => [
@@ -113,21 +117,21 @@ const echo: Mode = {
       label: "echo_server.ts",
       ours: true,
       script: "scripts/echo_server.ts",
-      command: () => deno(script("echo_server.ts"))(),
+      command: () => deno(script("echo_server.ts")),
       vs: "deno-loop",
       target: 0.95,
     },
     {
       id: "deno-loop",
       label: "Deno read/write loop",
-      command: () => deno(baseline("deno_echo_loop.ts"))(),
+      command: () => deno(baseline("deno_echo_loop.ts")),
       vs: "deno-loop",
     },
     {
       id: "deno-pipe",
       label: "Deno pipeTo",
       quick: false,
-      command: () => deno(baseline("deno_echo_pipe.ts"))(),
+      command: () => deno(baseline("deno_echo_pipe.ts")),
       vs: "deno-loop",
     },
     {
@@ -183,7 +187,7 @@ const udp: Mode = {
       label: "udp_server.ts",
       ours: true,
       script: "scripts/udp_server.ts",
-      command: () => deno(script("udp_server.ts"))(),
+      command: () => deno(script("udp_server.ts")),
       vs: "deno-udp-loop",
       target: 0.95,
     },
@@ -191,7 +195,7 @@ const udp: Mode = {
       id: "deno-udp-loop",
       label: "Deno receive(buffer)/send loop, no stamp",
       command: () =>
-        deno(baseline("deno_udp_loop.ts"), ["--allow-net", "--unstable-net"])(),
+        deno(baseline("deno_udp_loop.ts"), ["--allow-net", "--unstable-net"]),
       vs: "deno-udp-loop",
     },
     {
@@ -199,7 +203,7 @@ const udp: Mode = {
       label: "Deno for-await listenDatagram loop",
       quick: false,
       command: () =>
-        deno(baseline("deno_udp.ts"), ["--allow-net", "--unstable-net"])(),
+        deno(baseline("deno_udp.ts"), ["--allow-net", "--unstable-net"]),
       vs: "deno-udp-loop",
     },
     {
@@ -322,7 +326,7 @@ const chatServer: ServerSpec = {
   label: "chat_server.ts",
   ours: true,
   script: "scripts/chat_server.ts",
-  command: () => deno(script("chat_server.ts"))(),
+  command: () => deno(script("chat_server.ts")),
   vs: "node-expert",
   target: 1.0,
 };
@@ -402,7 +406,7 @@ const upload: Mode = {
           "--allow-net",
           `--allow-read=${dir}`,
           `--allow-write=${dir}`,
-        ])(["--dir", dir]),
+        ], ["--dir", dir]),
       vs: "node-upload",
       target: 1.0,
     },
@@ -458,7 +462,7 @@ const httpServer: ServerSpec = {
       "--allow-net",
       `--allow-read=${dir}`,
       `--allow-write=${dir}`,
-    ])(["--dir", dir]),
+    ], ["--dir", dir]),
   vs: "deno-serve",
   target: 0.95,
 };
@@ -491,14 +495,14 @@ const http: Mode = {
       label: "http_raw_server.ts",
       ours: true,
       script: "scripts/http_raw_server.ts",
-      command: () => deno(script("http_raw_server.ts"))(),
+      command: () => deno(script("http_raw_server.ts")),
       vs: "node-http",
       target: 1.0,
     },
     {
       id: "deno-serve",
       label: "Deno.serve hello",
-      command: () => deno(baseline("deno_http.ts"))(),
+      command: () => deno(baseline("deno_http.ts")),
       vs: "deno-serve",
     },
     {
@@ -511,7 +515,7 @@ const http: Mode = {
         return deno(baseline("deno_http_page.ts"), [
           "--allow-net",
           `--allow-read=${page}`,
-        ])(["--page", page, "--type", pageType]);
+        ], ["--page", page, "--type", pageType]);
       },
       vs: "deno-serve",
     },
@@ -519,7 +523,7 @@ const http: Mode = {
       id: "deno-route",
       label: "Deno.serve hello + path check",
       quick: false,
-      command: () => deno(baseline("deno_http_route.ts"))(),
+      command: () => deno(baseline("deno_http_route.ts")),
       vs: "deno-serve",
     },
     {
@@ -553,7 +557,7 @@ const tls: Mode = {
   requires: ["scripts/echo_server.ts --cert"],
   tools: ["openssl"],
   async prepare(environment) {
-    await makeCertificates(environment);
+    await makeRunCertificates(environment);
   },
   servers: [
     {
@@ -562,7 +566,9 @@ const tls: Mode = {
       ours: true,
       script: "scripts/echo_server.ts --cert",
       command: ({ scratch }) =>
-        deno(script("echo_server.ts"), ["--allow-net", readTls(scratch)])(
+        deno(
+          script("echo_server.ts"),
+          ["--allow-net", readTls(scratch)],
           tlsFiles(scratch),
         ),
       vs: "node-tls",
@@ -609,7 +615,7 @@ const https: Mode = {
   requires: ["scripts/http_server.ts --cert"],
   tools: ["wrk", "openssl"],
   async prepare(environment) {
-    await makeCertificates(environment);
+    await makeRunCertificates(environment);
   },
   servers: [
     {
@@ -622,7 +628,7 @@ const https: Mode = {
           "--allow-net",
           `${readTls(scratch)},${dir}`,
           `--allow-write=${dir}`,
-        ])(["--dir", dir, ...tlsFiles(scratch)]),
+        ], ["--dir", dir, ...tlsFiles(scratch)]),
       vs: "deno-https",
       target: 0.95,
     },
@@ -630,7 +636,9 @@ const https: Mode = {
       id: "deno-https",
       label: "Deno.serve hello, TLS",
       command: ({ scratch }) =>
-        deno(baseline("deno_https.ts"), ["--allow-net", readTls(scratch)])(
+        deno(
+          baseline("deno_https.ts"),
+          ["--allow-net", readTls(scratch)],
           tlsFiles(scratch),
         ),
       vs: "deno-https",
@@ -660,7 +668,7 @@ const rpc: Mode = {
       label: "rpc_server.ts",
       ours: true,
       script: "scripts/rpc_server.ts",
-      command: () => deno(script("rpc_server.ts"))(),
+      command: () => deno(script("rpc_server.ts")),
       vs: "node-rpc",
       target: 1.0,
     },
@@ -697,7 +705,7 @@ const rpc: Mode = {
 };
 
 function noErrors(what: string) {
-  return (report: Report) => {
+  return (report: LoadReport) => {
     if (report.errors > 0) throw new Error(`${report.errors} ${what}`);
   };
 }
@@ -719,7 +727,8 @@ const web: Mode = {
       script: "scripts/chat_server.ts --web-port",
       // Two Listening lines, TCP then HTTP: the load uses the second.
       listenLines: 2,
-      command: () => deno(script("chat_server.ts"))(["--web-port", "0"]),
+      command: () =>
+        deno(script("chat_server.ts"), ["--allow-net"], ["--web-port", "0"]),
       vs: "node-ws",
       target: 1.0,
     },
@@ -763,7 +772,7 @@ const dns: Mode = {
         deno(script("dns_server.ts"), [
           "--allow-net",
           `--allow-read=${zonePath(scratch)}`,
-        ])(["--zone", zonePath(scratch)]),
+        ], ["--zone", zonePath(scratch)]),
       vs: "dnsmasq",
     },
     {
@@ -817,7 +826,7 @@ const redis: Mode = {
       // Both share the run's directory, whose name makes the room's: a
       // room per run, so rounds never hear each other.
       command: ({ dir }) =>
-        deno(script("chat_server.ts"))([
+        deno(script("chat_server.ts"), ["--allow-net"], [
           "--redis",
           `redis://127.0.0.1:${redisPort}`,
           "--room",

@@ -212,7 +212,8 @@ export function loadBound(sample: Sample): boolean {
   return (sample.loadCpu ?? 0) >= LOAD_BOUND;
 }
 
-function percent(fraction: number | undefined): string {
+/** A CPU share as the table and the progress lines show it: "85%", "?". */
+export function percent(fraction: number | undefined): string {
   return fraction === undefined ? "?" : `${Math.round(fraction * 100)}%`;
 }
 

@@ -146,17 +146,14 @@ authorityKeyIdentifier = keyid
 `;
 }
 
-/** Runs openssl with `input` on stdin; its stdout, or Failure with its error. */
+/** Runs openssl with `input` on stdin; its stdout, or a Failure naming the
+ * step. Bounded like any wait: the signal stops openssl after 20 s. */
 async function openssl(args: string[], input = ""): Promise<string> {
-  const command = new Deno.Command("openssl", {
-    args,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  });
+  const signal = AbortSignal.timeout(20_000);
+  const pipes = { stdin: "piped", stdout: "piped", stderr: "piped" } as const;
   let child: Deno.ChildProcess;
   try {
-    child = command.spawn();
+    child = new Deno.Command("openssl", { args, signal, ...pipes }).spawn();
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     throw new Failure("openssl not found; install it (apt install openssl)");
@@ -166,6 +163,9 @@ async function openssl(args: string[], input = ""): Promise<string> {
   await writer.close();
   const { success, stdout, stderr } = await child.output();
   const [out, err] = [stdout, stderr].map((b) => new TextDecoder().decode(b));
+  if (signal.aborted) {
+    throw new Failure(`openssl ${args[0]} timed out after 20 s; stopped it`);
+  }
   if (!success) {
     throw new Failure(
       `openssl ${args[0]} failed: ${err.trim().split("\n")[0]}`,

@@ -555,3 +555,42 @@ setInterval(() => {}, 60_000);`;
     await Deno.remove(scratch, { recursive: true });
   }
 });
+
+Deno.test("bench harness: the directory instances share is removed once, after the last one stopped", async () => {
+  const scratch = await Deno.makeTempDir({ prefix: "bench-test-" });
+  const environment = { serverPrefix: [], scratch } as unknown as Environment;
+  // On SIGTERM the first instance exits at once; the other still writes to
+  // the directory half a second later (exit code 1 if it is gone by then).
+  const program = `
+const dir = Deno.args[0];
+Deno.addSignalListener("SIGTERM", async () => {
+  try {
+    Deno.mkdirSync(dir + "/first");
+  } catch {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    Deno.writeTextFileSync(dir + "/late", "still here");
+  }
+  Deno.exit(0);
+});
+const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+console.log("Listening on tcp://127.0.0.1:" + listener.addr.port);
+setInterval(() => {}, 60_000);`;
+  const spec: ServerSpec = {
+    id: "shared",
+    label: "two sharing a directory",
+    ours: true, // a non-zero exit is a problem stop() reports
+    instances: 2,
+    command: ({ dir }) => [Deno.execPath(), "eval", program, dir],
+  };
+  let running: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    running = await startServer(spec, environment);
+    assert.equal(running.pids.length, 2);
+    assert.equal(await exists(running.dir), true);
+    assert.deepEqual(await running.stop(), { problem: undefined });
+    assert.equal(await exists(running.dir), false);
+  } finally {
+    await running?.stop();
+    await Deno.remove(scratch, { recursive: true });
+  }
+});

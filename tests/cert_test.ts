@@ -200,6 +200,36 @@ folderTest(
 );
 
 folderTest(
+  "make_cert.ts: an openssl that never ends is stopped after 20 s, one line naming the step",
+  async (dir) => {
+    // A stand-in for a stuck openssl, first in PATH (sleep is the real one).
+    await Deno.mkdir(`${dir}/bin`);
+    await Deno.writeTextFile(
+      `${dir}/bin/openssl`,
+      "#!/bin/sh\nPATH=/usr/bin:/bin exec sleep 60\n",
+      { mode: 0o755 },
+    );
+    const started = performance.now();
+    const output = await runScript("make_cert.ts", [`${dir}/certs`], {
+      allow: [
+        "--allow-run=openssl",
+        `--allow-read=${dir}`,
+        `--allow-write=${dir}`,
+      ],
+      env: { PATH: `${dir}/bin` },
+      timeoutMs: 50_000,
+    });
+    const took = performance.now() - started;
+    assert.equal(output.code, 1, output.stderr);
+    assert.match(
+      output.stderr,
+      /^make_cert\.ts: .*openssl genpkey timed out after 20 s; stopped it\n$/,
+    );
+    assert.ok(took >= 19_000 && took < 45_000, `exited after ${took} ms`);
+  },
+);
+
+folderTest(
   "the certificates work with curl and openssl s_client, by name and by IP",
   async (dir) => {
     const files = await makeCertificates({ dir });
